@@ -1,0 +1,289 @@
+"""Load spec files: YAML with positions -> schema validation -> semantic checks -> Jinja2 -> typed Spec.
+
+Every problem in a file is collected and raised together (SpecInvalid), and nothing runs on a bad spec.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from runner.spec.errors import SpecError, SpecInvalid
+from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.schema import schema_errors, spec_schema
+from runner.spec.yamlpos import LoadedYaml, Path as YPath, load_yaml
+
+RULES_SUFFIXES = (".rules.yaml", ".rules.yml")
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
+# names a tool-output template may use besides the spec's vars
+TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
+
+
+@cache
+def jinja_env() -> SandboxedEnvironment:
+    """The one Jinja2 environment of specs: sandboxed, and an undefined name is an error."""
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def find_specs(paths: Iterable[str | Path]) -> list[Path]:
+    """Spec files named by `paths`: files as given, folders searched for *.yaml / *.yml (not *.rules.yaml)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                parts = candidate.relative_to(path).parts
+                if (
+                    candidate.is_file()
+                    and candidate.suffix in (".yaml", ".yml")
+                    and not candidate.name.endswith(RULES_SUFFIXES)
+                    and not any(p.startswith(".") for p in parts)
+                ):
+                    found.append(candidate)
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def _read(path: Path, display: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecInvalid([SpecError(display, 1, 1, "", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecInvalid([SpecError(display, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise SpecInvalid([SpecError(display, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+
+
+class _Builder:
+    """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
+
+    def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.path = path
+        self.errors: list[SpecError] = []
+        self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **overrides}
+
+    def where(self, path: YPath) -> str:
+        line, col = self.doc.positions.of_value(path)
+        return f"{self.doc.file}:{line}:{col}"
+
+    def fail(self, path: YPath, message: str, *, at_key: bool = False) -> None:
+        self.errors.append(self.doc.error(path, message, at_key=at_key))
+
+    def render(self, value: Any, path: YPath) -> Any:
+        """Render every template string inside `value` with the spec's vars."""
+        if isinstance(value, str):
+            if not any(m in value for m in _TEMPLATE_MARKERS):
+                return value
+            try:
+                return jinja_env().from_string(value).render(self.vars)
+            except TemplateError as exc:
+                known = ", ".join(sorted(self.vars)) or "none"
+                self.fail(path, f"template error: {exc.message or exc} (vars: {known})")
+                return value
+        if isinstance(value, dict):
+            return {k: self.render(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    def check_schema(self, schema: Any, path: YPath, what: str) -> None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            self.fail((*path, *exc.path), f"{what} is not a valid JSON Schema: {exc.message}")
+
+    def check_regex(self, pattern: str, path: YPath) -> None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            self.fail(path, f"invalid regular expression: {exc}")
+
+    def build(self) -> Spec:
+        data = self.doc.data
+        assistant = self.build_assistant(data["assistant"]) if "assistant" in data else None
+        tool_names = {t.name for t in assistant.tools} if assistant else None
+        backend = self.build_backend(data.get("backend", {}))
+        turns = tuple(
+            self.build_turn(i, raw, tool_names) for i, raw in enumerate(data["conversation"])
+        )
+        spec = Spec(
+            file=self.doc.file,
+            name=data.get("name") or self.path.stem,
+            description=data.get("description"),
+            tags=tuple(data.get("tags", ())),
+            assistant=assistant,
+            assistant_id=data.get("assistant_id"),
+            backend=backend,
+            vars=self.vars,
+            turns=turns,
+            model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
+        )
+        if self.errors:
+            raise SpecInvalid(self.errors)
+        return spec
+
+    def build_assistant(self, raw: dict[str, Any]) -> AssistantConfig:
+        rendered = self.render(raw, ("assistant",))
+        tools = []
+        for i, tool in enumerate(rendered.get("tools", [])):
+            if "parameters" in tool:
+                self.check_schema(tool["parameters"], ("assistant", "tools", i, "parameters"), "parameters")
+            tools.append(FunctionTool(**tool))
+        names = [t.name for t in tools]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                self.fail(("assistant", "tools", i, "name"), f"tool {name!r} is declared twice")
+        fmt = rendered.get("response_format")
+        if isinstance(fmt, dict) and "schema" in fmt.get("json_schema", {}):
+            self.check_schema(fmt["json_schema"]["schema"], ("assistant", "response_format", "json_schema", "schema"),
+                              "schema")
+        return AssistantConfig(**{**rendered, "tools": tuple(tools)})
+
+    def build_backend(self, raw: dict[str, Any]) -> BackendConfig:
+        rules = raw.get("rules")
+        if isinstance(rules, str):
+            rules = self.load_rules_file(rules, ("backend", "rules"))
+        elif rules is not None:
+            self.check_rules(rules, ("backend", "rules"), self)
+        if rules is not None and raw.get("base_url"):
+            self.fail(("backend", "rules"), "rules configure the embedded backend; they cannot go with base_url")
+        if raw.get("provider") and raw.get("base_url"):
+            self.fail(("backend", "provider"), "provider configures the embedded backend; it cannot go with base_url")
+        return BackendConfig(
+            base_url=raw.get("base_url"),
+            api_key_env=raw.get("api_key_env"),
+            provider=raw.get("provider"),
+            rules=tuple(rules) if rules is not None else None,
+            stream=raw.get("stream", True),
+        )
+
+    def check_rules(self, rules: list[dict[str, Any]], path: YPath, owner: _Builder) -> None:
+        for i, rule in enumerate(rules):
+            for key in ("user", "tool_output"):
+                if key in rule:
+                    owner.check_regex(rule[key], (*path, i, key))
+
+    def load_rules_file(self, name: str, path: YPath) -> list[dict[str, Any]]:
+        rules_path = (self.path.parent / name)
+        display = str(Path(self.doc.file).parent / name)
+        if not rules_path.is_file():
+            self.fail(path, f"rules file {display} not found")
+            return []
+        try:
+            doc = load_yaml(_read(rules_path, display), display)
+        except SpecInvalid as exc:
+            self.errors.extend(exc.errors)
+            return []
+        errors = [e for e in rules_file_errors(doc)]
+        self.errors.extend(errors)
+        if errors:
+            return []
+        sub = _Builder(doc, rules_path, {})
+        self.check_rules(doc.data, (), sub)
+        self.errors.extend(sub.errors)
+        return list(doc.data)
+
+    def build_turn(self, index: int, raw: dict[str, Any], tool_names: set[str] | None) -> Turn:
+        base: YPath = ("conversation", index)
+        outputs: dict[str, ToolOutput] = {}
+        for name, handler in raw.get("tool_outputs", {}).items():
+            hpath = (*base, "tool_outputs", name)
+            if tool_names is not None and name not in tool_names:
+                self.fail(hpath, _unknown_tool(name, tool_names), at_key=True)
+            outputs[name] = self.build_tool_output(handler, hpath)
+        checks = []
+        for j, raw_check in enumerate(raw.get("expect", [])):
+            ((kind, arg),) = raw_check.items()
+            cpath = (*base, "expect", j, kind)
+            arg = self.render(arg, cpath)
+            if kind == "regex":
+                self.check_regex(arg, cpath)
+            elif kind == "json" and isinstance(arg, dict) and "schema" in arg:
+                self.check_schema(arg["schema"], (*cpath, "schema"), "schema")
+            elif kind == "tool_called" and tool_names is not None:
+                name = arg if isinstance(arg, str) else arg["name"]
+                if name not in tool_names:
+                    self.fail(cpath, _unknown_tool(name, tool_names))
+            if isinstance(arg, int | float) and not isinstance(arg, bool) and kind != "max_latency_ms":
+                arg = str(arg)
+            checks.append(Check(kind, arg, self.where(cpath)))
+        user = raw["user"]
+        return Turn(
+            index=index,
+            user=self.render(user if isinstance(user, str) else str(user), (*base, "user")),
+            instructions=self.render(raw.get("instructions"), (*base, "instructions")),
+            additional_instructions=self.render(raw.get("additional_instructions"), (*base, "additional_instructions")),
+            tool_outputs=outputs,
+            expect=tuple(checks),
+        )
+
+    def build_tool_output(self, handler: Any, path: YPath) -> ToolOutput:
+        if isinstance(handler, dict) and "template" in handler:
+            source = handler["template"]
+            try:
+                parsed = jinja_env().parse(source)
+            except TemplateError as exc:
+                self.fail((*path, "template"), f"template error: {exc}")
+                return ToolOutput(template=source)
+            unknown = meta.find_undeclared_variables(parsed) - set(self.vars) - TOOL_TEMPLATE_NAMES
+            if unknown:
+                self.fail((*path, "template"),
+                          f"template uses undefined name(s) {', '.join(sorted(unknown))}: "
+                          "use `args.<argument>` for the call's arguments or declare it in vars")
+            return ToolOutput(template=source)
+        value = handler["output"] if isinstance(handler, dict) else handler
+        value = self.render(value, path)
+        return ToolOutput(output=value if isinstance(value, str) else _json_text(value))
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _unknown_tool(name: str, tool_names: set[str]) -> str:
+    hint = difflib.get_close_matches(name, sorted(tool_names), n=1, cutoff=0.6)
+    if hint:
+        return f"no tool named {name!r} in assistant.tools (did you mean {hint[0]!r}?)"
+    return f"no tool named {name!r} in assistant.tools (tools: {', '.join(sorted(tool_names)) or 'none declared'})"
+
+
+@cache
+def _rules_validator() -> jsonschema.Draft202012Validator:
+    from referencing import Registry, Resource
+
+    schema = spec_schema()
+    registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema))
+    rules = {"type": "array", "items": {"$ref": schema["$id"] + "#/$defs/rule"}}
+    return jsonschema.Draft202012Validator(rules, registry=registry)
+
+
+def rules_file_errors(doc: LoadedYaml) -> list[SpecError]:
+    """Schema errors of a scripted-model rules file (a YAML list of rules)."""
+    from runner.spec.schema import explain
+
+    return [e for err in _rules_validator().iter_errors(doc.data) for e in explain(err, doc)]
+
+
+def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> Spec:
+    """Load, validate and render one spec file; raise SpecInvalid listing every problem found."""
+    path = Path(path)
+    display = str(path)
+    doc = load_yaml(_read(path, display), display)
+    if not isinstance(doc.data, dict):
+        raise SpecInvalid([doc.error((), "a spec is a mapping with at least `assistant` and `conversation`")])
+    errors = schema_errors(doc)
+    if errors:
+        raise SpecInvalid(errors)
+    return _Builder(doc, path, overrides or {}).build()

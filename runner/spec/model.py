@@ -1,0 +1,131 @@
+"""Typed spec objects: what the engine receives once a spec file is loaded, rendered and validated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """A function the assistant may call."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """The tool in the Assistants API's `{type: function, function: {...}}` form."""
+        function: dict[str, Any] = {"name": self.name}
+        for key in ("description", "parameters", "strict"):
+            value = getattr(self, key)
+            if value is not None:
+                function[key] = value
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True)
+class AssistantConfig:
+    """The assistant to create: the rendered `assistant:` section of a spec."""
+
+    model: str
+    name: str | None = None
+    description: str | None = None
+    instructions: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = None
+    metadata: dict[str, str] | None = None
+    tools: tuple[FunctionTool, ...] = ()
+
+    def to_create_params(self) -> dict[str, Any]:
+        """Keyword arguments for `assistants.create`, omitting what the spec left unset."""
+        params: dict[str, Any] = {"model": self.model}
+        for key in ("name", "description", "instructions", "temperature", "top_p", "response_format", "metadata"):
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = value
+        if self.tools:
+            params["tools"] = [tool.to_api() for tool in self.tools]
+        return params
+
+    def key(self) -> str:
+        """Canonical text of the config: equal keys may share one assistant in a batch."""
+        return json.dumps(self.to_create_params(), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Where conversations run: the embedded backend (default) or a remote endpoint."""
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    provider: str | None = None
+    rules: tuple[dict[str, Any], ...] | None = None
+    stream: bool = True
+
+    @property
+    def embedded(self) -> bool:
+        """True when the conversation runs on the in-process backend."""
+        return self.base_url is None
+
+    def key(self) -> str:
+        """Canonical text of the config: equal keys share one backend in a batch."""
+        return json.dumps(
+            [self.base_url, self.api_key_env, self.provider, self.rules], sort_keys=True, ensure_ascii=False
+        )
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """How the runner answers one function: a fixed output, or a Jinja2 template over the call's arguments."""
+
+    output: str | None = None
+    template: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation: its type, its argument, and where it was written (`file:line:col`)."""
+
+    type: str
+    arg: Any
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user turn with its run options, tool handlers and checks."""
+
+    index: int
+    user: str
+    instructions: str | None = None
+    additional_instructions: str | None = None
+    tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
+    expect: tuple[Check, ...] = ()
+
+    @property
+    def expected_status(self) -> str:
+        """The run status this turn expects (`completed` unless a `status` check says otherwise)."""
+        for check in self.expect:
+            if check.type == "status":
+                return str(check.arg)
+        return "completed"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A loaded, rendered and validated conversation spec."""
+
+    file: str
+    name: str
+    turns: tuple[Turn, ...]
+    assistant: AssistantConfig | None = None
+    assistant_id: str | None = None
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    vars: dict[str, Any] = field(default_factory=dict)
+    model_where: str = ""
