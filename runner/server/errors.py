@@ -1,0 +1,34 @@
+"""API errors in the official shape: `{"error": {"message", "type", "param", "code"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """An error the backend answers with; the HTTP layer turns it into the official JSON shape."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error",
+        param: str | None = None, code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the error response."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def not_found(kind: str, object_id: str) -> APIError:
+    """404 for an unknown id, worded as the API words it."""
+    return APIError(404, f"No {kind} found with id '{object_id}'.")
+
+
+def invalid(message: str, param: str | None = None) -> APIError:
+    """400 for a request the backend will not accept, naming the offending parameter."""
+    return APIError(400, message, param=param)

@@ -1,0 +1,273 @@
+"""Executes runs: calls the model provider, records steps and messages, moves the run through its statuses.
+
+Every state change is also an event in the official streaming vocabulary (`thread.run.in_progress`,
+`thread.message.delta`, ...). Streaming requests subscribe to a run's events; polling requests just
+read the stored objects. A run executes as its own asyncio task, so a client that stops listening
+does not stop the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from runner.server import objects
+from runner.server.errors import invalid
+from runner.server.ids import new_id
+from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
+from runner.server.store import Store
+
+# an event as it goes on the wire: its name and its JSON payload, serialised when it happened
+Event = tuple[str, str]
+ACTIVE_RUN_STATUSES = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text parts of a message, joined."""
+    return "".join(part["text"]["value"] for part in message.get("content", []) if part.get("type") == "text")
+
+
+class RunExecutor:
+    """Runs the backend's runs, one asyncio task each, and publishes their events."""
+
+    def __init__(self, store: Store, providers: ProviderSet) -> None:
+        self.store = store
+        self.providers = providers
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[str, list[asyncio.Queue[Event | None]]] = {}
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def listen(self, run_id: str) -> asyncio.Queue[Event | None]:
+        """A queue receiving the run's events until it stops (terminal or `requires_action`), then None."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._listeners.setdefault(run_id, []).append(queue)
+        return queue
+
+    def _emit(self, run_id: str, event: str, data: dict[str, Any]) -> None:
+        listeners = self._listeners.get(run_id)
+        if listeners:
+            payload = json.dumps(data)  # a snapshot: the executor keeps changing `data` afterwards
+            for queue in listeners:
+                queue.put_nowait((event, payload))
+
+    def unlisten(self, run_id: str) -> None:
+        """Drop the listeners of a run whose stream will not be served (the request failed)."""
+        self._listeners.pop(run_id, None)
+
+    def _close(self, run_id: str) -> None:
+        for queue in self._listeners.pop(run_id, ()):
+            queue.put_nowait(None)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, run: dict[str, Any], *, created: bool) -> None:
+        """Schedule the run's execution (a new run when `created`, else one resuming after tool outputs)."""
+        if created:
+            self._emit(run["id"], "thread.run.created", run)
+            self._emit(run["id"], "thread.run.queued", run)
+        else:
+            self._emit(run["id"], "thread.run.queued", run)
+        task = asyncio.get_running_loop().create_task(self._drive(run["id"]))
+        self._tasks[run["id"]] = task
+        task.add_done_callback(lambda _t, rid=run["id"]: self._tasks.pop(rid, None))
+
+    async def wait(self, run_id: str) -> None:
+        """Wait until the run's current execution stops (used by tests and shutdown)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def shutdown(self) -> None:
+        """Cancel every executing run (their status becomes `cancelled`)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def cancel(self, run: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a run that has not ended; 400 when it already has."""
+        status = run["status"]
+        if status not in ACTIVE_RUN_STATUSES:
+            raise invalid(f"Cannot cancel run with status '{status}'.", "run_id")
+        task = self._tasks.get(run["id"])
+        if task is not None and not task.done():
+            run["status"] = "cancelling"
+            self.store.update("run", run)
+            task.cancel()
+            return run
+        return self._finish_cancelled(run)
+
+    def _finish_cancelled(self, run: dict[str, Any]) -> dict[str, Any]:
+        run.update(status="cancelled", cancelled_at=objects.now(), required_action=None)
+        private = self.store.private(run["id"])
+        step_id = private.pop("tool_step", None)
+        if step_id:
+            step = self.store.get("run_step", step_id)
+            step.update(status="cancelled", cancelled_at=run["cancelled_at"])
+            self.store.update("run_step", step)
+        self.store.update("run", run, private=private)
+        self._release_thread(run)
+        self._emit(run["id"], "thread.run.cancelled", run)
+        self._close(run["id"])
+        return run
+
+    def _release_thread(self, run: dict[str, Any]) -> None:
+        thread_private = self.store.private(run["thread_id"])
+        if thread_private.get("active_run") == run["id"]:
+            thread_private.pop("active_run")
+            self.store.update("thread", self.store.get("thread", run["thread_id"]), private=thread_private)
+
+    # -- execution --------------------------------------------------------------------------------
+
+    async def _drive(self, run_id: str) -> None:
+        run = self.store.get("run", run_id)
+        try:
+            run.update(status="in_progress", started_at=run["started_at"] or objects.now())
+            self.store.update("run", run)
+            self._emit(run_id, "thread.run.in_progress", run)
+            await self._step(run)
+        except asyncio.CancelledError:
+            self._finish_cancelled(self.store.get("run", run_id))
+        except Exception as exc:  # a bug must fail the run, never leave it in_progress forever
+            self._fail(run, "server_error", f"internal error: {type(exc).__name__}: {exc}")
+            raise
+
+    async def _step(self, run: dict[str, Any]) -> None:
+        private = self.store.private(run["id"])
+        request = self._request(run, private)
+        try:
+            provider = self.providers.for_model(run["model"])
+            reply = await provider.respond(request)
+        except ModelError as exc:
+            self._fail(run, exc.code, exc.message)
+            return
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            self._fail(run, "server_error", message)
+            return
+        self._add_usage(run, reply)
+        if reply.tool_calls:
+            self._require_action(run, private, reply)
+        else:
+            self._complete_with_message(run, private, reply)
+
+    def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest:
+        items: list[dict[str, Any]] = [
+            {"type": "message", "role": m["role"], "content": message_text(m)}
+            for m in self.store.children("message", run["thread_id"])
+        ]
+        items.extend(private.get("items", []))
+        return ModelRequest(
+            model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
+            tool_choice=run["tool_choice"], parallel_tool_calls=run["parallel_tool_calls"],
+            response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
+        )
+
+    def _add_usage(self, run: dict[str, Any], reply: ModelReply) -> None:
+        usage = run["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        usage["prompt_tokens"] += reply.prompt_tokens
+        usage["completion_tokens"] += reply.completion_tokens
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        run["usage"] = usage
+
+    @staticmethod
+    def _step_usage(reply: ModelReply) -> dict[str, int]:
+        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+
+    def _require_action(self, run: dict[str, Any], private: dict[str, Any], reply: ModelReply) -> None:
+        calls = [
+            {"id": call.call_id or new_id("call_"), "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}}
+            for call in reply.tool_calls
+        ]
+        step = objects.run_step(run, {
+            "type": "tool_calls",
+            "tool_calls": [{**c, "function": {**c["function"], "output": None}} for c in calls],
+        })
+        step["usage"] = self._step_usage(reply)
+        self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+        self._emit(run["id"], "thread.run.step.created", step)
+        self._emit(run["id"], "thread.run.step.in_progress", step)
+        private["tool_step"] = step["id"]
+        private.setdefault("items", []).extend(
+            {"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
+             "arguments": c["function"]["arguments"]}
+            for c in calls
+        )
+        run.update(status="requires_action", required_action={
+            "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls},
+        })
+        self.store.update("run", run, private=private)
+        self._emit(run["id"], "thread.run.requires_action", run)
+        self._close(run["id"])
+
+    def submit_tool_outputs(self, run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Record the outputs of the calls a run is waiting for and resume it; 400 when they don't fit."""
+        if run["status"] != "requires_action":
+            raise invalid(
+                f"Runs in status \"{run['status']}\" do not accept tool outputs.", "run_id")
+        pending = {c["id"]: c for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]}
+        given: dict[str, str] = {}
+        for i, item in enumerate(outputs):
+            call_id = item.get("tool_call_id")
+            if call_id not in pending:
+                raise invalid(f"No tool call found with id '{call_id}'.", f"tool_outputs[{i}].tool_call_id")
+            given[call_id] = str(item.get("output") or "")
+        missing = [cid for cid in pending if cid not in given]
+        if missing:
+            raise invalid(f"Expected tool outputs for call_ids {list(pending)}, got {list(given)}.",
+                          "tool_outputs")
+        private = self.store.private(run["id"])
+        step = self.store.get("run_step", private.pop("tool_step"))
+        for call in step["step_details"]["tool_calls"]:
+            call["function"]["output"] = given[call["id"]]
+        step.update(status="completed", completed_at=objects.now())
+        self.store.update("run_step", step)
+        private.setdefault("items", []).extend(
+            {"type": "function_call_output", "call_id": cid, "output": out} for cid, out in given.items()
+        )
+        run.update(status="queued", required_action=None)
+        self.store.update("run", run, private=private)
+        self._emit(run["id"], "thread.run.step.completed", step)
+        return run
+
+    def _complete_with_message(self, run: dict[str, Any], private: dict[str, Any], reply: ModelReply) -> None:
+        text = reply.text or ""
+        msg = objects.message(run["thread_id"], "assistant", [], run_id=run["id"],
+                              assistant_id=run["assistant_id"], status="in_progress")
+        step = objects.run_step(run, {"type": "message_creation", "message_creation": {"message_id": msg["id"]}})
+        self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+        self._emit(run["id"], "thread.run.step.created", step)
+        self._emit(run["id"], "thread.run.step.in_progress", step)
+        self.store.insert("message", msg, parent=run["thread_id"], run_id=run["id"])
+        self._emit(run["id"], "thread.message.created", msg)
+        self._emit(run["id"], "thread.message.in_progress", msg)
+        self._emit(run["id"], "thread.message.delta", {
+            "id": msg["id"], "object": "thread.message.delta",
+            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+        })
+        finished = objects.now()
+        msg.update(status="completed", completed_at=finished, content=objects.text_content(text))
+        self.store.update("message", msg)
+        self._emit(run["id"], "thread.message.completed", msg)
+        step.update(status="completed", completed_at=finished, usage=self._step_usage(reply))
+        self.store.update("run_step", step)
+        self._emit(run["id"], "thread.run.step.completed", step)
+        run.update(status="completed", completed_at=finished)
+        self.store.update("run", run, private=private)
+        self._release_thread(run)
+        self._emit(run["id"], "thread.run.completed", run)
+        self._close(run["id"])
+
+    def _fail(self, run: dict[str, Any], code: str, message: str) -> None:
+        if code not in ("server_error", "rate_limit_exceeded", "invalid_prompt"):
+            message, code = f"{code}: {message}", "server_error"
+        run.update(status="failed", failed_at=objects.now(), last_error={"code": code, "message": message},
+                   required_action=None)
+        self.store.update("run", run)
+        self._release_thread(run)
+        self._emit(run["id"], "thread.run.failed", run)
+        self._close(run["id"])

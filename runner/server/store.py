@@ -1,0 +1,162 @@
+"""SQLite storage of the backend's objects, with the API's cursor pagination.
+
+Each object is kept as its wire JSON plus a little private state (what a run is waiting for);
+a single table keyed by id, ordered by insertion, is all the API's list endpoints need.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from runner.server.errors import invalid, not_found
+
+Kind = Literal["assistant", "thread", "message", "run", "run_step"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    run_id TEXT,
+    body TEXT NOT NULL,
+    private TEXT
+);
+CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
+"""
+
+_NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step"}
+
+
+@dataclass
+class Page:
+    """One page of a list endpoint, in the API's `{object: list, data, first_id, last_id, has_more}` shape."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+
+    def body(self) -> dict[str, Any]:
+        """The list response body."""
+        return {
+            "object": "list",
+            "data": self.data,
+            "first_id": self.data[0]["id"] if self.data else None,
+            "last_id": self.data[-1]["id"] if self.data else None,
+            "has_more": self.has_more,
+        }
+
+
+class Store:
+    """The backend's objects in one SQLite database (`:memory:` for the embedded backend)."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def insert(
+        self, kind: Kind, body: dict[str, Any], *, parent: str | None = None, run_id: str | None = None,
+        private: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Store a new object and return it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO objects (id, kind, parent, run_id, body, private) VALUES (?, ?, ?, ?, ?, ?)",
+                (body["id"], kind, parent, run_id, json.dumps(body), json.dumps(private) if private else None),
+            )
+        return body
+
+    def get(self, kind: Kind, object_id: str, *, parent: str | None = None) -> dict[str, Any]:
+        """The object with this id (and parent, when given); 404 when there is none."""
+        row = self._db.execute(
+            "SELECT body, parent FROM objects WHERE id = ? AND kind = ?", (object_id, kind)
+        ).fetchone()
+        if row is None or (parent is not None and row[1] != parent):
+            raise not_found(_NOUNS[kind], object_id)
+        body: dict[str, Any] = json.loads(row[0])
+        return body
+
+    def private(self, object_id: str) -> dict[str, Any]:
+        """The private state kept beside an object (empty when none)."""
+        row = self._db.execute("SELECT private FROM objects WHERE id = ?", (object_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def update(self, kind: Kind, body: dict[str, Any], *, private: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Replace an object's stored body (and private state, when given)."""
+        with self._lock:
+            if private is None:
+                cur = self._db.execute(
+                    "UPDATE objects SET body = ? WHERE id = ? AND kind = ?", (json.dumps(body), body["id"], kind)
+                )
+            else:
+                cur = self._db.execute(
+                    "UPDATE objects SET body = ?, private = ? WHERE id = ? AND kind = ?",
+                    (json.dumps(body), json.dumps(private), body["id"], kind),
+                )
+        if cur.rowcount == 0:
+            raise not_found(_NOUNS[kind], body["id"])
+        return body
+
+    def delete(self, kind: Kind, object_id: str) -> None:
+        """Delete an object and everything under it (a thread's messages, runs and steps)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM objects WHERE id = ? AND kind = ?", (object_id, kind))
+            if cur.rowcount == 0:
+                raise not_found(_NOUNS[kind], object_id)
+            if kind == "thread":
+                self._db.execute("DELETE FROM objects WHERE parent = ?", (object_id,))
+
+    def list(
+        self, kind: Kind, *, parent: str | None = None, run_id: str | None = None, limit: int = 20,
+        order: str = "desc", after: str | None = None, before: str | None = None,
+    ) -> Page:
+        """A page of objects in insertion order, paginated the way the API does (`after`/`before` cursors)."""
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100", "limit")
+        if order not in ("asc", "desc"):
+            raise invalid("order must be 'asc' or 'desc'", "order")
+        where, args = ["kind = ?"], [kind]
+        if parent is not None:
+            where.append("parent = ?")
+            args.append(parent)
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        for cursor, param in ((after, "after"), (before, "before")):
+            if cursor is None:
+                continue
+            row = self._db.execute("SELECT seq FROM objects WHERE id = ? AND kind = ?", (cursor, kind)).fetchone()
+            if row is None:
+                raise invalid(f"No {_NOUNS[kind]} found with id '{cursor}' (used as `{param}`).", param)
+            forward = (param == "after") == (order == "asc")
+            where.append("seq > ?" if forward else "seq < ?")
+            args.append(row[0])
+        # `before` walks backwards from the cursor, so fetch in reverse and flip the page back
+        reverse = before is not None and after is None
+        direction = "ASC" if (order == "asc") != reverse else "DESC"
+        rows = self._db.execute(
+            f"SELECT body FROM objects WHERE {' AND '.join(where)} ORDER BY seq {direction} LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        data = [json.loads(r[0]) for r in rows[:limit]]
+        if reverse:
+            data.reverse()
+        return Page(data, has_more=len(rows) > limit)
+
+    def children(self, kind: Kind, parent: str) -> list[dict[str, Any]]:
+        """Every object of a kind under a parent, oldest first (e.g. a thread's messages)."""
+        rows = self._db.execute(
+            "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY seq ASC", (kind, parent)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
