@@ -1,0 +1,146 @@
+"""The `runner` command: parse the command line, call the layers, print, exit with the right code.
+
+Exit codes: 0 every check passed; 1 a check failed or a run did not complete; 2 usage or spec error.
+Nothing here imports the SDK until a command needs it, so `--help` and `validate` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from runner import __version__
+from runner.spec import Spec, SpecInvalid, find_specs, load_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parse_vars(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--var")
+        out[key.strip()] = value
+    return out
+
+
+def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[Spec], list[str], int]:
+    """Load every spec named by `paths`; return the specs, every error line, and the number of files."""
+    files = find_specs(paths)
+    for raw in paths:
+        if not Path(raw).exists():
+            raise click.BadParameter(f"{raw}: no such file or folder", param_hint="PATHS")
+    if not files:
+        raise click.UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
+    specs, errors = [], []
+    for file in files:
+        try:
+            specs.append(load_spec(file, overrides))
+        except SpecInvalid as exc:
+            errors.extend(str(e) for e in exc.errors)
+    return specs, errors, len(files)
+
+
+def _print_errors(errors: list[str], files: int, specs_ok: int) -> None:
+    for line in errors:
+        click.echo(line, err=True)
+    bad = files - specs_ok
+    click.secho(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {bad} of {files} "
+                f"spec file{'s' if files != 1 else ''}; nothing was run", fg="red", bold=True, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+def cli() -> None:
+    """Run scripted assistant conversations declared in YAML, check every reply, write transcripts."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def validate(paths: tuple[str, ...]) -> None:
+    """Check spec files (or folders of them) without running anything. Exit 0 when all are valid, 2 otherwise."""
+    specs, errors, files = _load_all(paths, {})
+    if errors:
+        _print_errors(errors, files, len(specs))
+        sys.exit(EXIT_USAGE)
+    click.echo(f"{files} spec file{'s' if files != 1 else ''} valid")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", "out_dir", default="transcripts", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the transcripts (JSON and Markdown).")
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="Override a spec variable (repeatable).")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a run may take before it is cancelled and the turn fails.")
+@click.option("--keep", is_flag=True, help="Keep the assistants and threads created on a remote backend.")
+@click.option("--base-url", envvar="RUNNER_BASE_URL", metavar="URL",
+              help="Run on a remote Assistants-compatible endpoint instead of the embedded backend "
+                   "[env: RUNNER_BASE_URL].")
+@click.option("--api-key-env", metavar="NAME",
+              help="Environment variable holding the remote endpoint's API key (default RUNNER_API_KEY).")
+@click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
+@click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Conversations run at the same time.")
+def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
+        base_url: str | None, api_key_env: str | None, poll: bool, jobs: int) -> None:
+    """Run the conversations in spec files (or folders of them) and check every expectation."""
+    overrides = _parse_vars(variables)
+    specs, errors, files = _load_all(paths, overrides)
+    if errors:
+        _print_errors(errors, files, len(specs))
+        sys.exit(EXIT_USAGE)
+
+    from runner.engine import EngineOptions, Job, preflight, resolve_backend
+
+    jobs_list = [Job(spec, resolve_backend(spec, base_url, api_key_env, False if poll else None)) for spec in specs]
+    problems = [p for job in jobs_list for p in preflight(job.spec, job.target)]
+    if problems:
+        _print_errors(problems, files, files - len({p.split(":", 1)[0] for p in problems}))
+        sys.exit(EXIT_USAGE)
+    sys.exit(_run_jobs(jobs_list, EngineOptions(timeout=timeout, keep=keep), Path(out_dir), jobs))
+
+
+def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:
+    import asyncio
+
+    from runner.engine import run_batch
+    from runner.expect import judge
+    from runner.report.console import conversation_line, total_line
+    from runner.report.transcript import Transcript
+    from runner.report.writers import write_transcript
+
+    done: list[Transcript] = []
+    write_failures: list[str] = []
+
+    def finished(job: object, transcript: Transcript) -> None:
+        judge(job.spec.turns, transcript)  # type: ignore[attr-defined]
+        try:
+            write_transcript(out, transcript)
+        except OSError as exc:
+            write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
+        done.append(transcript)
+        click.echo(conversation_line(transcript))
+
+    start = time.perf_counter()
+    try:
+        asyncio.run(run_batch(jobs, options, concurrency=concurrency, on_done=finished))  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
+                    f"their transcripts are in {out}/", fg="yellow", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(total_line(done, time.perf_counter() - start, str(out)))
+    for line in write_failures:
+        click.secho(line, fg="red", err=True)
+    if write_failures:
+        return EXIT_USAGE
+    return EXIT_OK if all(t.passed for t in done) else EXIT_FAILED
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="runner")

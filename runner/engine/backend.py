@@ -1,0 +1,91 @@
+"""The SDK client for a backend: the embedded one in-process (no socket), or a remote endpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.server.providers import OFFLINE_MODELS
+from runner.spec.model import BackendConfig, Spec
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+EMBEDDED_BASE_URL = "http://embedded.runner/v1"
+DEFAULT_API_KEY_ENV = "RUNNER_API_KEY"
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot be reached or configured (missing key, bad URL)."""
+
+
+@dataclass(frozen=True)
+class BackendTarget:
+    """Where a batch's conversations run, after CLI flags and environment have overridden the spec."""
+
+    config: BackendConfig
+
+    @property
+    def embedded(self) -> bool:
+        """True for the in-process backend."""
+        return self.config.embedded
+
+    def describe(self) -> dict[str, Any]:
+        """What the transcript records of the backend (never a key)."""
+        if self.embedded:
+            return {"kind": "embedded", "provider": self.config.provider,
+                    "rules": len(self.config.rules) if self.config.rules is not None else None}
+        return {"kind": "remote", "base_url": self.config.base_url, "api_key_env": self.config.api_key_env}
+
+
+def resolve_backend(spec: Spec, base_url: str | None = None, api_key_env: str | None = None,
+                    stream: bool | None = None) -> BackendTarget:
+    """The backend a spec runs on: `--base-url`/RUNNER_BASE_URL first, then the spec's `backend`."""
+    config = spec.backend
+    url = base_url or os.environ.get("RUNNER_BASE_URL") or None
+    if url:
+        config = BackendConfig(base_url=url, api_key_env=api_key_env or config.api_key_env, stream=config.stream)
+    elif api_key_env and not config.embedded:
+        config = BackendConfig(base_url=config.base_url, api_key_env=api_key_env, stream=config.stream)
+    if stream is not None:
+        config = BackendConfig(base_url=config.base_url, api_key_env=config.api_key_env, provider=config.provider,
+                               rules=config.rules, stream=stream)
+    return BackendTarget(config)
+
+
+def preflight(spec: Spec, target: BackendTarget) -> list[str]:
+    """Problems that would make every run of this spec fail on its backend, found before anything runs."""
+    problems: list[str] = []
+    if not target.embedded or spec.assistant is None or target.config.provider:
+        return problems
+    model = spec.assistant.model
+    if model not in OFFLINE_MODELS:
+        problems.append(
+            f"{spec.model_where}: assistant.model: the model {model!r} is not available on the embedded backend "
+            f"(offline models: {', '.join(OFFLINE_MODELS)}); use one of them, set backend.provider, "
+            "or point --base-url at an Assistants-compatible endpoint"
+        )
+    elif model == "scripted" and target.config.rules is None:
+        problems.append(f"{spec.model_where}: assistant.model: the scripted model needs rules: add backend.rules")
+    return problems
+
+
+def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
+    """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process app."""
+    import httpx2
+    from openai import AsyncOpenAI
+
+    if target.embedded:
+        from runner.server import Backend, BackendSettings, create_app
+
+        backend = Backend(BackendSettings(rules=target.config.rules, provider=target.config.provider))
+        transport = httpx2.ASGITransport(app=create_app(backend))
+        http_client = httpx2.AsyncClient(transport=transport, base_url=EMBEDDED_BASE_URL)
+        # in-process calls cannot be rate limited or dropped: retries would only hide bugs
+        return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
+    env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
+    key = os.environ.get(env_name)
+    if target.config.api_key_env and not key:
+        raise BackendUnavailable(f"the environment variable {env_name} (backend.api_key_env) is not set")
+    return AsyncOpenAI(api_key=key or "unused", base_url=target.config.base_url, max_retries=max_retries)

@@ -1,0 +1,87 @@
+"""A batch of conversations: one client and one assistant pool per backend, bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runner.engine.backend import BackendTarget, BackendUnavailable, open_client
+from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
+from runner.report.transcript import Transcript, TurnRecord
+from runner.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversation to run and the backend it runs on."""
+
+    spec: Spec
+    target: BackendTarget
+
+
+class _BackendSession:
+    def __init__(self, target: BackendTarget) -> None:
+        self.target = target
+        self.client: Any = None
+        self.pool: AssistantPool | None = None
+        self.streaming: dict[str, bool] = {}
+        self.error: str | None = None
+
+    def open(self) -> None:
+        try:
+            self.client = open_client(self.target)
+        except BackendUnavailable as exc:
+            self.error = str(exc)
+            return
+        self.pool = AssistantPool(self.client)
+
+    async def close(self, keep: bool) -> None:
+        if self.pool is not None and not self.target.embedded and not keep:
+            await self.pool.delete_created()
+        if self.client is not None:
+            await self.client.close()
+
+
+def _unavailable(job: Job, error: str) -> Transcript:
+    spec = job.spec
+    return Transcript(
+        spec_file=spec.file, name=spec.name, description=spec.description, tags=list(spec.tags),
+        backend=job.target.describe(), model=spec.assistant.model if spec.assistant else None,
+        assistant=spec.assistant.to_create_params() if spec.assistant else None, assistant_id=spec.assistant_id,
+        turns=[TurnRecord(index=t.index, user=t.user, skipped=True) for t in spec.turns],
+        error=f"backend unavailable: {error}",
+    )
+
+
+async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
+                    on_done: Callable[[Job, Transcript], None] | None = None) -> list[Transcript]:
+    """Run every job, at most `concurrency` at a time; `on_done` sees each transcript as soon as it exists.
+
+    Transcripts come back in the order of `jobs`.
+    """
+    sessions: dict[str, _BackendSession] = {}
+    for job in jobs:
+        key = job.target.config.key()
+        if key not in sessions:
+            sessions[key] = _BackendSession(job.target)
+            sessions[key].open()
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(job: Job) -> Transcript:
+        session = sessions[job.target.config.key()]
+        async with limit:
+            if session.error is not None or session.pool is None:
+                transcript = _unavailable(job, session.error or "not opened")
+            else:
+                transcript = await run_conversation(job.spec, session.client, job.target, session.pool, options,
+                                                    session.streaming)
+        if on_done is not None:
+            on_done(job, transcript)
+        return transcript
+
+    try:
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+    finally:
+        await asyncio.gather(*(s.close(options.keep) for s in sessions.values()), return_exceptions=True)

@@ -1,0 +1,277 @@
+"""One conversation through the Assistants pipeline of the official SDK.
+
+    assistant (shared per config) -> thread with the first message -> per turn: message, run
+    (streamed, or polled honouring openai-poll-after-ms), tool outputs, reply -> transcript
+
+The engine records what happened; judging it is the checks' job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.engine.backend import BackendTarget
+from runner.engine.tools import ToolCallError, answer_call, parse_arguments
+from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
+from runner.spec.model import AssistantConfig, Spec, Turn
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+# the SDK warns on every Assistants call since the hosted API's sunset; this backend is the point
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"runner\.engine\..*")
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
+TIMEOUT_STATUS = "timeout"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How conversations run."""
+
+    timeout: float = 60.0
+    keep: bool = False
+
+
+class AssistantPool:
+    """One assistant per distinct config on a backend, shared by the conversations that use it."""
+
+    def __init__(self, client: AsyncOpenAI) -> None:
+        self.client = client
+        self._ids: dict[str, asyncio.Future[str]] = {}
+        self.created: list[str] = []
+
+    async def get(self, config: AssistantConfig) -> str:
+        """The id of an assistant with this config, creating it on first use."""
+        key = config.key()
+        future = self._ids.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._ids[key] = future
+            try:
+                assistant = await self.client.beta.assistants.create(**config.to_create_params())
+            except BaseException as exc:
+                del self._ids[key]  # let the next conversation try again, and see the same error
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+                raise
+            self.created.append(assistant.id)
+            future.set_result(assistant.id)
+        return await asyncio.shield(future)
+
+    async def delete_created(self) -> None:
+        """Delete the assistants this pool created (remote backends, unless --keep)."""
+        for assistant_id in self.created:
+            try:
+                await self.client.beta.assistants.delete(assistant_id)
+            except Exception:  # cleanup is best effort: the verdicts are already in
+                pass
+        self.created.clear()
+
+
+@dataclass
+class _RunState:
+    run: Any = None
+    messages: list[Any] | None = None
+
+
+class _Conversation:
+    def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,
+                 options: EngineOptions, streaming: dict[str, bool]) -> None:
+        self.spec = spec
+        self.client = client
+        self.threads = client.beta.threads
+        self.target = target
+        self.pool = pool
+        self.options = options
+        self.streaming = streaming  # shared per client: whether the backend streams
+
+    async def run(self) -> Transcript:
+        spec = self.spec
+        transcript = Transcript(
+            spec_file=spec.file, name=spec.name, description=spec.description, tags=list(spec.tags),
+            backend=self.target.describe(), model=spec.assistant.model if spec.assistant else None,
+            assistant=spec.assistant.to_create_params() if spec.assistant else None,
+            assistant_id=spec.assistant_id, started_at=time.time(),
+        )
+        start = time.perf_counter()
+        records = [TurnRecord(index=t.index, user=t.user) for t in spec.turns]
+        transcript.turns = records
+        try:
+            await self._converse(transcript, records)
+        finally:
+            transcript.duration_ms = (time.perf_counter() - start) * 1000
+        return transcript
+
+    async def _converse(self, transcript: Transcript, records: list[TurnRecord]) -> None:
+        spec = self.spec
+        stage = "creating the assistant"
+        try:
+            if spec.assistant is not None:
+                transcript.assistant_id = await self.pool.get(spec.assistant)
+            stage = "creating the thread"
+            thread = await self.threads.create(messages=[{"role": "user", "content": spec.turns[0].user}])
+            transcript.thread_id = thread.id
+        except Exception as exc:
+            transcript.error = f"{stage}: {_describe_error(exc)}"
+            for record in records:
+                record.skipped = True
+            return
+        try:
+            for turn, record in zip(spec.turns, records, strict=True):
+                await self._turn(turn, record, thread.id, transcript.assistant_id or "", first=turn.index == 0)
+                if record.error is not None:
+                    transcript.error = f"turn {turn.index + 1}: {record.error}"
+                if record.status != "completed" or record.error is not None:
+                    for later in records[turn.index + 1:]:
+                        later.skipped = True
+                    break
+        finally:
+            if not self.target.embedded and not self.options.keep:
+                try:
+                    await self.threads.delete(thread.id)
+                except Exception:  # best effort: the verdict does not depend on cleanup
+                    pass
+
+    async def _turn(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str, *,
+                    first: bool) -> None:
+        options: dict[str, Any] = {}
+        if turn.instructions is not None:
+            options["instructions"] = turn.instructions
+        if turn.additional_instructions is not None:
+            options["additional_instructions"] = turn.additional_instructions
+        start = time.perf_counter()
+        state = _RunState()
+        try:
+            if not first:
+                await self.threads.messages.create(thread_id=thread_id, role="user", content=turn.user)
+            start = time.perf_counter()
+            async with asyncio.timeout(self.options.timeout):
+                await self._follow(turn, record, thread_id, assistant_id, options, state)
+        except TimeoutError:
+            record.status = TIMEOUT_STATUS
+            record.error = f"the run did not finish within {self.options.timeout:g} s (--timeout)"
+            await self._cancel_quietly(thread_id, state.run)
+        except ToolCallError as exc:
+            record.error = str(exc)
+            await self._cancel_quietly(thread_id, state.run)
+            if state.run is not None:
+                record.status = "cancelled"
+        except Exception as exc:
+            record.error = _describe_error(exc)
+        record.latency_ms = (time.perf_counter() - start) * 1000
+        run = state.run
+        if run is not None:
+            record.run_id = run.id
+            if record.status is None:
+                record.status = run.status
+            record.last_error = run.last_error.model_dump() if run.last_error else None
+            record.incomplete_details = run.incomplete_details.model_dump() if run.incomplete_details else None
+            record.usage = run.usage.model_dump() if run.usage else None
+        messages = state.messages or []
+        record.messages = [{"id": m.id, "text": _message_text(m)} for m in messages]
+        record.reply = "\n".join(m["text"] for m in record.messages)
+
+    async def _follow(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str,
+                      options: dict[str, Any], state: _RunState) -> None:
+        key = self.target.config.key()
+        if self.target.config.stream and self.streaming.get(key, True):
+            try:
+                stream = await self.threads.runs.create(
+                    thread_id=thread_id, assistant_id=assistant_id, stream=True, **options)
+            except Exception as exc:
+                if not _refuses_streaming(exc):
+                    raise
+                self.streaming[key] = False  # this backend does not stream: poll from now on
+            else:
+                await self._follow_stream(stream, turn, record, thread_id, state)
+                return
+        run = await self.threads.runs.create(thread_id=thread_id, assistant_id=assistant_id, **options)
+        await self._follow_poll(run, turn, record, thread_id, state)
+
+    async def _follow_stream(self, stream: Any, turn: Turn, record: TurnRecord, thread_id: str,
+                             state: _RunState) -> None:
+        state.messages = []
+        while True:
+            async with stream:
+                async for event in stream:
+                    kind = event.event
+                    if kind == "thread.message.completed":
+                        state.messages.append(event.data)
+                    elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
+                        state.run = event.data
+            run = state.run
+            if run is None or run.status != "requires_action":
+                return
+            outputs = self._answer_calls(run, turn, record)
+            stream = await self.threads.runs.submit_tool_outputs(
+                run_id=run.id, thread_id=thread_id, tool_outputs=outputs, stream=True)
+
+    async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, thread_id: str,
+                           state: _RunState) -> None:
+        state.run = run
+        while True:
+            # the SDK's poll honours the backend's openai-poll-after-ms
+            state.run = run = await self.threads.runs.poll(run.id, thread_id=thread_id)
+            if run.status != "requires_action":
+                break
+            outputs = self._answer_calls(run, turn, record)
+            state.run = run = await self.threads.runs.submit_tool_outputs(
+                run_id=run.id, thread_id=thread_id, tool_outputs=outputs)
+        page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
+        state.messages = [m for m in page.data if m.role == "assistant"]
+
+    def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[dict[str, str]]:
+        outputs = []
+        for call in run.required_action.submit_tool_outputs.tool_calls:
+            arguments = parse_arguments(call.function.arguments)
+            entry = ToolCallRecord(id=call.id, name=call.function.name, arguments=arguments)
+            record.tool_calls.append(entry)
+            entry.output = answer_call(call.function.name, arguments, turn.tool_outputs, self.spec.vars,
+                                       turn.index + 1)
+            outputs.append({"tool_call_id": call.id, "output": entry.output})
+        return outputs
+
+    async def _cancel_quietly(self, thread_id: str, run: Any) -> None:
+        if run is None or run.status in TERMINAL_STATUSES:
+            return
+        try:
+            async with asyncio.timeout(5):
+                await self.threads.runs.cancel(run_id=run.id, thread_id=thread_id)
+        except Exception:  # the turn already failed; a run we could not cancel expires on its own
+            pass
+
+
+def _message_text(message: Any) -> str:
+    return "".join(part.text.value for part in message.content if getattr(part, "type", None) == "text")
+
+
+def _refuses_streaming(exc: Exception) -> bool:
+    from openai import BadRequestError
+
+    return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()
+
+
+def _describe_error(exc: BaseException) -> str:
+    """A one-line description of a backend error, without credentials."""
+    from openai import APIConnectionError, APIStatusError, APITimeoutError
+
+    if isinstance(exc, APITimeoutError):
+        return "the backend did not answer in time"
+    if isinstance(exc, APIConnectionError):
+        return f"cannot reach the backend: {exc.__cause__ or exc}"
+    if isinstance(exc, APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        return f"the backend answered {exc.status_code}: {message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def run_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,
+                           options: EngineOptions, streaming: dict[str, bool] | None = None) -> Transcript:
+    """Run one conversation and return its transcript (checks not yet judged)."""
+    return await _Conversation(spec, client, target, pool, options, streaming if streaming is not None else {}).run()

@@ -1,0 +1,1 @@
+"""Transcripts and their writers (JSON, Markdown) and the console summary."""

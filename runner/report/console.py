@@ -1,0 +1,49 @@
+"""Console output: one line per conversation, its failures spelled out, and a total."""
+
+from __future__ import annotations
+
+import click
+
+from runner.report.transcript import Transcript
+
+_STYLE = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "error": ("ERROR", "red")}
+
+
+def conversation_line(transcript: Transcript) -> str:
+    """A one-line summary of a finished conversation, with its failures on the lines below."""
+    label, color = _STYLE[transcript.verdict]
+    checks = [c for t in transcript.turns for c in t.checks]
+    ran = sum(1 for t in transcript.turns if not t.skipped)
+    counts = f"{ran} turn{'s' if ran != 1 else ''}, {len(checks)} check{'s' if len(checks) != 1 else ''}"
+    head = (f"{click.style(label.ljust(5), fg=color, bold=True)} {transcript.spec_file}  {transcript.name}  "
+            f"({counts}, {transcript.duration_ms:.0f} ms)")
+    lines = [head]
+    if transcript.error:
+        lines.append(f"      {transcript.error}")
+    stopped = False
+    for turn, check in transcript.failures():
+        if check is None:
+            if turn.skipped and not stopped:
+                stopped = True
+                lines.append(f"      turn {turn.index + 1} and later: not run (the conversation stopped earlier)")
+            elif turn.error and not transcript.error:
+                lines.append(f"      turn {turn.index + 1}: {turn.error}")
+            continue
+        where = f" [{check.where}]" if check.where else ""
+        lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
+    return "\n".join(lines)
+
+
+def total_line(transcripts: list[Transcript], seconds: float, out_dir: str | None) -> str:
+    """The closing total: counts by verdict and where the transcripts are."""
+    passed = sum(t.verdict == "passed" for t in transcripts)
+    failed = sum(t.verdict == "failed" for t in transcripts)
+    errors = sum(t.verdict == "error" for t in transcripts)
+    text = f"{passed} passed, {failed} failed"
+    if errors:
+        text += f", {errors} errors"
+    text += f" in {seconds:.2f}s"
+    if out_dir:
+        text += f"; transcripts in {out_dir}/"
+    color = "green" if passed == len(transcripts) else "red"
+    return click.style(text, fg=color, bold=True)

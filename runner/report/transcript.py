@@ -1,0 +1,110 @@
+"""The transcript of one conversation: what was sent, what came back, and how each check went.
+
+The engine fills it, the checks add their results, the writers render it. It is plain data
+(dataclasses that turn into JSON), so writers and later tools never need the SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRANSCRIPT_VERSION = 1
+
+
+@dataclass
+class ToolCallRecord:
+    """One function call the assistant made and the output the runner sent back."""
+
+    id: str
+    name: str
+    arguments: Any
+    output: str | None = None
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check; `reason` shows what was expected and what came back."""
+
+    type: str
+    arg: Any
+    passed: bool
+    reason: str
+    where: str = ""
+    implicit: bool = False
+
+
+@dataclass
+class TurnRecord:
+    """One turn: the user's message, the run that answered it, and the checks on it."""
+
+    index: int
+    user: str
+    reply: str = ""
+    messages: list[dict[str, str]] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    run_id: str | None = None
+    status: str | None = None
+    last_error: dict[str, Any] | None = None
+    incomplete_details: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """True when the turn ran, had no runner error, and every check passed."""
+        return not self.skipped and self.error is None and all(c.passed for c in self.checks)
+
+
+@dataclass
+class Transcript:
+    """One conversation from start to verdict."""
+
+    spec_file: str
+    name: str
+    backend: dict[str, Any]
+    model: str | None
+    assistant: dict[str, Any] | None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    started_at: float = 0.0
+    duration_ms: float = 0.0
+    turns: list[TurnRecord] = field(default_factory=list)
+    error: str | None = None
+    version: int = TRANSCRIPT_VERSION
+
+    @property
+    def passed(self) -> bool:
+        """True when the conversation ran to its end and every check of every turn passed."""
+        return self.error is None and bool(self.turns) and all(t.passed for t in self.turns)
+
+    @property
+    def verdict(self) -> str:
+        """`passed`, `failed` (a check failed or a run did not complete) or `error` (the runner could not finish)."""
+        if self.passed:
+            return "passed"
+        return "error" if self.error is not None else "failed"
+
+    def failures(self) -> list[tuple[TurnRecord, CheckResult | None]]:
+        """Each failed check with its turn; a turn error or skip appears with None."""
+        out: list[tuple[TurnRecord, CheckResult | None]] = []
+        for turn in self.turns:
+            if turn.error is not None or turn.skipped:
+                out.append((turn, None))
+            out.extend((turn, c) for c in turn.checks if not c.passed)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The transcript as JSON-ready data, verdict included."""
+        data = asdict(self)
+        data["verdict"] = self.verdict
+        counts = [c.passed for t in self.turns for c in t.checks]
+        data["checks"] = {"passed": sum(counts), "failed": len(counts) - sum(counts)}
+        order = ["version", "name", "verdict", "spec_file", "description", "tags", "backend", "model",
+                 "assistant", "assistant_id", "thread_id", "started_at", "duration_ms", "error", "checks", "turns"]
+        return {key: data[key] for key in order}

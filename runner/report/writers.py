@@ -1,0 +1,103 @@
+"""Transcript writers: JSON and Markdown, written atomically (a crash never leaves half a file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from runner.report.transcript import Transcript
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def transcript_stem(out_dir: Path, spec_file: str) -> Path:
+    """Where a spec's transcripts go: its path (relative to the working folder when inside it) under out_dir."""
+    spec = Path(spec_file)
+    try:
+        relative = spec.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        relative = Path(spec.name)
+    return out_dir / relative.with_suffix("")
+
+
+def to_json(transcript: Transcript) -> str:
+    """The transcript as pretty JSON text."""
+    return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in (text or "").splitlines()) or "> *(empty)*"
+
+
+def _code(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return "`" + text.replace("`", "'") + "`"
+
+
+def to_markdown(transcript: Transcript) -> str:
+    """A readable rendering of the transcript for people and for diffs."""
+    t = transcript
+    mark = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}[t.verdict]
+    lines = [f"# {t.name} — {mark}", ""]
+    if t.description:
+        lines += [t.description, ""]
+    lines += [
+        f"- spec: `{t.spec_file}`",
+        f"- backend: {t.backend.get('kind')}" + (f" ({t.backend['base_url']})" if t.backend.get("base_url") else ""),
+        f"- model: `{t.model}`" if t.model else f"- assistant: `{t.assistant_id}`",
+        f"- duration: {t.duration_ms:.0f} ms",
+    ]
+    if t.error:
+        lines += [f"- error: {t.error}"]
+    for turn in t.turns:
+        lines += ["", f"## Turn {turn.index + 1}", "", "**User**", "", _quote(turn.user), ""]
+        if turn.skipped:
+            lines += ["*Not run: the conversation stopped at an earlier turn.*"]
+            continue
+        for call in turn.tool_calls:
+            lines += [f"- tool call {_code(call.name)} arguments {_code(call.arguments)} → output {_code(call.output)}"]
+        if turn.tool_calls:
+            lines += [""]
+        lines += ["**Assistant**", "", _quote(turn.reply), ""]
+        facts = [f"run `{turn.run_id}`" if turn.run_id else "no run", f"status **{turn.status}**"]
+        if turn.latency_ms is not None:
+            facts.append(f"{turn.latency_ms:.0f} ms")
+        if turn.usage:
+            facts.append(f"{turn.usage.get('total_tokens')} tokens")
+        lines += [" · ".join(facts)]
+        if turn.last_error:
+            lines += ["", f"Run error: {turn.last_error.get('code')}: {turn.last_error.get('message')}"]
+        if turn.error:
+            lines += ["", f"Runner error: {turn.error}"]
+        if turn.checks:
+            lines += ["", "| check | result | detail |", "| --- | --- | --- |"]
+            for c in turn.checks:
+                name = f"{c.type}: {_code(c.arg)}" + (" (implicit)" if c.implicit else "")
+                detail = c.reason.replace("|", "\\|").replace("\n", " ")
+                lines += [f"| {name} | {'pass' if c.passed else '**FAIL**'} | {detail} |"]
+    return "\n".join(lines) + "\n"
+
+
+def write_transcript(out_dir: Path, transcript: Transcript) -> tuple[Path, Path]:
+    """Write the JSON and Markdown transcripts; return their paths."""
+    stem = transcript_stem(out_dir, transcript.spec_file)
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    atomic_write(json_path, to_json(transcript))
+    atomic_write(md_path, to_markdown(transcript))
+    return json_path, md_path
