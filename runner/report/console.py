@@ -18,19 +18,22 @@ def conversation_line(transcript: Transcript) -> str:
     head = (f"{click.style(label.ljust(5), fg=color, bold=True)} {transcript.spec_file}  {transcript.name}  "
             f"({counts}, {transcript.duration_ms:.0f} ms)")
     lines = [head]
-    if transcript.error:
-        lines.append(f"      {transcript.error}")
-    stopped = False
-    for turn, check in transcript.failures():
-        if check is None:
-            if turn.skipped and not stopped:
-                stopped = True
+    turn_errors = False
+    for turn in transcript.turns:
+        if turn.skipped:
+            if turn.index > 0 and not transcript.turns[turn.index - 1].skipped:
                 lines.append(f"      turn {turn.index + 1} and later: not run (the conversation stopped earlier)")
-            elif turn.error and not transcript.error:
-                lines.append(f"      turn {turn.index + 1}: {turn.error}")
             continue
-        where = f" [{check.where}]" if check.where else ""
-        lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
+        for check in turn.checks:
+            # an implicit status failure only repeats the turn's own error, shown below
+            if not check.passed and not (check.implicit and turn.error):
+                where = f" [{check.where}]" if check.where else ""
+                lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
+        if turn.error:
+            turn_errors = True
+            lines.append(f"      turn {turn.index + 1}: {turn.error}")
+    if transcript.error and not turn_errors:
+        lines.insert(1, f"      {transcript.error}")
     return "\n".join(lines)
 
 
@@ -41,7 +44,7 @@ def total_line(transcripts: list[Transcript], seconds: float, out_dir: str | Non
     errors = sum(t.verdict == "error" for t in transcripts)
     text = f"{passed} passed, {failed} failed"
     if errors:
-        text += f", {errors} errors"
+        text += f", {errors} error{'s' if errors != 1 else ''}"
     text += f" in {seconds:.2f}s"
     if out_dir:
         text += f"; transcripts in {out_dir}/"

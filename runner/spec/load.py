@@ -65,24 +65,19 @@ def _read(path: Path, display: str) -> str:
         raise SpecInvalid([SpecError(display, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
 
 
-class _Builder:
-    """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
+class _Renderer:
+    """Renders the template strings of a document with its vars, collecting errors by position."""
 
-    def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str]) -> None:
+    def __init__(self, doc: LoadedYaml, variables: dict[str, Any], errors: list[SpecError]) -> None:
         self.doc = doc
-        self.path = path
-        self.errors: list[SpecError] = []
-        self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **overrides}
+        self.vars = variables
+        self.errors = errors
 
-    def where(self, path: YPath) -> str:
-        line, col = self.doc.positions.of_value(path)
-        return f"{self.doc.file}:{line}:{col}"
-
-    def fail(self, path: YPath, message: str, *, at_key: bool = False) -> None:
-        self.errors.append(self.doc.error(path, message, at_key=at_key))
+    def fail(self, path: YPath, message: str) -> None:
+        self.errors.append(self.doc.error(path, message))
 
     def render(self, value: Any, path: YPath) -> Any:
-        """Render every template string inside `value` with the spec's vars."""
+        """Render every template string inside `value` with the vars."""
         if isinstance(value, str):
             if not any(m in value for m in _TEMPLATE_MARKERS):
                 return value
@@ -98,6 +93,27 @@ class _Builder:
             return [self.render(v, (*path, i)) for i, v in enumerate(value)]
         return value
 
+
+class _Builder:
+    """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
+
+    def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.path = path
+        self.errors: list[SpecError] = []
+        self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **overrides}
+        self.renderer = _Renderer(doc, self.vars, self.errors)
+
+    def where(self, path: YPath) -> str:
+        line, col = self.doc.positions.of_value(path)
+        return f"{self.doc.file}:{line}:{col}"
+
+    def fail(self, path: YPath, message: str, *, at_key: bool = False) -> None:
+        self.errors.append(self.doc.error(path, message, at_key=at_key))
+
+    def render(self, value: Any, path: YPath) -> Any:
+        return self.renderer.render(value, path)
+
     def check_schema(self, schema: Any, path: YPath, what: str) -> None:
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
@@ -105,10 +121,7 @@ class _Builder:
             self.fail((*path, *exc.path), f"{what} is not a valid JSON Schema: {exc.message}")
 
     def check_regex(self, pattern: str, path: YPath) -> None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            self.fail(path, f"invalid regular expression: {exc}")
+        self.errors.extend(_regex_errors(self.doc, pattern, path))
 
     def build(self) -> Spec:
         data = self.doc.data
@@ -156,7 +169,7 @@ class _Builder:
         if isinstance(rules, str):
             rules = self.load_rules_file(rules, ("backend", "rules"))
         elif rules is not None:
-            self.check_rules(rules, ("backend", "rules"), self)
+            self.errors.extend(_rule_regex_errors(self.doc, rules, ("backend", "rules")))
         if rules is not None and raw.get("base_url"):
             self.fail(("backend", "rules"), "rules configure the embedded backend; they cannot go with base_url")
         if raw.get("provider") and raw.get("base_url"):
@@ -168,12 +181,6 @@ class _Builder:
             rules=tuple(rules) if rules is not None else None,
             stream=raw.get("stream", True),
         )
-
-    def check_rules(self, rules: list[dict[str, Any]], path: YPath, owner: _Builder) -> None:
-        for i, rule in enumerate(rules):
-            for key in ("user", "tool_output"):
-                if key in rule:
-                    owner.check_regex(rule[key], (*path, i, key))
 
     def load_rules_file(self, name: str, path: YPath) -> list[dict[str, Any]]:
         rules_path = (self.path.parent / name)
@@ -190,9 +197,7 @@ class _Builder:
         self.errors.extend(errors)
         if errors:
             return []
-        sub = _Builder(doc, rules_path, {})
-        self.check_rules(doc.data, (), sub)
-        self.errors.extend(sub.errors)
+        self.errors.extend(_rule_regex_errors(doc, doc.data, ()))
         return list(doc.data)
 
     def build_turn(self, index: int, raw: dict[str, Any], tool_names: set[str] | None) -> Turn:
@@ -248,6 +253,24 @@ class _Builder:
         return ToolOutput(output=value if isinstance(value, str) else _json_text(value))
 
 
+def _regex_errors(doc: LoadedYaml, pattern: str, path: YPath) -> list[SpecError]:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return [doc.error(path, f"invalid regular expression: {exc}")]
+    return []
+
+
+def _rule_regex_errors(doc: LoadedYaml, rules: list[dict[str, Any]], path: YPath) -> list[SpecError]:
+    return [
+        error
+        for i, rule in enumerate(rules)
+        for key in ("user", "tool_output")
+        if key in rule
+        for error in _regex_errors(doc, rule[key], (*path, i, key))
+    ]
+
+
 def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -285,5 +308,24 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
         raise SpecInvalid([doc.error((), "a spec is a mapping with at least `assistant` and `conversation`")])
     errors = schema_errors(doc)
     if errors:
-        raise SpecInvalid(errors)
+        raise SpecInvalid(errors + _template_errors(doc, overrides or {}))
     return _Builder(doc, path, overrides or {}).build()
+
+
+def _template_errors(doc: LoadedYaml, overrides: Mapping[str, str]) -> list[SpecError]:
+    """Template errors of a spec that failed its schema, so the user sees those too in one go."""
+    variables = doc.data.get("vars")
+    renderer = _Renderer(doc, {**(variables if isinstance(variables, dict) else {}), **overrides}, [])
+    for key in ("assistant", "conversation"):
+        if key in doc.data:
+            renderer.render(_without_tool_templates(doc.data[key]), (key,))
+    return renderer.errors
+
+
+def _without_tool_templates(value: Any) -> Any:
+    """A copy of `value` with tool-output templates removed (they render at run time, with `args`)."""
+    if isinstance(value, dict):
+        return {k: _without_tool_templates(v) for k, v in value.items() if k != "tool_outputs"}
+    if isinstance(value, list):
+        return [_without_tool_templates(v) for v in value]
+    return value
