@@ -12,6 +12,8 @@ from runner.spec.model import BackendConfig, Spec
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+    from runner.server.app import Backend
+
 EMBEDDED_BASE_URL = "http://embedded.runner/v1"
 DEFAULT_API_KEY_ENV = "RUNNER_API_KEY"
 
@@ -71,19 +73,28 @@ def preflight(spec: Spec, target: BackendTarget) -> list[str]:
     return problems
 
 
-def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
-    """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process app."""
+def embedded_client(backend: Backend) -> AsyncOpenAI:
+    """An AsyncOpenAI client reaching `backend` in-process (no socket), responses streamed as produced."""
     import httpx2
     from openai import AsyncOpenAI
 
-    if target.embedded:
-        from runner.server import Backend, BackendSettings, create_app
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import create_app
 
-        backend = Backend(BackendSettings(rules=target.config.rules, provider=target.config.provider))
-        transport = httpx2.ASGITransport(app=create_app(backend))
-        http_client = httpx2.AsyncClient(transport=transport, base_url=EMBEDDED_BASE_URL)
-        # in-process calls cannot be rate limited or dropped: retries would only hide bugs
-        return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
+    transport = StreamingASGITransport(create_app(backend))
+    http_client = httpx2.AsyncClient(transport=transport, base_url=EMBEDDED_BASE_URL)
+    # in-process calls cannot be rate limited or dropped: retries would only hide bugs
+    return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
+
+
+def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
+    """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance."""
+    from openai import AsyncOpenAI
+
+    if target.embedded:
+        from runner.server.app import Backend, BackendSettings
+
+        return embedded_client(Backend(BackendSettings(rules=target.config.rules, provider=target.config.provider)))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
     key = os.environ.get(env_name)
     if target.config.api_key_env and not key:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 # the SDK warns on every Assistants call since the hosted API's sunset; this backend is the point
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"runner\.engine\..*")
+warnings.filterwarnings("ignore", message="The Assistants API is deprecated", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message="deprecated", category=DeprecationWarning)
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 TIMEOUT_STATUS = "timeout"
@@ -47,20 +48,32 @@ class AssistantPool:
 
     async def get(self, config: AssistantConfig) -> str:
         """The id of an assistant with this config, creating it on first use."""
-        key = config.key()
+        return await self._once(config.key(), self._create, config)
+
+    async def existing(self, assistant_id: str) -> str:
+        """Check once that an assistant given by id exists on the backend; return its id."""
+        return await self._once("id:" + assistant_id, self._retrieve, assistant_id)
+
+    async def _create(self, config: AssistantConfig) -> str:
+        assistant = await self.client.beta.assistants.create(**config.to_create_params())
+        self.created.append(assistant.id)
+        return assistant.id
+
+    async def _retrieve(self, assistant_id: str) -> str:
+        return (await self.client.beta.assistants.retrieve(assistant_id)).id
+
+    async def _once(self, key: str, make: Any, arg: Any) -> str:
         future = self._ids.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._ids[key] = future
             try:
-                assistant = await self.client.beta.assistants.create(**config.to_create_params())
+                future.set_result(await make(arg))
             except BaseException as exc:
                 del self._ids[key]  # let the next conversation try again, and see the same error
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: waiters re-raise it themselves
                 raise
-            self.created.append(assistant.id)
-            future.set_result(assistant.id)
         return await asyncio.shield(future)
 
     async def delete_created(self) -> None:
@@ -109,10 +122,12 @@ class _Conversation:
 
     async def _converse(self, transcript: Transcript, records: list[TurnRecord]) -> None:
         spec = self.spec
-        stage = "creating the assistant"
+        stage = "creating the assistant" if spec.assistant is not None else f"finding assistant {spec.assistant_id}"
         try:
             if spec.assistant is not None:
                 transcript.assistant_id = await self.pool.get(spec.assistant)
+            elif spec.assistant_id is not None:
+                transcript.assistant_id = await self.pool.existing(spec.assistant_id)
             stage = "creating the thread"
             thread = await self.threads.create(messages=[{"role": "user", "content": spec.turns[0].user}])
             transcript.thread_id = thread.id

@@ -1,0 +1,34 @@
+"""Shared test helpers: specs written to tmp files, and the embedded backend with extra test models."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*Assistants API.*")
+warnings.filterwarnings("ignore", category=DeprecationWarning, message="deprecated")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """Write YAML text (dedented) to a file under tmp_path and return its path."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+def run_async(coro):  # type: ignore[no-untyped-def]
+    """Run a coroutine to completion (the suite has no async plugin on purpose)."""
+    return asyncio.run(coro)
