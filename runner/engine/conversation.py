@@ -252,10 +252,15 @@ class _Conversation:
         return outputs
 
     async def _cancel_quietly(self, thread_id: str, run: Any) -> None:
-        if run is None or run.status in TERMINAL_STATUSES:
+        if run is not None and run.status in TERMINAL_STATUSES:
             return
         try:
             async with asyncio.timeout(5):
+                if run is None:  # the run was created but its id never reached us: take the newest
+                    page = await self.threads.runs.list(thread_id=thread_id, limit=1, order="desc")
+                    if not page.data or page.data[0].status in TERMINAL_STATUSES:
+                        return
+                    run = page.data[0]
                 await self.threads.runs.cancel(run_id=run.id, thread_id=thread_id)
         except Exception:  # the turn already failed; a run we could not cancel expires on its own
             pass

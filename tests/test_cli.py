@@ -1,0 +1,196 @@
+"""The `runner` command through click's test runner, and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import EXAMPLES
+
+from runner import cli as cli_module
+from runner.cli import cli
+
+FAILING = """
+name: failing
+assistant: {model: echo}
+conversation:
+  - user: Bonjour
+    expect:
+      - contains: Hello
+      - regex: "^Bon"
+  - user: second
+"""
+
+
+@pytest.fixture
+def runner_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNNER_BASE_URL", raising=False)
+    return CliRunner()
+
+
+def test_hello_passes_and_writes_transcripts(runner_in: CliRunner, tmp_path: Path) -> None:
+    result = runner_in.invoke(cli, ["run", str(EXAMPLES / "hello.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "1 passed, 0 failed" in result.output
+    data = json.loads((tmp_path / "transcripts" / "hello.json").read_text(encoding="utf-8"))
+    assert data["verdict"] == "passed"
+    assert data["turns"][0]["user"] == "你好呀" and data["turns"][0]["reply"] == "你好呀"
+    assert data["assistant"] == {"model": "echo", "name": "Greeter", "instructions": "You are a friendly assistant."}
+    assert data["backend"]["kind"] == "embedded"
+    assert (tmp_path / "transcripts" / "hello.md").read_text(encoding="utf-8").startswith("# hello — PASSED")
+
+
+def test_all_examples_pass(runner_in: CliRunner, tmp_path: Path) -> None:
+    result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "3 passed, 0 failed" in result.output
+
+
+def test_failing_expectation_exits_1_showing_expected_and_actual(runner_in: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "failing.yaml").write_text(FAILING, encoding="utf-8")
+    result = runner_in.invoke(cli, ["run", "failing.yaml"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
+    assert 'turn 1 contains [failing.yaml:7:19]: expected the reply to contain "Hello"; reply: "Bonjour"' in result.output
+    assert "0 passed, 1 failed" in result.output
+    data = json.loads((tmp_path / "transcripts" / "failing.json").read_text(encoding="utf-8"))
+    assert data["verdict"] == "failed"
+    assert [c["passed"] for c in data["turns"][0]["checks"]] == [True, False, True]
+    assert data["turns"][1]["reply"] == "second"  # a failed check does not stop the conversation
+
+
+def test_spec_error_exits_2_and_runs_nothing(runner_in: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "typo.yaml").write_text(
+        "assistant:\n  model: echo\n  tempurature: 1\nconversation:\n  - user: 'hi {{ nme }}'\n", encoding="utf-8")
+    (tmp_path / "good.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    result = runner_in.invoke(cli, ["run", "."])
+    assert result.exit_code == 2
+    assert "typo.yaml:3:3: assistant.tempurature: unknown field 'tempurature' (did you mean 'temperature'?)" in result.output
+    assert "typo.yaml:5:11: conversation[0].user: template error: 'nme' is undefined" in result.output
+    assert "2 errors in 1 of 2 spec files; nothing was run" in result.output
+    assert not (tmp_path / "transcripts").exists()
+
+
+def test_unavailable_model_is_a_spec_error(runner_in: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "live.yaml").write_text("assistant:\n  model: gpt-4o\nconversation: [{user: hi}]\n", encoding="utf-8")
+    result = runner_in.invoke(cli, ["run", "live.yaml"])
+    assert result.exit_code == 2
+    assert "live.yaml:2:10: assistant.model: the model 'gpt-4o' is not available on the embedded backend" in result.output
+
+
+def test_validate(runner_in: CliRunner, tmp_path: Path) -> None:
+    ok = runner_in.invoke(cli, ["validate", str(EXAMPLES)])
+    assert ok.exit_code == 0 and "3 spec files valid" in ok.output
+    (tmp_path / "bad.yaml").write_text("assistant: {model: echo}\nconversation: []\nconversation: []\n",
+                                       encoding="utf-8")
+    bad = runner_in.invoke(cli, ["validate", "bad.yaml"])
+    assert bad.exit_code == 2
+    assert "bad.yaml:3:1: conversation: duplicate key 'conversation' (first defined on line 2)" in bad.output
+    missing = runner_in.invoke(cli, ["validate", "nothere.yaml"])
+    assert missing.exit_code == 2 and "nothere.yaml: no such file or folder" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner_in.invoke(cli, ["validate", "empty"])
+    assert empty.exit_code == 2 and "no spec files" in empty.output
+
+
+def test_var_overrides_and_bad_var(runner_in: CliRunner, tmp_path: Path) -> None:
+    result = runner_in.invoke(cli, ["run", str(EXAMPLES / "multi_turn.yaml"), "--var", "customer=Ada"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "transcripts" / "multi_turn.json").read_text(encoding="utf-8"))
+    assert data["turns"][0]["user"] == "Hello, I am Ada."
+    assert data["assistant"]["instructions"] == "You answer Ada's questions briefly."
+    bad = runner_in.invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), "--var", "oops"])
+    assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
+
+
+def test_poll_mode_gives_the_same_verdicts(runner_in: CliRunner) -> None:
+    result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--poll", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3 passed, 0 failed" in result.output
+
+
+def test_no_temporary_files_are_left(runner_in: CliRunner, tmp_path: Path) -> None:
+    runner_in.invoke(cli, ["run", str(EXAMPLES)])
+    leftovers = [p for p in (tmp_path / "transcripts").rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.engine import batch
+
+    real = batch.run_batch
+
+    async def first_then_ctrl_c(jobs, options, *, concurrency, on_done):  # type: ignore[no-untyped-def]
+        await real(jobs[:1], options, concurrency=concurrency, on_done=on_done)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("runner.engine.run_batch", first_then_ctrl_c)
+    result = runner_in.invoke(cli, ["run", str(EXAMPLES)])
+    assert result.exit_code == 130
+    assert "interrupted: 1 of 3 conversations finished" in result.output
+    written = sorted(p.name for p in (tmp_path / "transcripts").rglob("*.json"))
+    assert len(written) == 1
+
+
+def test_remote_backend_errors_never_show_the_key(runner_in: CliRunner, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-" + "s3cr3t" * 6
+    monkeypatch.setenv("MY_ENDPOINT_KEY", secret)
+    (tmp_path / "remote.yaml").write_text(
+        "assistant: {model: gpt-4o}\n"
+        "backend: {base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_ENDPOINT_KEY}\n"
+        "conversation: [{user: hi}]\n", encoding="utf-8")
+    monkeypatch.setattr(cli_module, "_run_jobs", _no_retry(cli_module._run_jobs))
+    result = runner_in.invoke(cli, ["run", "remote.yaml", "--timeout", "5"])
+    assert result.exit_code == 1
+    assert "cannot reach the backend" in result.output
+    everything = result.output + "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "transcripts").rglob("*.*"))
+    assert secret not in everything and "Bearer" not in everything
+    assert "MY_ENDPOINT_KEY" in everything  # the variable's name is recorded, never its value
+
+
+def _no_retry(run_jobs):  # type: ignore[no-untyped-def]
+    """Keep the connection-refused test fast: no SDK retries."""
+    from runner.engine import backend
+
+    original = backend.open_client
+
+    def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        backend.open_client = lambda target, max_retries=0: original(target, max_retries=0)
+        try:
+            return run_jobs(*args, **kwargs)
+        finally:
+            backend.open_client = original
+
+    return wrapped
+
+
+def test_real_process_runs_hello(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(EXAMPLES / "hello.yaml")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 passed, 0 failed" in proc.stdout
+    assert (tmp_path / "transcripts" / "hello.json").exists()
+
+
+def test_help_and_validate_do_not_import_the_sdk(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from runner.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['validate', {str(EXAMPLES)!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "CliRunner().invoke(cli, ['--help'])\n"
+        "print(sorted(m for m in sys.modules if m == 'openai' or m.startswith(('openai.', 'httpx2'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
