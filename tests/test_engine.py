@@ -124,13 +124,16 @@ def test_failing_run_stops_the_conversation(write_spec) -> None:  # type: ignore
     assert "never sent" not in texts
 
 
-def test_expected_failure_passes(write_spec) -> None:  # type: ignore[no-untyped-def]
+def test_expected_failure_passes_and_the_conversation_goes_on(write_spec) -> None:  # type: ignore[no-untyped-def]
     spec = weather_spec(write_spec, """
       - user: boom
         expect: [{status: failed}]
+      - user: still there?
+        expect: [{equals: fallback}]
     """)
     transcript, _ = run_async(_run(spec))
-    assert transcript.verdict == "passed"
+    assert transcript.verdict == "passed", transcript.failures()
+    assert [t.status for t in transcript.turns] == ["failed", "completed"]
 
 
 def test_call_without_handler_fails_the_turn_and_cancels_the_run(write_spec) -> None:  # type: ignore[no-untyped-def]

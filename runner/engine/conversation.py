@@ -141,7 +141,8 @@ class _Conversation:
                 await self._turn(turn, record, thread.id, transcript.assistant_id or "", first=turn.index == 0)
                 if record.error is not None:
                     transcript.error = f"turn {turn.index + 1}: {record.error}"
-                if record.status != "completed" or record.error is not None:
+                # a run that ended as the turn expected (even `failed`) leaves the thread usable
+                if record.status != turn.expected_status or record.error is not None:
                     for later in records[turn.index + 1:]:
                         later.skipped = True
                     break

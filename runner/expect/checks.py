@@ -92,6 +92,9 @@ def _subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, list):
         return isinstance(actual, list) and len(expected) == len(actual) and all(
             _subset(e, a) for e, a in zip(expected, actual, strict=True))
+    # JSON tells true from 1, Python does not: compare booleans by type too
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
     return bool(expected == actual)
 
 

@@ -10,11 +10,21 @@ from pathlib import Path
 from runner.report.transcript import Transcript
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()  # what open() would give; mkstemp's private 0600 is not meant for reports
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -33,7 +43,7 @@ def transcript_stem(out_dir: Path, spec_file: str) -> Path:
         relative = spec.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         relative = Path(spec.name)
-    return out_dir / relative.with_suffix("")
+    return out_dir / relative.with_suffix("")  # only the .yaml goes: greet.v1.yaml -> greet.v1
 
 
 def to_json(transcript: Transcript) -> str:
@@ -48,6 +58,11 @@ def _quote(text: str) -> str:
 def _code(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return "`" + text.replace("`", "'") + "`"
+
+
+def _cell(text: str) -> str:
+    """Text made safe for one Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(transcript: Transcript) -> str:
@@ -88,8 +103,8 @@ def to_markdown(transcript: Transcript) -> str:
         if turn.checks:
             lines += ["", "| check | result | detail |", "| --- | --- | --- |"]
             for c in turn.checks:
-                name = f"{c.type}: {_code(c.arg)}" + (" (implicit)" if c.implicit else "")
-                detail = c.reason.replace("|", "\\|").replace("\n", " ")
+                name = _cell(f"{c.type}: {_code(c.arg)}" + (" (implicit)" if c.implicit else ""))
+                detail = _cell(c.reason)
                 lines += [f"| {name} | {'pass' if c.passed else '**FAIL**'} | {detail} |"]
     return "\n".join(lines) + "\n"
 
@@ -97,7 +112,8 @@ def to_markdown(transcript: Transcript) -> str:
 def write_transcript(out_dir: Path, transcript: Transcript) -> tuple[Path, Path]:
     """Write the JSON and Markdown transcripts; return their paths."""
     stem = transcript_stem(out_dir, transcript.spec_file)
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    # not with_suffix: a stem like greet.v1 would lose its .v1 and collide with greet.v2
+    json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
     atomic_write(json_path, to_json(transcript))
     atomic_write(md_path, to_markdown(transcript))
     return json_path, md_path
