@@ -36,7 +36,8 @@ def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[S
             raise click.BadParameter(f"{raw}: no such file or folder", param_hint="PATHS")
     if not files:
         raise click.UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
-    specs, errors = [], []
+    specs: list[Spec] = []
+    errors: list[str] = []
     for file in files:
         try:
             specs.append(load_spec(file, overrides))

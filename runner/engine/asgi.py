@@ -81,8 +81,12 @@ class StreamingASGITransport(httpx2.AsyncBaseTransport):
                 if not message.get("more_body", False):
                     chunks.put_nowait(None)
 
-        task = loop.create_task(self.app(scope, receive, send))
-        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        async def run_app() -> None:
+            await self.app(scope, receive, send)
+
+        task: asyncio.Task[None] = loop.create_task(run_app())
+        waiters: set[asyncio.Future[Any]] = {task, started}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             task.result()  # the app failed before answering: raise its exception here
             raise RuntimeError("the ASGI app returned without sending a response")

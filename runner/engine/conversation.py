@@ -9,6 +9,7 @@ The engine records what happened; judging it is the checks' job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -79,10 +80,8 @@ class AssistantPool:
     async def delete_created(self) -> None:
         """Delete the assistants this pool created (remote backends, unless --keep)."""
         for assistant_id in self.created:
-            try:
+            with contextlib.suppress(Exception):  # cleanup is best effort: the verdicts are already in
                 await self.client.beta.assistants.delete(assistant_id)
-            except Exception:  # cleanup is best effort: the verdicts are already in
-                pass
         self.created.clear()
 
 
@@ -148,10 +147,8 @@ class _Conversation:
                     break
         finally:
             if not self.target.embedded and not self.options.keep:
-                try:
+                with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
                     await self.threads.delete(thread.id)
-                except Exception:  # best effort: the verdict does not depend on cleanup
-                    pass
 
     async def _turn(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str, *,
                     first: bool) -> None:
@@ -241,8 +238,8 @@ class _Conversation:
         page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
         state.messages = [m for m in page.data if m.role == "assistant"]
 
-    def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[dict[str, str]]:
-        outputs = []
+    def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[Any]:
+        outputs: list[Any] = []
         for call in run.required_action.submit_tool_outputs.tool_calls:
             arguments = parse_arguments(call.function.arguments)
             entry = ToolCallRecord(id=call.id, name=call.function.name, arguments=arguments)

@@ -83,7 +83,8 @@ def _json(arg: Any, turn: TurnRecord) -> tuple[bool, str]:
     if error is None:
         return True, "the reply is JSON matching the schema"
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return False, f"expected the reply's JSON to match the schema: at {where}: {error.message}; reply: {_show(turn.reply)}"
+    return False, (f"expected the reply's JSON to match the schema: at {where}: {error.message}; "
+                   f"reply: {_show(turn.reply)}")
 
 
 def _subset(expected: Any, actual: Any) -> bool:
@@ -109,7 +110,8 @@ def _tool_called(arg: Any, turn: TurnRecord) -> tuple[bool, str]:
     if wanted is None:
         return True, f"{name} was called"
     ok = any(_subset(wanted, c.arguments) for c in calls)
-    return ok, f"expected a call to {name} with arguments including {json.dumps(wanted, ensure_ascii=False)}; calls made: {made}"
+    wanted_text = json.dumps(wanted, ensure_ascii=False)
+    return ok, f"expected a call to {name} with arguments including {wanted_text}; calls made: {made}"
 
 
 @check("status")

@@ -12,10 +12,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openai.types.beta import assistant_create_params, assistant_update_params, thread_create_params
-from openai.types.beta import thread_create_and_run_params, thread_update_params
-from openai.types.beta.threads import message_create_params, message_update_params, run_create_params
-from openai.types.beta.threads import run_submit_tool_outputs_params, run_update_params
+from openai.types.beta import (
+    assistant_create_params,
+    assistant_update_params,
+    thread_create_and_run_params,
+    thread_create_params,
+    thread_update_params,
+)
+from openai.types.beta.threads import (
+    message_create_params,
+    message_update_params,
+    run_create_params,
+    run_submit_tool_outputs_params,
+    run_update_params,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse

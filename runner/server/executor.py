@@ -71,7 +71,8 @@ class RunExecutor:
             self._emit(run["id"], "thread.run.queued", run)
         task = asyncio.get_running_loop().create_task(self._drive(run["id"]))
         self._tasks[run["id"]] = task
-        task.add_done_callback(lambda _t, rid=run["id"]: self._tasks.pop(rid, None))
+        run_id: str = run["id"]
+        task.add_done_callback(lambda _task: self._tasks.pop(run_id, None))
 
     async def wait(self, run_id: str) -> None:
         """Wait until the run's current execution stops (used by tests and shutdown)."""
@@ -178,7 +179,7 @@ class RunExecutor:
                 "total_tokens": reply.prompt_tokens + reply.completion_tokens}
 
     def _require_action(self, run: dict[str, Any], private: dict[str, Any], reply: ModelReply) -> None:
-        calls = [
+        calls: list[dict[str, Any]] = [
             {"id": call.call_id or new_id("call_"), "type": "function",
              "function": {"name": call.name, "arguments": call.arguments}}
             for call in reply.tool_calls
@@ -212,7 +213,7 @@ class RunExecutor:
         pending = {c["id"]: c for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]}
         given: dict[str, str] = {}
         for i, item in enumerate(outputs):
-            call_id = item.get("tool_call_id")
+            call_id = str(item.get("tool_call_id"))
             if call_id not in pending:
                 raise invalid(f"No tool call found with id '{call_id}'.", f"tool_outputs[{i}].tool_call_id")
             given[call_id] = str(item.get("output") or "")

@@ -6,6 +6,7 @@ a single table keyed by id, ordered by insertion, is all the API's list endpoint
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -126,7 +127,8 @@ class Store:
             raise invalid("limit must be between 1 and 100", "limit")
         if order not in ("asc", "desc"):
             raise invalid("order must be 'asc' or 'desc'", "order")
-        where, args = ["kind = ?"], [kind]
+        where: list[str] = ["kind = ?"]
+        args: list[object] = [kind]
         if parent is not None:
             where.append("parent = ?")
             args.append(parent)
@@ -154,7 +156,7 @@ class Store:
             data.reverse()
         return Page(data, has_more=len(rows) > limit)
 
-    def children(self, kind: Kind, parent: str) -> list[dict[str, Any]]:
+    def children(self, kind: Kind, parent: str) -> builtins.list[dict[str, Any]]:
         """Every object of a kind under a parent, oldest first (e.g. a thread's messages)."""
         rows = self._db.execute(
             "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY seq ASC", (kind, parent)

@@ -20,7 +20,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from runner.spec.errors import SpecError, SpecInvalid
 from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
 from runner.spec.schema import schema_errors, spec_schema
-from runner.spec.yamlpos import LoadedYaml, Path as YPath, load_yaml
+from runner.spec.yamlpos import LoadedYaml, load_yaml
+from runner.spec.yamlpos import Path as YPath
 
 RULES_SUFFIXES = (".rules.yaml", ".rules.yml")
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")

@@ -41,7 +41,8 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if value is None:
         return "null"
-    for name, py in (("a string", str), ("an integer", int), ("a number", float), ("a mapping", dict), ("a list", list)):
+    kinds = (("a string", str), ("an integer", int), ("a number", float), ("a mapping", dict), ("a list", list))
+    for name, py in kinds:
         if isinstance(value, py):
             return name
     return type(value).__name__
@@ -58,10 +59,12 @@ def _expected_types(types: str | list[str]) -> str:
 
 
 def _unknown_key_errors(err: ValidationError, doc: LoadedYaml) -> Iterator[SpecError]:
-    allowed = list(err.schema.get("properties", {}))
-    is_check = err.schema is spec_schema()["$defs"]["check"]
+    schema: Any = err.schema
+    instance: Any = err.instance
+    allowed = list(schema.get("properties", {}))
+    is_check = schema is spec_schema()["$defs"]["check"]
     noun = "check" if is_check else "field"
-    for key in err.instance:
+    for key in instance:
         if key in allowed:
             continue
         hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
@@ -74,27 +77,31 @@ def _unknown_key_errors(err: ValidationError, doc: LoadedYaml) -> Iterator[SpecE
 
 
 def _message(err: ValidationError) -> str:
-    v, schema, inst = err.validator, err.schema, err.instance
+    v, schema = err.validator, err.schema
+    inst: Any = err.instance
+    value: Any = err.validator_value
     if v == "required":
-        missing = [k for k in err.validator_value if k not in inst]
+        missing = [k for k in value if k not in inst]
         return f"missing required field {missing[0]!r}" if missing else err.message
     if v == "type":
-        return f"expected {_expected_types(err.validator_value)}, got {_kind(inst)} {_short(inst)}"
+        return f"expected {_expected_types(value)}, got {_kind(inst)} {_short(inst)}"
     if v == "enum":
-        choices = ", ".join(str(c) for c in err.validator_value)
+        choices = ", ".join(str(c) for c in value)
         return f"must be one of: {choices} (got {_short(inst)})"
     if v == "const":
-        return f"must be {_short(err.validator_value)} (got {_short(inst)})"
+        return f"must be {_short(value)} (got {_short(inst)})"
     if v == "maxProperties" and schema is spec_schema()["$defs"]["check"]:
         return (f"a check has exactly one key (check type -> argument), found {', '.join(inst)}: "
                 "put each check in its own list item")
     if v in ("minProperties", "minItems") and not inst:
         return "must not be empty"
     if v == "dependentRequired":
-        needed = [k for k in err.validator_value.get(next(iter(k for k in err.validator_value if k in inst)), [])]
-        return f"{err.message.split(' is a dependency of ')[1]} needs {', '.join(repr(n) for n in needed)} as well"
+        for present, needs in value.items():
+            missing = [n for n in needs if present in inst and n not in inst]
+            if missing:
+                return f"{present!r} needs {', '.join(repr(n) for n in missing)} as well"
     if v == "pattern":
-        return f"{_short(inst)} does not match the expected form {err.validator_value}"
+        return f"{_short(inst)} does not match the expected form {value}"
     return err.message
 
 
@@ -133,8 +140,10 @@ def _explain_alternatives(err: ValidationError, doc: LoadedYaml) -> list[SpecErr
         (subs,) = meant.values()
         return [e for sub in subs for e in explain(sub, doc)]
     if not meant:
-        shapes = " or ".join(_shape_of(alt) for alt in err.validator_value)
-        return [doc.error(tuple(err.absolute_path), f"expected {shapes}, got {_kind(err.instance)} {_short(err.instance)}")]
+        alternatives: Any = err.validator_value
+        shapes = " or ".join(_shape_of(alt) for alt in alternatives)
+        got = f"{_kind(err.instance)} {_short(err.instance)}"
+        return [doc.error(tuple(err.absolute_path), f"expected {shapes}, got {got}")]
     return explain(best_match(e for subs in meant.values() for e in subs), doc)
 
 
