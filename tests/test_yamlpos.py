@@ -66,7 +66,7 @@ def test_spec_invalid_sorts_errors_and_joins_messages():
     ]
 
 
-# --- positions --------------------------------------------------------------------------------------
+# --- positions ------------------------------------------------------------------------------------
 
 NESTED = """\
 name: demo
@@ -175,7 +175,7 @@ def test_positions_with_crlf_line_endings_and_unicode():
     assert doc.positions.of_key(("b", "d")) == (4, 3)
 
 
-# --- scalar values ------------------------------------------------------------------------------------
+# --- scalar values --------------------------------------------------------------------------------
 
 
 def test_scalar_types():
@@ -222,7 +222,7 @@ def test_aliases_reuse_the_anchored_value():
     assert doc.positions.of_value(("conversation", 1, "user")) == (1, 11)
 
 
-# --- duplicate keys ---------------------------------------------------------------------------------------
+# --- duplicate keys -------------------------------------------------------------------------------
 
 
 def test_duplicate_top_level_key():
@@ -287,7 +287,7 @@ def test_same_key_in_different_mappings_is_fine():
     assert doc.data["user"] == "c"
 
 
-# --- YAML syntax errors --------------------------------------------------------------------------------------
+# --- YAML syntax errors ---------------------------------------------------------------------------
 
 
 def test_syntax_error_bad_indentation():
@@ -362,7 +362,7 @@ def test_undefined_alias():
     assert "found undefined alias 'nowhere'" in errors[0].message
 
 
-# --- empty documents ------------------------------------------------------------------------------------------
+# --- empty documents ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "   \n# x\n"])
@@ -376,7 +376,7 @@ def test_explicit_empty_document_is_null_not_an_error():
     assert load_yaml("---\n", FILE).data is None
 
 
-# --- merge keys -------------------------------------------------------------------------------------------------
+# --- merge keys -----------------------------------------------------------------------------------
 
 
 def test_merge_key_copies_the_anchored_mapping():
@@ -417,11 +417,6 @@ def test_merge_key_needs_a_mapping():
     assert "expected a mapping or list of mappings for merging" in errors[0].message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yamlpos._Builder treats a key that overrides a merged (<<) key as a duplicate; "
-    "YAML merge semantics say the explicit key wins",
-)
 def test_explicit_key_overrides_a_merged_key():
     doc = load("""\
         defaults: &defaults
@@ -434,10 +429,6 @@ def test_explicit_key_overrides_a_merged_key():
     assert doc.data["assistant"] == {"model": "echo", "name": "Override"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yamlpos._Builder reports keys shared by several merged mappings (<<: [*a, *b]) as duplicates",
-)
 def test_keys_shared_by_merged_mappings_are_not_duplicates():
     doc = load("""\
         fast: &fast {temperature: 0.1, model: echo}
@@ -448,7 +439,7 @@ def test_keys_shared_by_merged_mappings_are_not_duplicates():
     assert set(doc.data["assistant"]) == {"temperature", "model", "name"}
 
 
-# --- keys that are not plain scalars -------------------------------------------------------------------------------
+# --- keys that are not plain scalars --------------------------------------------------------------
 
 
 def test_sequence_key_is_rejected():
@@ -495,14 +486,9 @@ def test_bad_keys_and_duplicates_are_all_reported_together():
     ]
 
 
-# --- robustness ----------------------------------------------------------------------------------------------------------
+# --- robustness -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="yamlpos._Builder.build follows a recursive alias forever (RecursionError) instead of raising SpecInvalid",
-)
 def test_recursive_alias_is_a_spec_error():
     with pytest.raises(SpecInvalid):
         load("a: &x [1, *x]\n")

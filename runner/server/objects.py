@@ -27,7 +27,8 @@ def now() -> int:
 
 
 def _dump(model: Any) -> dict[str, Any]:
-    body: dict[str, Any] = model.model_dump(mode="json")
+    # only what we set: nested optionals the API omits must not come back as nulls
+    body: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
     return body
 
 

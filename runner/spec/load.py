@@ -249,8 +249,10 @@ class _Builder:
                           f"template uses undefined name(s) {', '.join(sorted(unknown))}: "
                           "use `args.<argument>` for the call's arguments or declare it in vars")
             return ToolOutput(template=source)
-        value = handler["output"] if isinstance(handler, dict) else handler
-        value = self.render(value, path)
+        if isinstance(handler, dict):
+            value = self.render(handler["output"], (*path, "output"))
+        else:
+            value = self.render(handler, path)
         return ToolOutput(output=value if isinstance(value, str) else _json_text(value))
 
 

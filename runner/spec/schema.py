@@ -84,7 +84,8 @@ def _message(err: ValidationError) -> str:
         missing = [k for k in value if k not in inst]
         return f"missing required field {missing[0]!r}" if missing else err.message
     if v == "type":
-        return f"expected {_expected_types(value)}, got {_kind(inst)} {_short(inst)}"
+        got = "null" if inst is None else f"{_kind(inst)} {_short(inst)}"
+        return f"expected {_expected_types(value)}, got {got}"
     if v == "enum":
         choices = ", ".join(str(c) for c in value)
         return f"must be one of: {choices} (got {_short(inst)})"

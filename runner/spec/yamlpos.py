@@ -58,36 +58,50 @@ class _Builder:
         self.file = file
         self.positions = Positions()
         self.errors: list[SpecError] = []
+        self._open: set[int] = set()  # mappings and lists being built: an alias back to one is a cycle
+
+    def fail(self, node: yaml.Node, path: Path, message: str) -> None:
+        line, col = _mark(node)
+        self.errors.append(SpecError(self.file, line, col, format_path(path), message))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.positions.values[path] = _mark(node)
-        if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys the safe way
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    line, col = _mark(key_node)
-                    self.errors.append(
-                        SpecError(self.file, line, col, format_path(path), "mapping keys must be plain scalars")
-                    )
-                    continue
-                key = str(key) if not isinstance(key, str) else key
-                if key in out:
-                    line, col = _mark(key_node)
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._scalar(node)
+        if id(node) in self._open:
+            self.fail(node, path, "an alias refers to the mapping or list that contains it")
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        # keys written in this mapping override merged (`<<`) ones; only two written keys clash
+        written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        self.loader.flatten_mapping(node)  # resolves `<<` merge keys the safe way
+        out: dict[str, Any] = {}
+        written_seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                self.fail(key_node, path, "mapping keys must be plain scalars")
+                continue
+            key = key if isinstance(key, str) else str(key)
+            if id(key_node) in written:
+                if key in written_seen:
                     first_line = self.positions.keys[(*path, key)][0]
-                    self.errors.append(
-                        SpecError(
-                            self.file, line, col, format_path((*path, key)),
-                            f"duplicate key {key!r} (first defined on line {first_line})",
-                        )
-                    )
+                    self.fail(key_node, (*path, key), f"duplicate key {key!r} (first defined on line {first_line})")
                     continue
-                self.positions.keys[(*path, key)] = _mark(key_node)
-                out[key] = self.build(value_node, (*path, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+                written_seen.add(key)
+            self.positions.keys[(*path, key)] = _mark(key_node)
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _scalar(self, node: yaml.Node) -> Any:
         value = self.loader.construct_object(node, deep=True)
         # dates and binary are not spec values: keep the text the user wrote
         if not isinstance(value, str | int | float | bool | type(None)):
