@@ -103,6 +103,11 @@ class Transcript:
         """The transcript as JSON-ready data, verdict included."""
         data = asdict(self)
         data["verdict"] = self.verdict
+        # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
+        data["duration_ms"] = round(self.duration_ms, 1)
+        for turn in data["turns"]:
+            if turn["latency_ms"] is not None:
+                turn["latency_ms"] = round(turn["latency_ms"], 1)
         counts = [c.passed for t in self.turns for c in t.checks]
         data["checks"] = {"passed": sum(counts), "failed": len(counts) - sum(counts)}
         order = ["version", "name", "verdict", "spec_file", "description", "tags", "backend", "model",
