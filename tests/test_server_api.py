@@ -10,12 +10,7 @@ from openai.types.beta.thread import Thread
 from openai.types.beta.thread_deleted import ThreadDeleted
 from openai.types.beta.threads.message import Message
 from openai.types.beta.threads.message_deleted import MessageDeleted
-
-try:
-    from tests.server_helpers import WEATHER_TOOL, Env, check, error_json, serve, text_of
-except ImportError:  # tests/ itself is on sys.path
-    from server_helpers import WEATHER_TOOL, Env, check, error_json, serve, text_of
-
+from server_helpers import WEATHER_TOOL, Env, check, error_json, serve, text_of
 
 # -- assistants -----------------------------------------------------------------------------------
 
@@ -438,5 +433,45 @@ def test_assistant_list_pagination() -> None:
         page = await c.beta.assistants.list(limit=2, order="asc", after=ids[3])
         assert [a.id for a in page.data] == ids[4:] and not page.has_more
         assert [a.id async for a in c.beta.assistants.list(limit=2)] == ids[::-1]
+
+    serve(body)
+
+
+def test_malformed_bodies_are_400() -> None:
+    import httpx2
+
+    from runner.server import create_app
+
+    async def body(env: Env) -> None:
+        app = create_app(env.backend)
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://x") as http:
+            for content in (b"{not json", b"[1, 2]", b'"text"'):
+                r = await http.post("/v1/assistants", content=content, headers={"content-type": "application/json"})
+                assert r.status_code == 400
+                err = r.json()["error"]
+                assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+            r = await http.post("/v1/threads", json={"messages": "hello"})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+            r = await http.put("/v1/assistants")
+            assert r.status_code == 404 and "Invalid URL" in r.json()["error"]["message"]
+            t = await env.thread("hi")
+            r = await http.get(f"/v1/threads/{t.id}/messages", params={"limit": "x"})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
+            r = await http.get(f"/v1/threads/{t.id}/messages", params={"order": "asc", "limit": "1"})
+            assert r.status_code == 200 and r.json()["has_more"] is False and len(r.json()["data"]) == 1
+
+    serve(body)
+
+
+def test_unknown_nested_request_argument_is_400() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        a = await env.assistant()
+        with pytest.raises(openai.BadRequestError) as info:
+            await c.beta.threads.create_and_run(assistant_id=a.id, thread={"colour": "blue"})  # type: ignore
+        assert "colour" in error_json(info.value)["message"]
+        with pytest.raises(openai.BadRequestError) as info:
+            await c.beta.threads.create(messages=[{"role": "user", "content": "x", "colour": "blue"}])  # type: ignore
+        assert "colour" in error_json(info.value)["message"]
 
     serve(body)

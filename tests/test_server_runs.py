@@ -10,17 +10,19 @@ import pytest
 from openai.lib.streaming import AsyncAssistantEventHandler
 from openai.types.beta.threads.run import Run
 from openai.types.beta.threads.runs.run_step import RunStep
+from server_helpers import (
+    WEATHER_TOOL,
+    Env,
+    check,
+    check_event,
+    drain,
+    error_json,
+    names,
+    serve,
+    text_of,
+)
 
 from runner.server import objects
-
-try:
-    from tests.server_helpers import (
-        WEATHER_TOOL, Env, check, check_event, drain, error_json, names, serve, text_of,
-    )
-except ImportError:  # tests/ itself is on sys.path
-    from server_helpers import (
-        WEATHER_TOOL, Env, check, check_event, drain, error_json, names, serve, text_of,
-    )
 
 OFFICIAL_ORDER = [
     "thread.run.created", "thread.run.queued", "thread.run.in_progress",
@@ -622,7 +624,10 @@ def test_cancel_an_in_progress_run() -> None:
         env.backend.providers.providers["slow"] = slow  # type: ignore[assignment]
         a = await env.assistant()
         t = await env.thread("hi")
-        stream = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow", stream=True)
+        # httpx2's ASGITransport hands the response over only once the app has finished it, so the
+        # streaming request runs as its own task while the run is cancelled from the side
+        streaming = asyncio.create_task(
+            c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow", stream=True))
         await asyncio.wait_for(slow.started.wait(), 5)
         run_id = env.backend.store.private(t.id)["active_run"]
         assert (await c.beta.threads.runs.retrieve(run_id, thread_id=t.id)).status == "in_progress"
@@ -630,7 +635,7 @@ def test_cancel_an_in_progress_run() -> None:
             await c.beta.threads.messages.create(t.id, role="user", content="not now")
         cancelling = check(await c.beta.threads.runs.cancel(run_id, thread_id=t.id))
         assert cancelling.status == "cancelling"
-        events = await drain(stream)
+        events = await drain(await asyncio.wait_for(streaming, 5))
         assert names(events) == ["thread.run.created", "thread.run.queued", "thread.run.in_progress",
                                  "thread.run.cancelled"]
         assert events[-1].data.status == "cancelled" and events[-1].data.cancelled_at is not None
@@ -661,9 +666,6 @@ def test_slow_run_completes_when_released() -> None:
     serve(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor.cancel() cancels the run's task before it ever started: the coroutine never enters _drive's "
-    "try block, so the run stays 'cancelling' forever and its thread is locked"))
 def test_cancel_a_queued_run_ends_cancelled() -> None:
     async def body(env: Env) -> None:
         c = env.client
@@ -682,9 +684,6 @@ def test_cancel_a_queued_run_ends_cancelled() -> None:
     serve(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor.shutdown() documents that executing runs become 'cancelled', but a run whose task has not "
-    "started yet stays 'queued' (the cancelled coroutine never runs _drive)"))
 def test_shutdown_cancels_queued_runs() -> None:
     async def body(env: Env) -> None:
         c = env.client
@@ -693,6 +692,26 @@ def test_shutdown_cancels_queued_runs() -> None:
         run = await c.beta.threads.runs.create(t.id, assistant_id=a.id)
         await env.backend.executor.shutdown()
         assert (await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)).status == "cancelled"
+
+    serve(body)
+
+
+def test_deleting_a_thread_during_a_run_leaves_nothing_behind() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        slow = _SlowProvider()
+        env.backend.providers.providers["slow"] = slow  # type: ignore[assignment]
+        a = await env.assistant()
+        t = await env.thread("hi")
+        run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
+        await asyncio.wait_for(slow.started.wait(), 5)
+        await c.beta.threads.delete(t.id)
+        slow.release.set()
+        results = await asyncio.gather(*env.backend.executor._tasks.values(), return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)]
+        leftovers = env.backend.store._db.execute(
+            "SELECT kind, id FROM objects WHERE parent = ? OR id = ?", (t.id, run.id)).fetchall()
+        assert leftovers == []
 
     serve(body)
 
@@ -721,9 +740,6 @@ def test_waiting_run_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     serve(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app._get_run marks an expired run 'expired' but leaves its waiting tool_calls step 'in_progress' "
-    "(RunStep has status 'expired' and expired_at for this)"))
 def test_expired_run_expires_its_waiting_step(monkeypatch: pytest.MonkeyPatch) -> None:
     async def body(env: Env) -> None:
         c = env.client
@@ -733,6 +749,18 @@ def test_expired_run_expires_its_waiting_step(monkeypatch: pytest.MonkeyPatch) -
         assert (await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)).status == "expired"
         step = (await c.beta.threads.runs.steps.list(run.id, thread_id=t.id)).data[0]
         assert step.status == "expired" and step.expired_at is not None
+
+    serve(body)
+
+
+def test_expired_run_frees_the_thread_without_being_retrieved(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        t, run = await _requires_action(env, "weather in Paris")
+        real_now = objects.now
+        monkeypatch.setattr(objects, "now", lambda: real_now() + objects.RUN_EXPIRY_SECONDS + 1)
+        await c.beta.threads.messages.create(t.id, role="user", content="hello Kim")
+        assert [r.status for r in (await c.beta.threads.runs.list(t.id)).data] == ["expired"]
 
     serve(body)
 

@@ -54,6 +54,7 @@ _MESSAGE_UPDATE = _keys(message_update_params.MessageUpdateParams) - {"thread_id
 _RUN_CREATE = _keys(run_create_params.RunCreateParamsBase) | {"stream"}
 _RUN_UPDATE = _keys(run_update_params.RunUpdateParams) - {"thread_id"}
 _CREATE_AND_RUN = _keys(thread_create_and_run_params.ThreadCreateAndRunParamsBase) | {"stream"}
+_MESSAGE_KEYS = frozenset({"role", "content", "attachments", "metadata"})
 _SUBMIT = _keys(run_submit_tool_outputs_params.RunSubmitToolOutputsParamsBase) - {"thread_id"} | {"stream"}
 
 
@@ -93,6 +94,15 @@ async def _body(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
         if key not in allowed:
             raise invalid(f"Unrecognized request argument supplied: {key}", key)
     return body
+
+
+def _reject_unknown(value: Any, allowed: frozenset[str], param: str) -> None:
+    """400 unless `value` is an object whose keys are all `allowed` (nested parameters, like the API)."""
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid type for '{param}': expected an object.", param)
+    for key in value:
+        if key not in allowed:
+            raise invalid(f"Unrecognized request argument supplied: {param}.{key}", f"{param}.{key}")
 
 
 def _check_type(body: dict[str, Any], key: str, kind: type | tuple[type, ...], *, required: bool = False) -> None:
@@ -203,7 +213,8 @@ def _add_messages(b: Backend, thread_id: str, messages: Any, param: str) -> None
         raise invalid(f"Invalid type for '{param}'.", param)
     built = []
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+        _reject_unknown(m, _MESSAGE_KEYS, f"{param}[{i}]")
+        if m.get("role") not in ("user", "assistant"):
             raise invalid(f"Invalid value for '{param}[{i}].role': expected 'user' or 'assistant'.",
                           f"{param}[{i}].role")
         _check_metadata(m)
@@ -239,6 +250,9 @@ async def update_thread(b: Backend, request: Request) -> Response:
 
 async def delete_thread(b: Backend, request: Request) -> Response:
     object_id = request.path_params["thread_id"]
+    active = b.store.private(object_id).get("active_run")
+    if active:
+        b.executor.stop(active)  # nothing of the run may land under a deleted thread
     b.store.delete("thread", object_id)
     return _json({"id": object_id, "object": "thread.deleted", "deleted": True})
 
@@ -247,7 +261,7 @@ def _active_run(b: Backend, thread_id: str) -> str | None:
     run_id = b.store.private(thread_id).get("active_run")
     if run_id is None:
         return None
-    return run_id if b.store.get("run", run_id)["status"] in ACTIVE_RUN_STATUSES else None
+    return run_id if b.executor.refresh(b.store.get("run", run_id))["status"] in ACTIVE_RUN_STATUSES else None
 
 
 async def create_message(b: Backend, request: Request) -> Response:
@@ -349,8 +363,7 @@ async def create_thread_and_run(b: Backend, request: Request) -> Response:
         raise invalid("Missing required parameter: 'assistant_id'.", "assistant_id")
     b.store.get("assistant", body["assistant_id"])
     thread_params = body.pop("thread", None) or {}
-    if not isinstance(thread_params, dict):
-        raise invalid("Invalid type for 'thread'.", "thread")
+    _reject_unknown(thread_params, _THREAD_CREATE, "thread")
     thread = _new_thread(b, thread_params, "thread.messages")
     body.pop("tool_resources", None)
     return _start_run(b, thread["id"], body, stream=stream)
@@ -359,16 +372,14 @@ async def create_thread_and_run(b: Backend, request: Request) -> Response:
 async def list_runs(b: Backend, request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     b.store.get("thread", thread_id)
-    return _json(b.store.list("run", parent=thread_id, **_list_args(request)).body())
+    page = b.store.list("run", parent=thread_id, **_list_args(request))
+    page.data = [b.executor.refresh(run) for run in page.data]
+    return _json(page.body())
 
 
 def _get_run(b: Backend, request: Request) -> dict[str, Any]:
     p = request.path_params
-    run = b.store.get("run", p["run_id"], parent=p["thread_id"])
-    if run["status"] in ACTIVE_RUN_STATUSES - {"cancelling"} and run["expires_at"] <= objects.now():
-        run.update(status="expired", required_action=None)
-        b.store.update("run", run)
-    return run
+    return b.executor.refresh(b.store.get("run", p["run_id"], parent=p["thread_id"]))
 
 
 async def get_run(b: Backend, request: Request) -> Response:

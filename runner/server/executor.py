@@ -9,11 +9,12 @@ does not stop the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 from runner.server import objects
-from runner.server.errors import invalid
+from runner.server.errors import APIError, invalid
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
 from runner.server.store import Store
@@ -72,7 +73,19 @@ class RunExecutor:
         task = asyncio.get_running_loop().create_task(self._drive(run["id"]))
         self._tasks[run["id"]] = task
         run_id: str = run["id"]
-        task.add_done_callback(lambda _task: self._tasks.pop(run_id, None))
+        task.add_done_callback(lambda done: self._on_done(run_id, done))
+
+    def _on_done(self, run_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(run_id, None)
+        if not task.cancelled():
+            return
+        # cancelled before _drive began, so it never saw the CancelledError: finish the run here
+        try:
+            run = self.store.get("run", run_id)
+        except APIError:  # its thread was deleted meanwhile
+            return
+        if run["status"] in ACTIVE_RUN_STATUSES:
+            self._finish_cancelled(run)
 
     async def wait(self, run_id: str) -> None:
         """Wait until the run's current execution stops (used by tests and shutdown)."""
@@ -86,6 +99,31 @@ class RunExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self, run_id: str) -> None:
+        """Stop a run's execution without recording anything (its thread is being deleted)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+
+    def refresh(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The run, `expired` (with its waiting step) if it has waited past `expires_at`."""
+        waiting = run["status"] in ("queued", "requires_action") or (
+            run["status"] == "in_progress" and run["id"] not in self._tasks)
+        if not waiting or run["expires_at"] is None or run["expires_at"] > objects.now():
+            return run
+        run.update(status="expired", required_action=None)
+        private = self.store.private(run["id"])
+        step_id = private.pop("tool_step", None)
+        if step_id:
+            step = self.store.get("run_step", step_id)
+            step.update(status="expired", expired_at=objects.now())
+            self.store.update("run_step", step)
+        self.store.update("run", run, private=private)
+        self._release_thread(run)
+        self._emit(run["id"], "thread.run.expired", run)
+        self._close(run["id"])
+        return run
 
     def cancel(self, run: dict[str, Any]) -> dict[str, Any]:
         """Cancel a run that has not ended; 400 when it already has."""
@@ -130,7 +168,10 @@ class RunExecutor:
             self._emit(run_id, "thread.run.in_progress", run)
             await self._step(run)
         except asyncio.CancelledError:
-            self._finish_cancelled(self.store.get("run", run_id))
+            with contextlib.suppress(APIError):  # APIError: the thread was deleted under the run
+                self._finish_cancelled(self.store.get("run", run_id))
+        except APIError:
+            return  # the run or its thread was deleted while it executed: nothing left to record
         except Exception as exc:  # a bug must fail the run, never leave it in_progress forever
             self._fail(run, "server_error", f"internal error: {type(exc).__name__}: {exc}")
             raise
