@@ -251,3 +251,50 @@ def test_preflight_names_unavailable_models(write_spec) -> None:  # type: ignore
     scripted = load_spec(write_spec("assistant:\n  model: scripted\nconversation: [{user: hey}]\n", "s.yaml"))
     (problem,) = preflight(scripted, resolve_backend(scripted))
     assert "needs rules" in problem
+
+
+def test_backend_refusing_to_stream_is_polled_instead(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """A remote endpoint without streaming answers 400 on `stream`; the engine polls it from then on."""
+    import json
+
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import create_app
+
+    backend = Backend()
+    app = create_app(backend)
+    refused = []
+
+    async def no_streaming(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/runs"):
+            message = await receive()
+            if json.loads(message["body"] or b"{}").get("stream"):
+                refused.append(scope["path"])
+                body = json.dumps({"error": {"message": "stream is not supported", "type": "invalid_request_error",
+                                             "param": "stream", "code": None}}).encode()
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+
+            async def replay():  # type: ignore[no-untyped-def]
+                return message
+
+            return await app(scope, replay, send)
+        return await app(scope, receive, send)
+
+    spec = load_spec(write_spec("assistant: {model: echo}\nconversation: [{user: one}, {user: two}]\n"))
+
+    async def go():  # type: ignore[no-untyped-def]
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(no_streaming), base_url="http://x/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://x/v1", http_client=http, max_retries=0)
+        target = BackendTarget(spec.backend)
+        transcript = await run_conversation(spec, client, target, AssistantPool(client), EngineOptions())
+        await client.close()
+        return transcript
+
+    transcript = run_async(go())
+    assert [t.reply for t in transcript.turns] == ["one", "two"]
+    assert len(refused) == 1  # asked once, remembered for the next turn

@@ -218,7 +218,9 @@ class _Conversation:
                     elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
                         state.run = event.data
             run = state.run
-            if run is None or run.status != "requires_action":
+            if run is None:
+                raise RuntimeError("the backend's event stream ended without any run event")
+            if run.status != "requires_action":
                 return
             outputs = self._answer_calls(run, turn, record)
             stream = await self.threads.runs.submit_tool_outputs(
