@@ -46,12 +46,14 @@ def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[S
     return specs, errors, len(files)
 
 
-def _print_errors(errors: list[str], files: int, specs_ok: int) -> None:
+def _print_errors(errors: list[str], summary: str) -> None:
     for line in errors:
         click.echo(line, err=True)
-    bad = files - specs_ok
-    click.secho(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {bad} of {files} "
-                f"spec file{'s' if files != 1 else ''}; nothing was run", fg="red", bold=True, err=True)
+    click.secho(f"{len(errors)} error{'s' if len(errors) != 1 else ''} {summary}", fg="red", bold=True, err=True)
+
+
+def _in_files(files: int, bad: int) -> str:
+    return f"in {bad} of {files} spec file{'s' if files != 1 else ''}; nothing was run"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +68,7 @@ def validate(paths: tuple[str, ...]) -> None:
     """Check spec files (or folders of them) without running anything. Exit 0 when all are valid, 2 otherwise."""
     specs, errors, files = _load_all(paths, {})
     if errors:
-        _print_errors(errors, files, len(specs))
+        _print_errors(errors, _in_files(files, files - len(specs)))
         sys.exit(EXIT_USAGE)
     click.echo(f"{files} spec file{'s' if files != 1 else ''} valid")
 
@@ -93,7 +95,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
     if errors:
-        _print_errors(errors, files, len(specs))
+        _print_errors(errors, _in_files(files, files - len(specs)))
         sys.exit(EXIT_USAGE)
 
     from runner.engine import EngineOptions, Job, preflight, resolve_backend
@@ -101,7 +103,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     jobs_list = [Job(spec, resolve_backend(spec, base_url, api_key_env, False if poll else None)) for spec in specs]
     problems = [p for job in jobs_list for p in preflight(job.spec, job.target)]
     if problems:
-        _print_errors(problems, files, files - len({p.split(":", 1)[0] for p in problems}))
+        _print_errors(problems, _in_files(files, len({p.split(":", 1)[0] for p in problems})))
         sys.exit(EXIT_USAGE)
     sys.exit(_run_jobs(jobs_list, EngineOptions(timeout=timeout, keep=keep), Path(out_dir), jobs))
 
@@ -140,6 +142,41 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:
     if write_failures:
         return EXIT_USAGE
     return EXIT_OK if all(t.passed for t in done) else EXIT_FAILED
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (anything but loopback needs a key).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
+@click.option("--db", default="runner-backend.sqlite3", show_default=True, type=click.Path(dir_okay=False),
+              help="SQLite file holding assistants, threads, messages and runs (kept across restarts).")
+@click.option("--provider", type=click.Choice(["echo", "scripted"]), help="Answer every model with this provider.")
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
+              help="Rules file of the `scripted` model.")
+@click.option("--api-key-env", metavar="NAME", help="Require the key held by this environment variable (Bearer auth).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
+def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
+          log_level: str) -> None:
+    """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
+    from runner.server.serve import ServeError, ServeOptions
+    from runner.server.serve import serve as run_server
+    from runner.spec.load import load_rules
+
+    rules = None
+    if rules_file:
+        try:
+            rules = load_rules(rules_file)
+        except SpecInvalid as exc:
+            _print_errors([str(e) for e in exc.errors], "in the rules file; the server was not started")
+            sys.exit(EXIT_USAGE)
+    options = ServeOptions(host=host, port=port, db=db, provider=provider, rules=rules, api_key_env=api_key_env,
+                           log_level=log_level)
+    try:
+        run_server(options, announce=lambda line: click.echo(line, err=True))
+    except ServeError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def main() -> None:

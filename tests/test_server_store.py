@@ -303,3 +303,32 @@ def test_waiting_run_survives_restart(tmp_path: Path) -> None:
         serve(second, backend=backend)
     finally:
         backend.store.close()
+
+
+def test_runs_in_flight_when_the_process_died_are_failed_on_restart(tmp_path: Path) -> None:
+    """A restart finds runs a dead process left executing: they fail; runs waiting for tool outputs resume."""
+    import asyncio as aio
+
+    from runner.server import objects
+    from runner.server.app import Backend, BackendSettings
+
+    db = str(tmp_path / "crash.sqlite3")
+    first = Backend(BackendSettings(db_path=db))
+    asst = first.store.insert("assistant", objects.assistant({"model": "echo"}))
+    thread = first.store.insert("thread", objects.thread({}))
+    stranded = objects.run(thread["id"], asst, {})
+    stranded["status"] = "in_progress"
+    first.store.insert("run", stranded, parent=thread["id"])
+    first.store.update("thread", thread, private={"active_run": stranded["id"]})
+    waiting = objects.run(thread["id"], asst, {})
+    waiting["status"] = "requires_action"
+    first.store.insert("run", waiting, parent=thread["id"])
+    # no shutdown: the process "died" here
+    second = Backend(BackendSettings(db_path=db))
+    assert second.recovered == 1
+    run = second.store.get("run", stranded["id"])
+    assert run["status"] == "failed" and run["failed_at"] is not None
+    assert "stopped while this run was executing" in run["last_error"]["message"]
+    assert second.store.get("run", waiting["id"])["status"] == "requires_action"
+    assert second.store.private(thread["id"]).get("active_run") is None
+    aio.run(second.executor.shutdown())

@@ -7,9 +7,10 @@ and the run executor; they hold no state of their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from openai.types.beta import (
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runner.server import objects
+from runner.server.auth import BearerAuth
 from runner.server.errors import APIError, invalid
 from runner.server.executor import ACTIVE_RUN_STATUSES, RunExecutor
 from runner.server.providers import ProviderSet
@@ -66,6 +68,7 @@ class BackendSettings:
     rules: Sequence[dict[str, Any]] | None = None
     provider: str | None = None
     poll_after_ms: int = 25
+    api_key: str | None = field(default=None, repr=False)  # when set, requests need it as a Bearer token
 
 
 class Backend:
@@ -76,6 +79,7 @@ class Backend:
         self.store = Store(self.settings.db_path)
         self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider)
         self.executor = RunExecutor(self.store, self.providers)
+        self.recovered = self.executor.recover()  # runs a previous process left in flight
 
 
 # -- request helpers ------------------------------------------------------------------------------
@@ -469,8 +473,11 @@ def _endpoint(backend: Backend, handler: Handler) -> Callable[[Request], Awaitab
     return endpoint
 
 
-def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Starlette:
-    """The ASGI app serving `backend` (a fresh in-memory one by default) under `prefix`."""
+def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Any:
+    """The ASGI app serving `backend` (a fresh in-memory one by default) under `prefix`.
+
+    With `api_key` in the backend's settings, every request must carry it as a Bearer token.
+    """
     backend = backend or Backend()
     routes = [
         Route(prefix + path, _endpoint(backend, handler), methods=[method], name=f"{method} {path}")
@@ -481,6 +488,14 @@ def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Starlette
         message = f"Invalid URL ({request.method} {request.url.path})"
         return JSONResponse(APIError(404, message).body(), status_code=404)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await backend.executor.shutdown()  # runs still executing end cancelled, not stranded
+        backend.store.close()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
     app.state.backend = backend
+    if backend.settings.api_key:
+        return BearerAuth(app, backend.settings.api_key)
     return app

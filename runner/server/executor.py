@@ -100,6 +100,20 @@ class RunExecutor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def recover(self) -> int:
+        """Fail the runs a stopped process left executing (a restart finds them queued or in progress).
+
+        Runs waiting for tool outputs keep waiting: their state is in the store, so they can resume.
+        Returns how many runs were failed.
+        """
+        stranded = self.store.with_status("run", ("queued", "in_progress", "cancelling"))
+        for run in stranded:
+            if run["status"] == "cancelling":
+                self._finish_cancelled(run)
+            else:
+                self._fail(run, "server_error", "the backend stopped while this run was executing; start a new run")
+        return len(stranded)
+
     def stop(self, run_id: str) -> None:
         """Stop a run's execution without recording anything (its thread is being deleted)."""
         task = self._tasks.get(run_id)

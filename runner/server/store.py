@@ -156,6 +156,15 @@ class Store:
             data.reverse()
         return Page(data, has_more=len(rows) > limit)
 
+    def with_status(self, kind: Kind, statuses: tuple[str, ...]) -> builtins.list[dict[str, Any]]:
+        """Every object of a kind whose status is one of `statuses`, oldest first."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._db.execute(
+            f"SELECT body FROM objects WHERE kind = ? AND json_extract(body, '$.status') IN ({marks}) ORDER BY seq",
+            (kind, *statuses),
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def children(self, kind: Kind, parent: str) -> builtins.list[dict[str, Any]]:
         """Every object of a kind under a parent, oldest first (e.g. a thread's messages)."""
         rows = self._db.execute(

@@ -302,6 +302,18 @@ def rules_file_errors(doc: LoadedYaml) -> list[SpecError]:
     return [e for err in _rules_validator().iter_errors(doc.data) for e in explain(err, doc)]
 
 
+def load_rules(path: str | Path) -> list[dict[str, Any]]:
+    """Load and validate a `scripted` model rules file (for `runner serve --rules`); raise SpecInvalid."""
+    path = Path(path)
+    doc = load_yaml(_read(path, str(path)), str(path))
+    errors = rules_file_errors(doc)
+    if not errors:
+        errors = _rule_regex_errors(doc, doc.data, ())
+    if errors:
+        raise SpecInvalid(errors)
+    return list(doc.data)
+
+
 def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> Spec:
     """Load, validate and render one spec file; raise SpecInvalid listing every problem found."""
     path = Path(path)

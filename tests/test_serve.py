@@ -1,0 +1,160 @@
+"""`runner serve` as a real HTTP server: the classic quickstart, the runner's engine, auth, restarts, shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import EXAMPLES
+
+from runner.cli import cli
+
+DATA = Path(__file__).resolve().parent / "data"
+SECRET = "sk-serve-" + "k3y" * 10
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        """Stop the server and return everything it wrote to stderr."""
+        self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.log + err
+
+    log = ""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    return {**env, **extra}
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "serve", "--port", "0", "--db", str(tmp_path / "backend.sqlite3"), *args],
+        env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    lines = []
+    deadline = time.monotonic() + 60
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"Assistants API on (http://\S+/v1)", line)
+        if match:
+            server = Server(proc, match.group(1))
+            server.log = "".join(lines)
+            try:
+                yield server
+            finally:
+                if proc.poll() is None:
+                    server.stop()
+            return
+    proc.kill()
+    raise AssertionError("runner serve did not start:\n" + "".join(lines) + (proc.stderr.read() or ""))
+
+
+def _request(url: str, method: str = "GET", body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_classic_quickstart_runs_unchanged(tmp_path: Path) -> None:
+    with serving(tmp_path, "--provider", "echo") as server:
+        proc = subprocess.run([sys.executable, "-W", "ignore", str(DATA / "assistants_quickstart.py")],
+                              env=_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-anything"),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["completed", "你好呀"]
+
+
+def test_the_engine_runs_examples_over_http_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with serving(tmp_path) as server:
+        for mode in ([], ["--poll"]):
+            result = CliRunner().invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), str(EXAMPLES / "multi_turn.yaml"),
+                                              "--base-url", server.url, *mode])
+            assert result.exit_code == 0, result.output
+            assert "2 passed, 0 failed" in result.output
+        data = json.loads((tmp_path / "transcripts" / "hello.json").read_text(encoding="utf-8"))
+        assert data["backend"] == {"kind": "remote", "base_url": server.url, "api_key_env": None}
+        # a remote run deletes what it created unless --keep
+        assert _request(server.url + "/assistants")[1]["data"] == []
+        kept = CliRunner().invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), "--base-url", server.url, "--keep"])
+        assert kept.exit_code == 0
+        assert len(_request(server.url + "/assistants")[1]["data"]) == 1
+
+
+def test_bearer_key_is_required_and_never_logged(tmp_path: Path) -> None:
+    with serving(tmp_path, "--api-key-env", "SERVE_KEY", env=_env(SERVE_KEY=SECRET)) as server:
+        status, body = _request(server.url + "/assistants")
+        assert status == 401 and "didn't provide an API key" in body["error"]["message"]
+        status, body = _request(server.url + "/assistants", key="sk-wrong-" + "x" * 20)
+        assert status == 401 and body["error"]["code"] == "invalid_api_key"
+        assert "sk-wrong" not in json.dumps(body)
+        status, body = _request(server.url + "/assistants", "POST", {"model": "echo"}, key=SECRET)
+        assert status == 200 and body["id"].startswith("asst_")
+        log = server.stop()
+    assert "Bearer key required" in log
+    assert SECRET not in log
+
+
+def test_refuses_to_expose_the_backend_without_a_key(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "0", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2
+    assert "--api-key-env" in result.output
+    missing = CliRunner().invoke(cli, ["serve", "--api-key-env", "NOT_SET_ANYWHERE", "--db", str(tmp_path / "x.db")],
+                                 env={"NOT_SET_ANYWHERE": ""})
+    assert missing.exit_code == 2 and "NOT_SET_ANYWHERE" in missing.output
+
+
+def test_data_survives_a_restart_and_sigterm_is_graceful(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        _, assistant = _request(server.url + "/assistants", "POST", {"model": "echo", "name": "Keeper"})
+        _, thread = _request(server.url + "/threads", "POST", {"messages": [{"role": "user", "content": "hi"}]})
+        log = server.stop(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down, so the status is the conventional one
+        assert server.proc.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in log
+    with serving(tmp_path) as server:
+        status, again = _request(f"{server.url}/assistants/{assistant['id']}")
+        assert status == 200 and again["name"] == "Keeper"
+        status, messages = _request(f"{server.url}/threads/{thread['id']}/messages")
+        assert [m["content"][0]["text"]["value"] for m in messages["data"]] == ["hi"]
+
+
+def test_invalid_rules_file_is_a_usage_error(tmp_path: Path) -> None:
+    rules = tmp_path / "bad.rules.yaml"
+    rules.write_text("- user: hi\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["serve", "--rules", str(rules), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2
+    assert "bad.rules.yaml:1:3: [0]: a rule needs exactly one answer" in result.output
