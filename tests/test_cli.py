@@ -30,7 +30,8 @@ conversation:
 @pytest.fixture
 def runner_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RUNNER_BASE_URL", raising=False)
+    for name in ("RUNNER_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "RUNNER_CHAT_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     return CliRunner()
 
 
@@ -81,7 +82,8 @@ def test_unavailable_model_is_a_spec_error(runner_in: CliRunner, tmp_path: Path)
     (tmp_path / "live.yaml").write_text("assistant:\n  model: gpt-4o\nconversation: [{user: hi}]\n", encoding="utf-8")
     result = runner_in.invoke(cli, ["run", "live.yaml"])
     assert result.exit_code == 2
-    assert "live.yaml:2:10: assistant.model: the model 'gpt-4o' is not available on the embedded backend" in result.output
+    assert ("live.yaml:2:10: assistant.model: the model 'gpt-4o' goes to the `openai` provider, which is not "
+            "configured: set OPENAI_API_KEY") in result.output
 
 
 def test_validate(runner_in: CliRunner, tmp_path: Path) -> None:

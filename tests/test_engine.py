@@ -164,7 +164,7 @@ def test_timeout_cancels_the_run(write_spec) -> None:  # type: ignore[no-untyped
     conversation: [{user: hi}]
     """))
     backend = Backend()
-    backend.providers.providers["slow"] = SlowProvider()
+    backend.providers.providers["openai"] = SlowProvider()  # "slow" routes to the default live provider
     for stream in (True, False):
         run_spec = dataclasses.replace(spec, backend=BackendConfig(stream=stream))
         transcript, _ = run_async(_run(run_spec, backend, EngineOptions(timeout=0.3)))

@@ -141,7 +141,9 @@ async def _drive(backend: Backend, recorder: Recorder, spec_files: list[Path], s
     await pool.delete_created()
     # the remaining endpoints and the error shape
     beta = client.beta
-    asst = await beta.assistants.create(model="echo", metadata={"k": "v"})
+    asst = await beta.assistants.create(model="echo", metadata={"k": "v"}, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {"type": "object"}}})
+    assert asst.response_format.json_schema.schema_ == {"type": "object"}  # type: ignore[union-attr]
     await beta.assistants.update(asst.id, name="renamed")
     await beta.assistants.list(limit=1)
     thread = await beta.threads.create(messages=[{"role": "user", "content": "hi"}])

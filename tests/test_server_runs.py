@@ -621,7 +621,7 @@ def test_cancel_an_in_progress_run() -> None:
     async def body(env: Env) -> None:
         c = env.client
         slow = _SlowProvider()
-        env.backend.providers.providers["slow"] = slow  # type: ignore[assignment]
+        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
         a = await env.assistant()
         t = await env.thread("hi")
         # httpx2's ASGITransport hands the response over only once the app has finished it, so the
@@ -651,7 +651,7 @@ def test_slow_run_completes_when_released() -> None:
     async def body(env: Env) -> None:
         c = env.client
         slow = _SlowProvider()
-        env.backend.providers.providers["slow"] = slow  # type: ignore[assignment]
+        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
         a = await env.assistant()
         t = await env.thread("hi")
         run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
@@ -700,7 +700,7 @@ def test_deleting_a_thread_during_a_run_leaves_nothing_behind() -> None:
     async def body(env: Env) -> None:
         c = env.client
         slow = _SlowProvider()
-        env.backend.providers.providers["slow"] = slow  # type: ignore[assignment]
+        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
         a = await env.assistant()
         t = await env.thread("hi")
         run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")

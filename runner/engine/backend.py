@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner.server.providers import OFFLINE_MODELS
+from runner.server.providers import LiveSettings, model_problem
 from runner.spec.model import BackendConfig, Spec
 
 if TYPE_CHECKING:
@@ -58,19 +58,11 @@ def resolve_backend(spec: Spec, base_url: str | None = None, api_key_env: str | 
 
 def preflight(spec: Spec, target: BackendTarget) -> list[str]:
     """Problems that would make every run of this spec fail on its backend, found before anything runs."""
-    problems: list[str] = []
-    if not target.embedded or spec.assistant is None or target.config.provider:
-        return problems
-    model = spec.assistant.model
-    if model not in OFFLINE_MODELS:
-        problems.append(
-            f"{spec.model_where}: assistant.model: the model {model!r} is not available on the embedded backend "
-            f"(offline models: {', '.join(OFFLINE_MODELS)}); use one of them, set backend.provider, "
-            "or point --base-url at an Assistants-compatible endpoint"
-        )
-    elif model == "scripted" and target.config.rules is None:
-        problems.append(f"{spec.model_where}: assistant.model: the scripted model needs rules: add backend.rules")
-    return problems
+    if not target.embedded or spec.assistant is None:
+        return []
+    problem = model_problem(spec.assistant.model, force=target.config.provider,
+                            has_rules=target.config.rules is not None, live=LiveSettings.from_env(os.environ))
+    return [f"{spec.model_where}: assistant.model: {problem}"] if problem else []
 
 
 def embedded_client(backend: Backend) -> AsyncOpenAI:
@@ -94,7 +86,9 @@ def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
     if target.embedded:
         from runner.server.app import Backend, BackendSettings
 
-        return embedded_client(Backend(BackendSettings(rules=target.config.rules, provider=target.config.provider)))
+        settings = BackendSettings(rules=target.config.rules, provider=target.config.provider,
+                                   live=LiveSettings.from_env(os.environ))
+        return embedded_client(Backend(settings))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
     key = os.environ.get(env_name)
     if target.config.api_key_env and not key:

@@ -213,7 +213,7 @@ class _Conversation:
             async with stream:
                 async for event in stream:
                     kind = event.event
-                    if kind == "thread.message.completed":
+                    if kind in ("thread.message.completed", "thread.message.incomplete"):
                         state.messages.append(event.data)
                     elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
                         state.run = event.data

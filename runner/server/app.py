@@ -36,7 +36,7 @@ from runner.server import objects
 from runner.server.auth import BearerAuth
 from runner.server.errors import APIError, invalid
 from runner.server.executor import ACTIVE_RUN_STATUSES, RunExecutor
-from runner.server.providers import ProviderSet
+from runner.server.providers import LiveSettings, ProviderSet
 from runner.server.store import Store
 
 Handler = Callable[["Backend", Request], Awaitable[Response]]
@@ -69,6 +69,7 @@ class BackendSettings:
     provider: str | None = None
     poll_after_ms: int = 25
     api_key: str | None = field(default=None, repr=False)  # when set, requests need it as a Bearer token
+    live: LiveSettings = field(default_factory=LiveSettings)  # live providers; default: none configured
 
 
 class Backend:
@@ -77,7 +78,7 @@ class Backend:
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
         self.store = Store(self.settings.db_path)
-        self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider)
+        self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
         self.executor = RunExecutor(self.store, self.providers)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
 

@@ -194,7 +194,7 @@ class RunExecutor:
         private = self.store.private(run["id"])
         request = self._request(run, private)
         try:
-            provider = self.providers.for_model(run["model"])
+            provider, request.model = self.providers.resolve(run["model"])
             reply = await provider.respond(request)
         except ModelError as exc:
             self._fail(run, exc.code, exc.message)
@@ -219,6 +219,7 @@ class RunExecutor:
             model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
             tool_choice=run["tool_choice"], parallel_tool_calls=run["parallel_tool_calls"],
             response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
+            max_output_tokens=run["max_completion_tokens"],
         )
 
     def _add_usage(self, run: dict[str, Any], reply: ModelReply) -> None:
@@ -306,16 +307,25 @@ class RunExecutor:
             "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
         })
         finished = objects.now()
-        msg.update(status="completed", completed_at=finished, content=objects.text_content(text))
-        self.store.update("message", msg)
-        self._emit(run["id"], "thread.message.completed", msg)
+        msg["content"] = objects.text_content(text)
+        if reply.incomplete_reason:  # cut short by the token budget: the API's `incomplete` outcome
+            msg.update(status="incomplete", incomplete_at=finished, incomplete_details={"reason": "max_tokens"})
+            self.store.update("message", msg)
+            self._emit(run["id"], "thread.message.incomplete", msg)
+        else:
+            msg.update(status="completed", completed_at=finished)
+            self.store.update("message", msg)
+            self._emit(run["id"], "thread.message.completed", msg)
         step.update(status="completed", completed_at=finished, usage=self._step_usage(reply))
         self.store.update("run_step", step)
         self._emit(run["id"], "thread.run.step.completed", step)
-        run.update(status="completed", completed_at=finished)
+        if reply.incomplete_reason:
+            run.update(status="incomplete", incomplete_details={"reason": reply.incomplete_reason})
+        else:
+            run.update(status="completed", completed_at=finished)
         self.store.update("run", run, private=private)
         self._release_thread(run)
-        self._emit(run["id"], "thread.run.completed", run)
+        self._emit(run["id"], f"thread.run.{run['status']}", run)
         self._close(run["id"])
 
     def _fail(self, run: dict[str, Any], code: str, message: str) -> None:

@@ -27,8 +27,9 @@ def now() -> int:
 
 
 def _dump(model: Any) -> dict[str, Any]:
-    # only what we set: nested optionals the API omits must not come back as nulls
-    body: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    # only what we set: nested optionals the API omits must not come back as nulls; by alias, because
+    # the SDK renames some wire fields in Python (json_schema.schema is `schema_`)
+    body: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
     return body
 
 

@@ -26,6 +26,7 @@ class ModelRequest:
     response_format: Any = "auto"
     temperature: float | None = None
     top_p: float | None = None
+    max_output_tokens: int | None = None
 
     def last_user_text(self) -> str:
         """Text of the most recent user message ('' when there is none)."""
@@ -61,6 +62,7 @@ class ModelReply:
     tool_calls: list[ToolCallRequest] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    incomplete_reason: str | None = None  # the answer was cut short: `max_completion_tokens`
 
 
 class ModelError(Exception):

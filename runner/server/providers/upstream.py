@@ -1,0 +1,96 @@
+"""What the live providers share: their configuration, and turning upstream failures into run errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.server.providers.base import ModelError
+
+LIVE_PROVIDERS = ("openai", "chat")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Where a live provider sends its model calls. The key is never shown (repr=False)."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    max_retries: int = 2
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live providers a backend offers and which one answers model names without a `provider/` prefix."""
+
+    openai: UpstreamConfig | None = None
+    chat: UpstreamConfig | None = None
+    default: str = "openai"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LiveSettings:
+        """Read the documented variables: OPENAI_API_KEY and OPENAI_BASE_URL configure `openai` exactly as they
+        configure the SDK; RUNNER_CHAT_BASE_URL (and RUNNER_CHAT_API_KEY) a Chat Completions server;
+        RUNNER_DEFAULT_PROVIDER picks the default live provider."""
+        openai = None
+        if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL"):
+            openai = UpstreamConfig(base_url=environ.get("OPENAI_BASE_URL") or None,
+                                    api_key=environ.get("OPENAI_API_KEY") or None)
+        chat = None
+        if environ.get("RUNNER_CHAT_BASE_URL"):
+            chat = UpstreamConfig(base_url=environ["RUNNER_CHAT_BASE_URL"],
+                                  api_key=environ.get("RUNNER_CHAT_API_KEY") or None)
+        default = environ.get("RUNNER_DEFAULT_PROVIDER") or ("chat" if chat and not openai else "openai")
+        return cls(openai=openai, chat=chat, default=default)
+
+    def secrets(self) -> list[str]:
+        """Every configured key, to be scrubbed from anything shown."""
+        return [c.api_key for c in (self.openai, self.chat) if c is not None and c.api_key]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every secret replaced by ***."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> ModelError:
+    """A failed model call as the run's `last_error` (`rate_limit_exceeded`, `invalid_prompt` or `server_error`)."""
+    import openai
+
+    def body_message(error: Any) -> str:
+        body = getattr(error, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return str(body["message"])
+        return str(getattr(error, "message", "") or error)
+
+    if isinstance(exc, openai.RateLimitError):
+        code, text = "rate_limit_exceeded", f"{provider} provider: rate limited upstream (429) after retries: " \
+                                             f"{body_message(exc)}"
+    elif isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        code, text = "server_error", f"{provider} provider: the upstream rejected the credentials " \
+                                     f"({exc.status_code}): {body_message(exc)}"
+    elif isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.NotFoundError):
+        code, text = "invalid_prompt", f"{provider} provider: the upstream refused the request " \
+                                       f"({exc.status_code}): {body_message(exc)}"
+    elif isinstance(exc, openai.APIStatusError):
+        code, text = "server_error", f"{provider} provider: upstream error {exc.status_code} after retries: " \
+                                     f"{body_message(exc)}"
+    elif isinstance(exc, openai.APITimeoutError):
+        code, text = "server_error", f"{provider} provider: the upstream did not answer in time (after retries)"
+    elif isinstance(exc, openai.APIConnectionError):
+        code, text = "server_error", f"{provider} provider: cannot reach the upstream: {exc.__cause__ or exc}"
+    else:
+        code, text = "server_error", f"{provider} provider: {type(exc).__name__}: {exc}"
+    return ModelError(scrub(text, secrets), code)
+
+
+def client_for(config: UpstreamConfig) -> Any:
+    """An AsyncOpenAI client for an upstream (the SDK's own bounded retries honour retry-after)."""
+    from openai import AsyncOpenAI
+
+    return AsyncOpenAI(api_key=config.api_key or "unused", base_url=config.base_url,
+                       max_retries=config.max_retries, timeout=config.timeout)

@@ -1,0 +1,141 @@
+"""A fake model upstream on loopback: the Responses and Chat Completions endpoints, in their real shapes.
+
+Tests queue what it answers (bodies built here and checked against the SDK's own types), read back every
+request it received, and stop it. It runs uvicorn in a thread, so the code under test reaches it over
+real HTTP exactly as it would reach api.openai.com or an Ollama server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
+
+
+def response_body(*, text: str | None = None, calls: list[tuple[str, dict[str, Any]]] | None = None,
+                  model: str = "gpt-test", input_tokens: int = 11, output_tokens: int = 7,
+                  incomplete: str | None = None) -> dict[str, Any]:
+    """A Responses API `response` object with a text message or function calls."""
+    from openai.types.responses import Response as ResponsesResponse
+
+    output: list[dict[str, Any]] = []
+    if text is not None:
+        output.append({"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    for i, (name, arguments) in enumerate(calls or []):
+        output.append({"type": "function_call", "id": f"fc_{i}", "call_id": f"call_fake{i}", "name": name,
+                       "arguments": json.dumps(arguments), "status": "completed"})
+    body = {
+        "id": "resp_fake", "object": "response", "created_at": 1_700_000_000, "model": model,
+        "status": "incomplete" if incomplete else "completed", "output": output, "error": None,
+        "incomplete_details": {"reason": incomplete} if incomplete else None, "instructions": None,
+        "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto",
+        "tools": [],
+        "usage": {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                  "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": input_tokens + output_tokens},
+    }
+    ResponsesResponse.model_validate(body)  # the fake must speak the real shape
+    return body
+
+
+def chat_body(*, text: str | None = None, calls: list[tuple[str, dict[str, Any]]] | None = None,
+              model: str = "llama-test", prompt_tokens: int = 13, completion_tokens: int = 5,
+              finish_reason: str | None = None) -> dict[str, Any]:
+    """A Chat Completions `chat.completion` object with text or tool calls."""
+    from openai.types.chat import ChatCompletion
+
+    tool_calls = [{"id": f"call_chat{i}", "type": "function",
+                   "function": {"name": name, "arguments": json.dumps(arguments)}}
+                  for i, (name, arguments) in enumerate(calls or [])]
+    body = {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "logprobs": None,
+                     "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop"),
+                     "message": {"role": "assistant", "content": text, "tool_calls": tool_calls or None}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+    ChatCompletion.model_validate(body)
+    return body
+
+
+def error_body(message: str, type_: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
+    """The API's error envelope."""
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+@dataclass
+class Received:
+    """One request the fake received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeUpstream:
+    """Answers queued per path; records every request."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    answers: dict[str, list[Answer | Callable[[dict[str, Any]], Answer]]] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def queue(self, path: str, *answers: Answer | Callable[[dict[str, Any]], Answer]) -> None:
+        """Answers for the next requests to `path` (`/responses` or `/chat/completions`), in order."""
+        self.answers.setdefault(path, []).extend(answers)
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        """The JSON bodies received at `path`."""
+        return [r.body for r in self.received if r.path == path]
+
+    async def _handle(self, request: Request) -> Response:
+        path = request.url.path.removeprefix("/v1")
+        body = json.loads(await request.body() or b"{}")
+        self.received.append(Received(path, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        pending = self.answers.get(path)
+        if not pending:
+            return JSONResponse(error_body(f"the fake upstream has no answer queued for {path}"), status_code=500)
+        answer = pending.pop(0)
+        status, payload, headers = answer(body) if callable(answer) else answer
+        return JSONResponse(payload, status_code=status, headers=headers)
+
+
+@contextmanager
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """Start a fake upstream on 127.0.0.1 (a free port), yield it, stop it."""
+    fake = FakeUpstream()
+    app = Starlette(routes=[Route("/v1/responses", fake._handle, methods=["POST"]),
+                            Route("/v1/chat/completions", fake._handle, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake upstream did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
