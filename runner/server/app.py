@@ -143,6 +143,34 @@ def _check_tools(body: dict[str, Any]) -> None:
             raise invalid(f"Missing required parameter: 'tools[{i}].function.name'.", f"tools[{i}].function.name")
 
 
+def _check_run_options(body: dict[str, Any], tools: list[dict[str, Any]]) -> None:
+    """400 for run options the API would refuse (token budgets, truncation, tool choice)."""
+    for key in ("max_prompt_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise invalid(f"Invalid '{key}': expected a positive integer.", key)
+    truncation = body.get("truncation_strategy")
+    if truncation is not None:
+        kind = truncation.get("type") if isinstance(truncation, dict) else None
+        if kind not in ("auto", "last_messages"):
+            raise invalid("Invalid 'truncation_strategy.type': expected 'auto' or 'last_messages'.",
+                          "truncation_strategy.type")
+        last = truncation.get("last_messages")
+        if kind == "last_messages" and (not isinstance(last, int) or last < 1):
+            raise invalid("'truncation_strategy.last_messages' must be a positive integer.",
+                          "truncation_strategy.last_messages")
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("auto", "none", "required"):
+        return
+    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(
+            choice.get("function"), dict):
+        raise invalid("Invalid 'tool_choice'.", "tool_choice")
+    name = choice["function"].get("name")
+    if name not in {t["function"]["name"] for t in tools if t.get("type") == "function"}:
+        raise invalid(f"tool_choice names the function '{name}', which is not among the run's tools.",
+                      "tool_choice.function.name")
+
+
 def _content(content: Any, param: str) -> list[dict[str, Any]]:
     """Message content from a request (a string or text parts) in the stored form."""
     if isinstance(content, str):
@@ -338,6 +366,7 @@ def _start_run(b: Backend, thread_id: str, body: dict[str, Any], *, stream: bool
     asst = b.store.get("assistant", assistant_id)
     _check_metadata(body)
     _check_tools(body)
+    _check_run_options(body, body["tools"] if body.get("tools") is not None else asst.get("tools", []))
     active = _active_run(b, thread_id)
     if active:
         raise invalid(f"Thread {thread_id} already has an active run {active}.")

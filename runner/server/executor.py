@@ -14,9 +14,11 @@ import json
 from typing import Any
 
 from runner.server import objects
+from runner.server.budget import police_reply, select_messages
 from runner.server.errors import APIError, invalid
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
+from runner.server.providers.base import count_tokens
 from runner.server.store import Store
 
 # an event as it goes on the wire: its name and its JSON payload, serialised when it happened
@@ -193,15 +195,17 @@ class RunExecutor:
     async def _step(self, run: dict[str, Any]) -> None:
         private = self.store.private(run["id"])
         request = self._request(run, private)
+        if request is None:
+            self._end_incomplete(run, "max_prompt_tokens")
+            return
         try:
             provider, request.model = self.providers.resolve(run["model"])
-            reply = await provider.respond(request)
+            reply = police_reply(await provider.respond(request), run)
         except ModelError as exc:
             self._fail(run, exc.code, exc.message)
             return
-        except Exception as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            self._fail(run, "server_error", message)
+        except APIError as exc:
+            self._fail(run, "invalid_prompt", exc.message)
             return
         self._add_usage(run, reply)
         if reply.tool_calls:
@@ -209,18 +213,30 @@ class RunExecutor:
         else:
             self._complete_with_message(run, private, reply)
 
-    def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest:
-        items: list[dict[str, Any]] = [
-            {"type": "message", "role": m["role"], "content": message_text(m)}
-            for m in self.store.children("message", run["thread_id"])
-        ]
-        items.extend(private.get("items", []))
+    def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest | None:
+        """The model call for the run's next step; None when the context cannot fit `max_prompt_tokens`."""
+        own_items: list[dict[str, Any]] = private.get("items", [])
+        fixed = count_tokens(run["instructions"]) + sum(
+            count_tokens(str(item.get("arguments") or item.get("output") or "")) for item in own_items)
+        thread_items = [{"type": "message", "role": m["role"], "content": message_text(m)}
+                        for m in self.store.children("message", run["thread_id"])]
+        selected = select_messages(thread_items, run["truncation_strategy"], run["max_prompt_tokens"], fixed)
+        if selected is None:
+            return None
+        items = [*selected, *own_items]
         return ModelRequest(
             model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
             tool_choice=run["tool_choice"], parallel_tool_calls=run["parallel_tool_calls"],
             response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
             max_output_tokens=run["max_completion_tokens"],
         )
+
+    def _end_incomplete(self, run: dict[str, Any], reason: str) -> None:
+        run.update(status="incomplete", incomplete_details={"reason": reason})
+        self.store.update("run", run)
+        self._release_thread(run)
+        self._emit(run["id"], "thread.run.incomplete", run)
+        self._close(run["id"])
 
     def _add_usage(self, run: dict[str, Any], reply: ModelReply) -> None:
         usage = run["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

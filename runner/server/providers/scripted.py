@@ -32,6 +32,18 @@ def _expand(match: re.Match[str], value: Any) -> Any:
     return value
 
 
+def _allowed(rule: dict[str, Any], tool_choice: Any) -> bool:
+    """Whether a rule's answer is one the run's tool_choice permits (others are passed over)."""
+    names = [c["name"] for c in rule.get("calls") or ([rule["call"]] if "call" in rule else [])]
+    if tool_choice == "none":
+        return not names
+    if tool_choice == "required":
+        return bool(names) or "error" in rule
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        return tool_choice["function"]["name"] in names or "error" in rule
+    return True
+
+
 class ScriptedProvider:
     """Answers by the first rule whose trigger matches."""
 
@@ -51,7 +63,7 @@ class ScriptedProvider:
         else:
             trigger, seen = "user", request.last_user_text()
         for rule, pattern in self.rules:
-            if trigger not in rule:
+            if trigger not in rule or not _allowed(rule, request.tool_choice):
                 continue
             match = pattern.search(seen)
             if match is None:

@@ -1,0 +1,60 @@
+"""A run's parameters that shape one model call: what context it sees, and what of its answer may stand.
+
+`truncation_strategy` and `max_prompt_tokens` decide which thread messages go in; `max_completion_tokens`,
+`tool_choice` and `parallel_tool_calls` police the answer, so the rules hold on every provider, the
+offline ones included (live upstreams enforce them too; policing again is harmless).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runner.server.providers.base import ModelError, ModelReply, count_tokens
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def select_messages(messages: list[dict[str, Any]], truncation: dict[str, Any] | None,
+                    max_prompt_tokens: int | None, fixed_tokens: int) -> list[dict[str, Any]] | None:
+    """The thread messages (input items with text `content`) a run's model call sees, oldest first; None
+    when even the newest overflows the prompt budget (the run then ends `incomplete`, `max_prompt_tokens`).
+
+    `fixed_tokens` is what the call carries besides messages (instructions, the run's own tool calls).
+    """
+    if truncation and truncation.get("type") == "last_messages" and truncation.get("last_messages"):
+        messages = messages[-int(truncation["last_messages"]):]
+    if max_prompt_tokens is None:
+        return messages
+    sizes = [count_tokens(str(m["content"])) for m in messages]
+    total = fixed_tokens + sum(sizes)
+    start = 0
+    # `auto` (and `last_messages`) drop the oldest messages until the prompt fits
+    while total > max_prompt_tokens and start < len(messages) - 1:
+        total -= sizes[start]
+        start += 1
+    if total > max_prompt_tokens:
+        return None
+    return messages[start:]
+
+
+def police_reply(reply: ModelReply, run: dict[str, Any]) -> ModelReply:
+    """Hold the answer to the run's tool_choice, parallel_tool_calls and max_completion_tokens."""
+    choice = run.get("tool_choice") or "auto"
+    if choice == "none" and reply.tool_calls:
+        raise ModelError("the model called a function although tool_choice is 'none'")
+    if choice == "required" and not reply.tool_calls:
+        raise ModelError("tool_choice is 'required' but the model answered without calling a function")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        wanted = choice["function"]["name"]
+        if not any(call.name == wanted for call in reply.tool_calls):
+            raise ModelError(f"tool_choice requires a call to {wanted} but the model did not make one")
+    if not run.get("parallel_tool_calls", True) and len(reply.tool_calls) > 1:
+        reply.tool_calls = reply.tool_calls[:1]
+    budget = run.get("max_completion_tokens")
+    if budget is not None and reply.text is not None and reply.completion_tokens > budget:
+        spans = list(_TOKEN.finditer(reply.text))
+        reply.text = reply.text[: spans[budget - 1].end()] if budget > 0 and len(spans) >= budget else ""
+        reply.completion_tokens = budget
+        reply.incomplete_reason = "max_completion_tokens"
+    return reply
