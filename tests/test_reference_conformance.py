@@ -7,9 +7,11 @@ tests always run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,27 @@ class Recorder:
         await self.app(scope, receive, keep)
 
 
+@contextlib.contextmanager
+def serving_in_thread(app: Any) -> Iterator[str]:
+    """Serve `app` over HTTP on loopback with uvicorn, the server `runner serve` uses; yield its /v1 URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def reference() -> Reference:
     return Reference()
@@ -126,12 +149,15 @@ def _check_all(reference: Reference, recorder: Recorder) -> int:
     return checked
 
 
-async def _drive(backend: Backend, recorder: Recorder, spec_files: list[Path], stream: bool) -> None:
+async def _drive(recorder: Recorder, spec_files: list[Path], stream: bool, url: str | None) -> None:
     import httpx2
-    from openai import AsyncOpenAI
+    from openai import AsyncAssistantEventHandler, AsyncOpenAI
 
-    http = httpx2.AsyncClient(transport=StreamingASGITransport(recorder), base_url="http://embedded.runner/v1")
-    client = AsyncOpenAI(api_key="x", base_url="http://embedded.runner/v1", http_client=http, max_retries=0)
+    if url is None:  # in-process
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(recorder), base_url="http://embedded.runner/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://embedded.runner/v1", http_client=http, max_retries=0)
+    else:  # over real HTTP
+        client = AsyncOpenAI(api_key="x", base_url=url, max_retries=0)
     pool = AssistantPool(client)
     for file in spec_files:
         spec = load_spec(file)
@@ -159,6 +185,42 @@ async def _drive(backend: Backend, recorder: Recorder, spec_files: list[Path], s
     await beta.threads.messages.update(messages.data[0].id, thread_id=thread.id, metadata={"m": "1"})
     await beta.threads.messages.delete(messages.data[0].id, thread_id=thread.id)
     await beta.threads.create_and_run_poll(assistant_id=asst.id, thread={"messages": [{"role": "user", "content": "x"}]})
+
+    class Collect(AsyncAssistantEventHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.text = ""
+
+        async def on_text_delta(self, delta, snapshot) -> None:  # type: ignore[no-untyped-def, override]
+            self.text += delta.value or ""
+
+    await beta.threads.messages.create(thread.id, role="user", content="streamed")
+    handler = Collect()
+    async with beta.threads.runs.stream(thread_id=thread.id, assistant_id=asst.id, event_handler=handler) as s:
+        await s.until_done()
+    assert handler.text == "streamed"
+    async with beta.threads.create_and_run_stream(
+            assistant_id=asst.id, thread={"messages": [{"role": "user", "content": "and run"}]}) as s:
+        assert (await s.get_final_messages())[0].content[0].text.value == "and run"  # type: ignore[union-attr]
+    weather = await beta.assistants.create(model="scripted", tools=[{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+    for finish in ("poll", "stream", "cancel"):
+        t = await beta.threads.create(messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        waiting = await beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=weather.id)
+        assert waiting.status == "requires_action"
+        outputs = [{"tool_call_id": c.id, "output": '{"temperature": 19}'}
+                   for c in waiting.required_action.submit_tool_outputs.tool_calls]  # type: ignore[union-attr]
+        if finish == "poll":
+            done = await beta.threads.runs.submit_tool_outputs_and_poll(
+                run_id=waiting.id, thread_id=t.id, tool_outputs=outputs)  # type: ignore[arg-type]
+            assert done.status == "completed"
+        elif finish == "stream":
+            async with beta.threads.runs.submit_tool_outputs_stream(
+                    run_id=waiting.id, thread_id=t.id, tool_outputs=outputs) as s:  # type: ignore[arg-type]
+                await s.until_done()
+                assert (await s.get_final_run()).status == "completed"
+        else:
+            assert (await beta.threads.runs.cancel(waiting.id, thread_id=t.id)).status == "cancelled"
     from openai import NotFoundError
 
     for bad in (beta.assistants.retrieve("asst_nope"), beta.threads.runs.cancel("run_nope", thread_id=thread.id)):
@@ -168,12 +230,17 @@ async def _drive(backend: Backend, recorder: Recorder, spec_files: list[Path], s
     await client.close()
 
 
+@pytest.mark.parametrize("over", ["in-process", "http"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "poll"])
-def test_every_response_matches_the_reference(reference: Reference, stream: bool) -> None:
+def test_every_response_matches_the_reference(reference: Reference, stream: bool, over: str) -> None:
     rules = load_spec(EXAMPLES / "weather_tool.yaml").backend.rules
-    backend = Backend(BackendSettings(rules=rules))
-    recorder = Recorder(create_app(backend))
-    run_async(_drive(backend, recorder, sorted(EXAMPLES.glob("*_*.yaml")) + [EXAMPLES / "hello.yaml"], stream))
+    recorder = Recorder(create_app(Backend(BackendSettings(rules=rules))))
+    specs = sorted(EXAMPLES.glob("*_*.yaml")) + [EXAMPLES / "hello.yaml"]
+    if over == "http":
+        with serving_in_thread(recorder) as url:
+            run_async(_drive(recorder, specs, stream, url))
+    else:
+        run_async(_drive(recorder, specs, stream, None))
     checked = _check_all(reference, recorder)
     assert checked > 40
     if stream:
