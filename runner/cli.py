@@ -151,7 +151,8 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:
               help="Port (0 picks a free one).")
 @click.option("--db", default="runner-backend.sqlite3", show_default=True, type=click.Path(dir_okay=False),
               help="SQLite file holding assistants, threads, messages and runs (kept across restarts).")
-@click.option("--provider", type=click.Choice(["echo", "scripted"]), help="Answer every model with this provider.")
+@click.option("--provider", type=click.Choice(["echo", "scripted", "openai", "chat"]),
+              help="Answer every model with this provider.")
 @click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
               help="Rules file of the `scripted` model.")
 @click.option("--api-key-env", metavar="NAME", help="Require the key held by this environment variable (Bearer auth).")

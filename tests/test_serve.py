@@ -158,3 +158,24 @@ def test_invalid_rules_file_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--rules", str(rules), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2
     assert "bad.rules.yaml:1:3: [0]: a rule needs exactly one answer" in result.output
+
+
+def test_openai_base_url_points_the_served_backend_at_any_responses_server(tmp_path: Path) -> None:
+    """The pinned names: OPENAI_BASE_URL/OPENAI_API_KEY configure the backend's `openai` provider."""
+    from fake_upstream import fake_upstream, response_body
+
+    with fake_upstream() as fake:
+        fake.queue("/responses", (200, response_body(text="Hello Jane Doe, 你好呀!", model="gpt-4o"), {}))
+        env = _env(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET)
+        with serving(tmp_path, env=env) as server:
+            proc = subprocess.run([sys.executable, "-W", "ignore", str(DATA / "assistants_quickstart.py")],
+                                  env=_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-client"),
+                                  capture_output=True, text=True, timeout=60)
+            log = server.stop()
+        (upstream_request,) = fake.received
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["completed", "Hello Jane Doe, 你好呀!"]
+    assert upstream_request.headers["authorization"] == f"Bearer {SECRET}"
+    assert upstream_request.body["model"] == "gpt-4o"
+    assert upstream_request.body["instructions"].startswith("Please address the user as Jane Doe")
+    assert "providers echo, openai" in log and SECRET not in log

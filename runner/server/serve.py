@@ -58,10 +58,12 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
     import uvicorn
 
     from runner.server.app import Backend, BackendSettings, create_app
+    from runner.server.providers import LiveSettings
 
     key = api_key(options)
+    live = LiveSettings.from_env(options.environ)
     backend = Backend(BackendSettings(db_path=options.db, rules=options.rules, provider=options.provider,
-                                      api_key=key))
+                                      api_key=key, live=live))
     if backend.recovered:
         announce(f"marked {backend.recovered} run(s) failed: they were executing when the server last stopped")
     config = uvicorn.Config(create_app(backend), host=options.host, port=options.port, log_level=options.log_level,
@@ -76,7 +78,9 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
             host, port = server.servers[0].sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             auth = "Bearer key required" if key else "no key required"
-            announce(f"runner serve: Assistants API on http://{shown}:{port}/v1 ({auth}; database {options.db})")
+            models = ", ".join(sorted(backend.providers.providers))
+            announce(f"runner serve: Assistants API on http://{shown}:{port}/v1 ({auth}; providers {models}; "
+                     f"database {options.db})")
         await task
 
     asyncio.run(run())
