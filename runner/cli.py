@@ -6,6 +6,7 @@ Nothing here imports the SDK until a command needs it, so `--help` and `validate
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,8 +90,18 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
+@click.option("--record", "record_mode", type=click.Choice(["none", "once", "new_episodes", "all"]),
+              help="Cassette mode for model-provider (or remote endpoint) traffic: replay only, record what is "
+                   "missing once, add new requests, or record everything again. Default: none when CI is set, "
+                   "once otherwise.")
+@click.option("--cassettes", "cassette_dir", default="cassettes", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of the cassettes (one per conversation).")
+@click.option("--secret-env", multiple=True, metavar="NAME",
+              help="An environment variable whose value must never reach a cassette (repeatable; API keys "
+                   "always are).")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
-        base_url: str | None, api_key_env: str | None, poll: bool, jobs: int) -> None:
+        base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
+        cassette_dir: str, secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -105,7 +116,11 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     if problems:
         _print_errors(problems, _in_files(files, len({p.split(":", 1)[0] for p in problems})))
         sys.exit(EXIT_USAGE)
-    sys.exit(_run_jobs(jobs_list, EngineOptions(timeout=timeout, keep=keep), Path(out_dir), jobs))
+    from runner.record.cassettes import default_record_mode
+
+    options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
+                            cassettes=Path(cassette_dir), secret_env=secret_env)
+    sys.exit(_run_jobs(jobs_list, options, Path(out_dir), jobs))
 
 
 def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:

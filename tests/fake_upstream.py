@@ -119,12 +119,12 @@ class FakeUpstream:
 
 
 @contextmanager
-def fake_upstream() -> Iterator[FakeUpstream]:
-    """Start a fake upstream on 127.0.0.1 (a free port), yield it, stop it."""
+def fake_upstream(port: int = 0) -> Iterator[FakeUpstream]:
+    """Start a fake upstream on 127.0.0.1 (a free port unless given), yield it, stop it."""
     fake = FakeUpstream()
     app = Starlette(routes=[Route("/v1/responses", fake._handle, methods=["POST"]),
                             Route("/v1/chat/completions", fake._handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -2,77 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from serve_process import clean_env, serving
 
 from runner.cli import cli
 
 DATA = Path(__file__).resolve().parent / "data"
 SECRET = "sk-serve-" + "k3y" * 10
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.url = url
-
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        """Stop the server and return everything it wrote to stderr."""
-        self.proc.send_signal(sig)
-        try:
-            _, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.log + err
-
-    log = ""
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
-    return {**env, **extra}
-
-
-@contextlib.contextmanager
-def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "serve", "--port", "0", "--db", str(tmp_path / "backend.sqlite3"), *args],
-        env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    lines = []
-    deadline = time.monotonic() + 60
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"Assistants API on (http://\S+/v1)", line)
-        if match:
-            server = Server(proc, match.group(1))
-            server.log = "".join(lines)
-            try:
-                yield server
-            finally:
-                if proc.poll() is None:
-                    server.stop()
-            return
-    proc.kill()
-    raise AssertionError("runner serve did not start:\n" + "".join(lines) + (proc.stderr.read() or ""))
 
 
 def _request(url: str, method: str = "GET", body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
@@ -91,7 +37,7 @@ def _request(url: str, method: str = "GET", body: dict | None = None, key: str |
 def test_the_classic_quickstart_runs_unchanged(tmp_path: Path) -> None:
     with serving(tmp_path, "--provider", "echo") as server:
         proc = subprocess.run([sys.executable, "-W", "ignore", str(DATA / "assistants_quickstart.py")],
-                              env=_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-anything"),
+                              env=clean_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-anything"),
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines() == ["completed", "你好呀"]
@@ -101,21 +47,23 @@ def test_the_engine_runs_examples_over_http_and_cleans_up(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     with serving(tmp_path) as server:
         for mode in ([], ["--poll"]):
+            # --record all: always talk to the server (the default, once, would replay the first run)
             result = CliRunner().invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), str(EXAMPLES / "multi_turn.yaml"),
-                                              "--base-url", server.url, *mode])
+                                              "--base-url", server.url, "--record", "all", *mode])
             assert result.exit_code == 0, result.output
             assert "2 passed, 0 failed" in result.output
         data = json.loads((tmp_path / "transcripts" / "hello.json").read_text(encoding="utf-8"))
         assert data["backend"] == {"kind": "remote", "base_url": server.url, "api_key_env": None}
         # a remote run deletes what it created unless --keep
         assert _request(server.url + "/assistants")[1]["data"] == []
-        kept = CliRunner().invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), "--base-url", server.url, "--keep"])
+        kept = CliRunner().invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), "--base-url", server.url, "--keep",
+                                        "--record", "all"])
         assert kept.exit_code == 0
         assert len(_request(server.url + "/assistants")[1]["data"]) == 1
 
 
 def test_bearer_key_is_required_and_never_logged(tmp_path: Path) -> None:
-    with serving(tmp_path, "--api-key-env", "SERVE_KEY", env=_env(SERVE_KEY=SECRET)) as server:
+    with serving(tmp_path, "--api-key-env", "SERVE_KEY", env=clean_env(SERVE_KEY=SECRET)) as server:
         status, body = _request(server.url + "/assistants")
         assert status == 401 and "didn't provide an API key" in body["error"]["message"]
         status, body = _request(server.url + "/assistants", key="sk-wrong-" + "x" * 20)
@@ -166,10 +114,10 @@ def test_openai_base_url_points_the_served_backend_at_any_responses_server(tmp_p
 
     with fake_upstream() as fake:
         fake.queue("/responses", (200, response_body(text="Hello Jane Doe, 你好呀!", model="gpt-4o"), {}))
-        env = _env(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET)
+        env = clean_env(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET)
         with serving(tmp_path, env=env) as server:
             proc = subprocess.run([sys.executable, "-W", "ignore", str(DATA / "assistants_quickstart.py")],
-                                  env=_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-client"),
+                                  env=clean_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-client"),
                                   capture_output=True, text=True, timeout=60)
             log = server.stop()
         (upstream_request,) = fake.received

@@ -79,18 +79,31 @@ def embedded_client(backend: Backend) -> AsyncOpenAI:
     return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
 
 
+def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every credential this run could send anywhere, by the variable holding it: kept out of cassettes."""
+    names = ["OPENAI_API_KEY", "RUNNER_CHAT_API_KEY", DEFAULT_API_KEY_ENV, *extra_env]
+    if target.config.api_key_env:
+        names.append(target.config.api_key_env)
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
     """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance."""
     from openai import AsyncOpenAI
 
     if target.embedded:
+        from runner.record.cassettes import routed_http_client
         from runner.server.app import Backend, BackendSettings
 
-        settings = BackendSettings(rules=target.config.rules, provider=target.config.provider,
-                                   live=LiveSettings.from_env(os.environ))
+        # the model providers' traffic is what cassettes hold on the embedded backend
+        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+        settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live)
         return embedded_client(Backend(settings))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
     key = os.environ.get(env_name)
     if target.config.api_key_env and not key:
         raise BackendUnavailable(f"the environment variable {env_name} (backend.api_key_env) is not set")
-    return AsyncOpenAI(api_key=key or "unused", base_url=target.config.base_url, max_retries=max_retries)
+    from runner.record.cassettes import routed_http_client
+
+    return AsyncOpenAI(api_key=key or "unused", base_url=target.config.base_url, max_retries=max_retries,
+                       http_client=routed_http_client())

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.engine.backend import BackendTarget, BackendUnavailable, open_client
+from runner.engine.backend import BackendTarget, BackendUnavailable, open_client, secret_values
 from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
+from runner.record.cassettes import cassette_path, recording
 from runner.report.transcript import Transcript, TurnRecord
 from runner.spec.model import Spec
 
@@ -74,9 +75,20 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
         async with limit:
             if session.error is not None or session.pool is None:
                 transcript = _unavailable(job, session.error or "not opened")
-            else:
+            elif options.record_mode is None:
                 transcript = await run_conversation(job.spec, session.client, job.target, session.pool, options,
                                                     session.streaming)
+            else:
+                path = cassette_path(options.cassettes, job.spec.file)
+                with recording(path, options.record_mode, job.spec.file,
+                               secret_values(job.target, options.secret_env)) as cassette:
+                    # a remote endpoint's traffic is recorded: a shared assistant would put its calls in
+                    # whichever cassette came first, so each conversation makes (and removes) its own
+                    pool = session.pool if job.target.embedded else AssistantPool(session.client)
+                    transcript = await run_conversation(job.spec, session.client, job.target, pool,
+                                                        options, session.streaming, cassette)
+                    if pool is not session.pool and not options.keep:
+                        await pool.delete_created()
         if on_done is not None:
             on_done(job, transcript)
         return transcript

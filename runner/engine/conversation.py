@@ -13,6 +13,7 @@ import contextlib
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.backend import BackendTarget
@@ -22,6 +23,8 @@ from runner.spec.model import AssistantConfig, Spec, Turn
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
+    from runner.record.cassettes import CassetteSession
 
 # the SDK warns on every Assistants call since the hosted API's sunset; this backend is the point
 warnings.filterwarnings("ignore", message="The Assistants API is deprecated", category=DeprecationWarning)
@@ -37,6 +40,9 @@ class EngineOptions:
 
     timeout: float = 60.0
     keep: bool = False
+    record_mode: str | None = None  # none | once | new_episodes | all; None: no cassettes
+    cassettes: Path = Path("cassettes")
+    secret_env: tuple[str, ...] = ()  # more variables whose values are secrets
 
 
 class AssistantPool:
@@ -93,7 +99,7 @@ class _RunState:
 
 class _Conversation:
     def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,
-                 options: EngineOptions, streaming: dict[str, bool]) -> None:
+                 options: EngineOptions, streaming: dict[str, bool], cassette: CassetteSession | None) -> None:
         self.spec = spec
         self.client = client
         self.threads = client.beta.threads
@@ -101,6 +107,7 @@ class _Conversation:
         self.pool = pool
         self.options = options
         self.streaming = streaming  # shared per client: whether the backend streams
+        self.cassette = cassette
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -137,6 +144,8 @@ class _Conversation:
             return
         try:
             for turn, record in zip(spec.turns, records, strict=True):
+                if self.cassette is not None:
+                    self.cassette.turn = turn.index  # so a replay mismatch can name its turn
                 await self._turn(turn, record, thread.id, transcript.assistant_id or "", first=turn.index == 0)
                 if record.error is not None:
                     transcript.error = f"turn {turn.index + 1}: {record.error}"
@@ -292,6 +301,21 @@ def _describe_error(exc: BaseException) -> str:
 
 
 async def run_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,
-                           options: EngineOptions, streaming: dict[str, bool] | None = None) -> Transcript:
+                           options: EngineOptions, streaming: dict[str, bool] | None = None,
+                           cassette: CassetteSession | None = None) -> Transcript:
     """Run one conversation and return its transcript (checks not yet judged)."""
-    return await _Conversation(spec, client, target, pool, options, streaming if streaming is not None else {}).run()
+    conversation = _Conversation(spec, client, target, pool, options, streaming if streaming is not None else {},
+                                 cassette)
+    transcript = await conversation.run()
+    if cassette is not None:
+        _report_mismatches(transcript, cassette)
+    return transcript
+
+
+def _report_mismatches(transcript: Transcript, cassette: CassetteSession) -> None:
+    """A replay that met an unrecorded request is the runner's error, stated at the turn that made it."""
+    for turn_index, message in cassette.mismatches:
+        if turn_index is not None and turn_index < len(transcript.turns):
+            transcript.turns[turn_index].error = message
+        transcript.error = transcript.error or message
+        break

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ class UpstreamConfig:
     api_key: str | None = field(default=None, repr=False)
     max_retries: int = 2
     timeout: float = 120.0
+    # makes the HTTP client for the upstream (the runner routes it through cassettes); None: the SDK's own
+    http_client_factory: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ class LiveSettings:
                                   api_key=environ.get("RUNNER_CHAT_API_KEY") or None)
         default = environ.get("RUNNER_DEFAULT_PROVIDER") or ("chat" if chat and not openai else "openai")
         return cls(openai=openai, chat=chat, default=default)
+
+    def with_http_client(self, factory: Callable[[], Any]) -> LiveSettings:
+        """The same settings, every upstream reached through clients made by `factory`."""
+        def routed(config: UpstreamConfig | None) -> UpstreamConfig | None:
+            return dataclasses.replace(config, http_client_factory=factory) if config else None
+
+        return LiveSettings(openai=routed(self.openai), chat=routed(self.chat), default=self.default)
 
     def secrets(self) -> list[str]:
         """Every configured key, to be scrubbed from anything shown."""
@@ -92,5 +102,6 @@ def client_for(config: UpstreamConfig) -> Any:
     """An AsyncOpenAI client for an upstream (the SDK's own bounded retries honour retry-after)."""
     from openai import AsyncOpenAI
 
+    http_client = config.http_client_factory() if config.http_client_factory else None
     return AsyncOpenAI(api_key=config.api_key or "unused", base_url=config.base_url,
-                       max_retries=config.max_retries, timeout=config.timeout)
+                       max_retries=config.max_retries, timeout=config.timeout, http_client=http_client)

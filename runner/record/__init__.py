@@ -1,0 +1,1 @@
+"""Cassettes (vcrpy) and secret scrubbing: deterministic, offline replays of a conversation's network traffic."""

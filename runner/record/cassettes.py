@@ -1,0 +1,199 @@
+"""Cassettes: each conversation's model-provider (or remote-endpoint) HTTP traffic, recorded and replayed
+with vcrpy.
+
+vcrpy patches clients process-wide, which cannot give concurrent conversations a cassette each. So the
+runner routes requests itself: every client that may reach the network gets a `CassetteRouter`
+transport, and the router sends each request through the cassette of the conversation that made it
+(a context variable, inherited by the backend's run tasks). Recording, playback, matching,
+serialisation and filtering are vcrpy's own (`Cassette`, its httpx stub, its matchers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from openai import OpenAIError
+
+RECORD_MODES = ("none", "once", "new_episodes", "all")
+# headers that carry credentials: never written to a cassette
+SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie",
+                  "set-cookie", "proxy-authorization")
+# headers that only say which SDK build sent the request: dropped so cassettes diff clean across machines
+_NOISE_HEADER_PREFIXES = ("x-stainless-",)
+MATCH_ON = ("method", "uri", "body")
+
+
+def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:
+    """`none` in CI (the CI variable is set), `once` elsewhere."""
+    return "none" if environ.get("CI") else "once"
+
+
+def cassette_path(directory: Path, spec_file: str) -> Path:
+    """A conversation's cassette: the spec's path (relative to the working folder when inside it) under
+    `directory`, keeping the .yaml name."""
+    spec = Path(spec_file)
+    try:
+        relative = spec.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        relative = Path(spec.name)
+    return directory / relative.parent / (relative.stem + ".yaml")
+
+
+class _AtomicPersister:
+    """vcrpy's filesystem persister, but a cassette is replaced whole (temp file + rename) or not at all."""
+
+    @classmethod
+    def load_cassette(cls, cassette_path: Any, serializer: Any) -> Any:
+        from vcr.persisters.filesystem import FilesystemPersister
+
+        return FilesystemPersister.load_cassette(cassette_path, serializer)
+
+    @staticmethod
+    def save_cassette(cassette_path: Any, cassette_dict: Any, serializer: Any) -> None:
+        from vcr.serialize import serialize
+
+        path = Path(cassette_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(serialize(cassette_dict, serializer))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def _clean_request(request: Any) -> Any:
+    for name in list(request.headers):
+        lowered = name.lower()
+        if lowered in SECRET_HEADERS or lowered.startswith(_NOISE_HEADER_PREFIXES):
+            del request.headers[name]
+    return request
+
+
+def _clean_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("headers", {})
+    for name in list(headers):
+        if name.lower() in SECRET_HEADERS:
+            del headers[name]
+    return response
+
+
+def load_cassette(path: Path, mode: str, secrets: Mapping[str, str]) -> Any:
+    """A vcrpy cassette at `path` in `mode`, with credentials filtered out before anything is written.
+
+    Each secret is written as `<NAME>` after the variable holding it, and put back when the cassette is
+    loaded, so requests match whatever the secret's value is at replay.
+    """
+    import vcr
+    from vcr.cassette import Cassette
+
+    config = vcr.VCR(
+        record_mode=mode, match_on=MATCH_ON, decode_compressed_response=True, filter_headers=SECRET_HEADERS,
+        before_record_request=_clean_request, before_record_response=_clean_response,
+        # longest first, so a secret containing another is replaced whole
+        filter_sensitive_data=[(f"<{name}>", value) for name, value in
+                               sorted(secrets.items(), key=lambda item: -len(item[1])) if value],
+    ).get_merged_config(path=str(path), persister=_AtomicPersister)
+    accepted = inspect.signature(Cassette.__init__).parameters
+    return Cassette.load(**{k: v for k, v in config.items() if k in accepted})
+
+
+class ReplayMismatch(OpenAIError):
+    """A request that is not in the cassette while recording is off. An OpenAIError, so the SDK fails at
+    once instead of retrying it."""
+
+
+@dataclass
+class CassetteSession:
+    """One conversation's cassette and what the engine tells it (which turn is running)."""
+
+    cassette: Any
+    spec_file: str
+    path: Path
+    turn: int | None = None
+    mismatches: list[tuple[int | None, str]] = field(default_factory=list)
+
+    def explain(self, exc: Any) -> str:
+        """A one-line account of a request the cassette cannot answer."""
+        request = exc.failed_request
+        where = f"turn {self.turn + 1} of {self.spec_file}" if self.turn is not None else self.spec_file
+        sent = f"{request.method} {request.uri}"
+        reason = getattr(exc, "reason", "")
+        if reason == "cassette_not_found":
+            why = f"there is no cassette at {self.path}"
+            fix = "record it with `--record once` (the default outside CI)"
+        else:
+            if reason == "no_match" and exc.similar_requests:
+                differing = sorted({name for name, _ in exc.similar_requests[0][2]})
+                why = f"it differs from the recording in {self.path} in its {', '.join(differing)}"
+            elif reason == "already_played":
+                why = f"the recording in {self.path} has no more answers for it (the conversation made more calls)"
+            else:
+                why = f"nothing like it is in {self.path}"
+            fix = ("the prompt or the conversation changed since the recording: re-record with "
+                   "`--record new_episodes` (add the new requests) or `--record all` (record everything again)")
+        return f"replay: {where} sent {sent}, but {why}; {fix}"
+
+
+_current: contextvars.ContextVar[CassetteSession | None] = contextvars.ContextVar("runner_cassette", default=None)
+
+
+@contextlib.contextmanager
+def recording(path: Path, mode: str, spec_file: str, secrets: Mapping[str, str]) -> Iterator[CassetteSession]:
+    """Route this conversation's traffic (and that of the runs it starts) through its cassette; save it at
+    the end when anything new was recorded."""
+    session = CassetteSession(load_cassette(path, mode, secrets), spec_file, path)
+    token = _current.set(session)
+    try:
+        yield session
+    finally:
+        _current.reset(token)
+        session.cassette._save()
+
+
+class CassetteRouter(httpx2.AsyncBaseTransport):
+    """A transport that sends each request through the current conversation's cassette, if any."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Play, record or pass through, as the current cassette's record mode says."""
+        session = _current.get()
+        if session is None:
+            return await self.inner.handle_async_request(request)
+        from vcr.errors import CannotOverwriteExistingCassetteException
+        from vcr.stubs.httpx_stubs import vcr_handle_async_request
+
+        handler = vcr_handle_async_request(session.cassette, type(self.inner).handle_async_request, httpx2)
+        try:
+            response: httpx2.Response = await handler(self.inner, request)
+        except CannotOverwriteExistingCassetteException as exc:
+            message = session.explain(exc)
+            session.mismatches.append((session.turn, message))
+            raise ReplayMismatch(message) from None
+        return response
+
+    async def aclose(self) -> None:
+        """Close the real transport."""
+        await self.inner.aclose()
+
+
+def routed_http_client() -> Any:
+    """An httpx2 client with the SDK's defaults whose requests go through the cassette router."""
+    from openai import DefaultAsyncHttpxClient
+
+    return DefaultAsyncHttpxClient(transport=CassetteRouter())
