@@ -96,12 +96,15 @@ def validate(paths: tuple[str, ...]) -> None:
                    "once otherwise.")
 @click.option("--cassettes", "cassette_dir", default="cassettes", show_default=True,
               type=click.Path(file_okay=False), help="Folder of the cassettes (one per conversation).")
+@click.option("--stable", is_flag=True,
+              help="Write transcripts in the stable view: ids numbered by appearance, no timestamps or timings, "
+                   "so replays diff clean.")
 @click.option("--secret-env", multiple=True, metavar="NAME",
               help="An environment variable whose value must never reach a cassette (repeatable; API keys "
                    "always are).")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
-        cassette_dir: str, secret_env: tuple[str, ...]) -> None:
+        cassette_dir: str, stable: bool, secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -120,10 +123,10 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
 
     options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
                             cassettes=Path(cassette_dir), secret_env=secret_env)
-    sys.exit(_run_jobs(jobs_list, options, Path(out_dir), jobs))
+    sys.exit(_run_jobs(jobs_list, options, Path(out_dir), jobs, stable))
 
 
-def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:
+def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: bool = False) -> int:
     import asyncio
 
     from runner.engine import run_batch
@@ -138,7 +141,7 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int) -> int:
     def finished(job: object, transcript: Transcript) -> None:
         judge(job.spec.turns, transcript)  # type: ignore[attr-defined]
         try:
-            write_transcript(out, transcript)
+            write_transcript(out, transcript, stable=stable)
         except OSError as exc:
             write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
         done.append(transcript)

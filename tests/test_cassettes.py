@@ -160,3 +160,17 @@ def test_a_remote_endpoints_traffic_is_recorded_and_replayed(workdir: Path, monk
     assert replayed.exit_code == 0, replayed.output  # type: ignore[attr-defined]
     assert "2 passed, 0 failed" in replayed.output  # type: ignore[attr-defined]
     assert no_network == []
+
+
+def test_stable_replays_diff_clean(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _record(workdir)
+    block_network(monkeypatch)
+    outputs = []
+    for name in ("first", "second"):
+        result = _run("--stable", "-o", name, "--var", f"token={TOKEN}", "--secret-env", "MY_TOKEN", env=env)
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+        outputs.append({p.relative_to(workdir / name): p.read_bytes() for p in (workdir / name).rglob("*.*")})
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 2
+    data = json.loads(outputs[0][Path("specs/weather.json")])
+    assert data["thread_id"] == "thread_1" and [t["run_id"] for t in data["turns"]] == ["run_1", "run_2"]
+    assert data["started_at"] == 0 and all(t["latency_ms"] is None for t in data["turns"])

@@ -441,3 +441,26 @@ def test_total_line_counts() -> None:
 def test_total_line_colour() -> None:
     assert "\x1b[32m" in total_line([passing()], 0.1, None)  # green
     assert "\x1b[31m" in total_line([passing(), make_transcript()], 0.1, None)  # red
+
+
+def test_stable_copy_numbers_ids_by_appearance_and_drops_timings() -> None:
+    from runner.report.stable import stable_copy
+
+    transcript = Transcript(
+        spec_file="s.yaml", name="s", backend={"kind": "embedded"}, model="echo", assistant=None,
+        assistant_id="asst_Zx9", thread_id="thread_Q1", started_at=1_795_000_000.5, duration_ms=12.3,
+        turns=[TurnRecord(index=0, user="hi", reply="see run_B7 please", run_id="run_B7", latency_ms=4.2,
+                          messages=[{"id": "msg_77", "text": "see run_B7 please"}],
+                          tool_calls=[ToolCallRecord(id="call_a1", name="f", arguments={})],
+                          checks=[CheckResult("max_latency_ms", 50, True, "expected at most 50 ms; it took 4.2 ms")]),
+               TurnRecord(index=1, user="again", run_id="run_C8", latency_ms=9.9)],
+    )
+    stable = stable_copy(transcript)
+    assert (stable.assistant_id, stable.thread_id) == ("asst_1", "thread_1")
+    assert [t.run_id for t in stable.turns] == ["run_1", "run_2"]
+    assert stable.turns[0].messages == [{"id": "msg_1", "text": "see run_B7 please"}]
+    assert stable.turns[0].tool_calls[0].id == "call_1"
+    assert stable.turns[0].reply == "see run_B7 please"  # what the assistant said is never rewritten
+    assert stable.started_at == 0 and stable.duration_ms == 0 and stable.turns[0].latency_ms is None
+    assert "4.2" not in stable.turns[0].checks[0].reason
+    assert transcript.turns[0].run_id == "run_B7"  # the original is untouched

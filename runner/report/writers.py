@@ -75,8 +75,9 @@ def to_markdown(transcript: Transcript) -> str:
         f"- spec: `{t.spec_file}`",
         f"- backend: {t.backend.get('kind')}" + (f" ({t.backend['base_url']})" if t.backend.get("base_url") else ""),
         f"- model: `{t.model}`" if t.model else f"- assistant: `{t.assistant_id}`",
-        f"- duration: {t.duration_ms:.0f} ms",
     ]
+    if t.started_at:  # the stable view has no timings
+        lines.append(f"- duration: {t.duration_ms:.0f} ms")
     if t.error:
         lines += [f"- error: {t.error}"]
     for turn in t.turns:
@@ -108,8 +109,12 @@ def to_markdown(transcript: Transcript) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_transcript(out_dir: Path, transcript: Transcript) -> tuple[Path, Path]:
-    """Write the JSON and Markdown transcripts; return their paths."""
+def write_transcript(out_dir: Path, transcript: Transcript, *, stable: bool = False) -> tuple[Path, Path]:
+    """Write the JSON and Markdown transcripts (in the stable view when asked); return their paths."""
+    if stable:
+        from runner.report.stable import stable_copy
+
+        transcript = stable_copy(transcript)
     stem = transcript_stem(out_dir, transcript.spec_file)
     # not with_suffix: a stem like greet.v1 would lose its .v1 and collide with greet.v2
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
