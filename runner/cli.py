@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -138,8 +139,12 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: 
     done: list[Transcript] = []
     write_failures: list[str] = []
 
+    contexts = _check_contexts(jobs)
+
+    async def checked(job: Any, transcript: Transcript) -> None:
+        await judge(job.spec, transcript, contexts[job.spec.file])
+
     def finished(job: object, transcript: Transcript) -> None:
-        judge(job.spec.turns, transcript)  # type: ignore[attr-defined]
         try:
             write_transcript(out, transcript, stable=stable)
         except OSError as exc:
@@ -149,7 +154,8 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: 
 
     start = time.perf_counter()
     try:
-        asyncio.run(run_batch(jobs, options, concurrency=concurrency, on_done=finished))  # type: ignore[arg-type]
+        asyncio.run(run_batch(jobs, options, concurrency=concurrency, after=checked,  # type: ignore[arg-type]
+                              on_done=finished))
     except KeyboardInterrupt:
         click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
                     f"their transcripts are in {out}/", fg="yellow", err=True)
@@ -196,6 +202,26 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
         run_server(options, announce=lambda line: click.echo(line, err=True))
     except ServeError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _check_contexts(jobs: list[Any]) -> dict[str, Any]:
+    """Each spec's check context: its vars and folder, and a grader on the providers its backend offers."""
+    from runner.expect import CheckContext
+    from runner.expect.grader import Grader
+    from runner.record.cassettes import routed_http_client
+    from runner.server.providers import LiveSettings, ProviderSet
+
+    live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+    graders: dict[str, Grader] = {}
+    contexts = {}
+    for job in jobs:
+        config = job.target.config
+        key = config.key()
+        if key not in graders:  # offline `scripted` rules can grade too, for demos and tests
+            graders[key] = Grader(ProviderSet(rules=config.rules, live=live), os.environ.get("RUNNER_GRADER_MODEL"))
+        contexts[job.spec.file] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
+                                               grader=graders[key])
+    return contexts
 
 
 def main() -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.expect.checks import CHECKS, judge, run_checks
+from runner.expect.checks import CHECKS, COMPOSITE, CheckContext
+from runner.expect.checks import judge as judge_async
+from runner.expect.checks import run_checks as run_checks_async
 from runner.report.transcript import CheckResult, ToolCallRecord, Transcript, TurnRecord
-from runner.spec.model import Check, Turn
+from runner.spec.model import Check, Spec, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,8 +24,23 @@ def record(reply: str = "", **kw: Any) -> TurnRecord:
     return TurnRecord(index=kw.pop("index", 0), user=kw.pop("user", "hi"), reply=reply, **kw)
 
 
-def run(kind: str, arg: Any, rec: TurnRecord) -> tuple[bool, str]:
-    return CHECKS[kind](arg, rec)
+def run(kind: str, arg: Any, rec: TurnRecord, ctx: CheckContext | None = None) -> tuple[bool, str]:
+    result = CHECKS[kind](arg, rec, ctx or CheckContext())
+    if inspect.isawaitable(result):
+        return asyncio.run(_awaited(result))
+    return result  # type: ignore[return-value]
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
+def run_checks(turn: Turn, rec: TurnRecord) -> list[CheckResult]:
+    return asyncio.run(run_checks_async(turn, rec))
+
+
+def judge(turns: tuple[Turn, ...], t: Transcript) -> Transcript:
+    return asyncio.run(judge_async(Spec(file="specs/x.yaml", name="x", turns=turns), t))
 
 
 def transcript(turns: list[TurnRecord], **kw: Any) -> Transcript:
@@ -44,7 +63,7 @@ def transcript(turns: list[TurnRecord], **kw: Any) -> Transcript:
 )
 def test_schema_check_types_equal_registry(schema_file: Path) -> None:
     schema = json.loads(schema_file.read_text(encoding="utf-8"))
-    assert set(schema["$defs"]["check"]["properties"]) == set(CHECKS)
+    assert set(schema["$defs"]["check"]["properties"]) == set(CHECKS) | set(COMPOSITE)
 
 
 # --- text checks -----------------------------------------------------------------------------------

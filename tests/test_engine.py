@@ -58,7 +58,7 @@ async def _run(spec, backend: Backend | None = None, options: EngineOptions | No
     try:
         transcript = await run_conversation(spec, client, target, pool, options or EngineOptions())
         await pool.delete_created()
-        return judge(spec.turns, transcript), backend
+        return await judge(spec, transcript), backend
     finally:
         await client.close()
 

@@ -36,7 +36,7 @@ def test_a_real_model_answers_through_the_responses_api(write_spec) -> None:  # 
         transcript = await run_conversation(spec, client, BackendTarget(spec.backend), AssistantPool(client),
                                             EngineOptions(timeout=120))
         await client.close()
-        return judge(spec.turns, transcript)
+        return await judge(spec, transcript)
 
     transcript = run_async(go())
     assert transcript.verdict == "passed", transcript.failures()

@@ -44,7 +44,7 @@ def _converse(write_spec, text: str, live: LiveSettings) -> Any:  # type: ignore
         transcript = await run_conversation(spec, client, BackendTarget(spec.backend), AssistantPool(client),
                                             EngineOptions(timeout=30))
         await client.close()
-        return judge(spec.turns, transcript)
+        return await judge(spec, transcript)
 
     return run_async(go())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,10 +57,12 @@ def _unavailable(job: Job, error: str) -> Transcript:
 
 
 async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
+                    after: Callable[[Job, Transcript], Awaitable[None]] | None = None,
                     on_done: Callable[[Job, Transcript], None] | None = None) -> list[Transcript]:
     """Run every job, at most `concurrency` at a time; `on_done` sees each transcript as soon as it exists.
 
-    Transcripts come back in the order of `jobs`.
+    `after` runs right after each conversation, still inside its cassette, for work whose traffic belongs
+    there (a grader's model calls). Transcripts come back in the order of `jobs`.
     """
     sessions: dict[str, _BackendSession] = {}
     for job in jobs:
@@ -78,6 +80,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
             elif options.record_mode is None:
                 transcript = await run_conversation(job.spec, session.client, job.target, session.pool, options,
                                                     session.streaming)
+                if after is not None:
+                    await after(job, transcript)
             else:
                 path = cassette_path(options.cassettes, job.spec.file)
                 with recording(path, options.record_mode, job.spec.file,
@@ -89,6 +93,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                                                         options, session.streaming, cassette)
                     if pool is not session.pool and not options.keep:
                         await pool.delete_created()
+                    if after is not None:
+                        await after(job, transcript)
         if on_done is not None:
             on_done(job, transcript)
         return transcript

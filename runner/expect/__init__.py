@@ -1,5 +1,5 @@
 """Expectation checks and their registry."""
 
-from runner.expect.checks import CHECKS, judge, run_checks
+from runner.expect.checks import CHECKS, CheckContext, judge, run_checks
 
-__all__ = ["CHECKS", "judge", "run_checks"]
+__all__ = ["CHECKS", "CheckContext", "judge", "run_checks"]

@@ -1,22 +1,38 @@
 """Expectation checks: one registry mapping a check type to the function that judges a turn.
 
 Each check returns (passed, reason); the reason always says what was expected and what came back.
+Checks may be async (the grader calls a model); composite checks (`not`, `all`, `any`) judge the checks
+they hold. Conversation-level checks judge a turn-shaped summary of the whole conversation.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
-from runner.report.transcript import CheckResult, Transcript, TurnRecord
-from runner.spec.model import Check, Turn
+from runner.expect.grader import Grader, GradingError
+from runner.report.transcript import CheckResult, ToolCallRecord, Transcript, TurnRecord
+from runner.spec.model import Check, Spec, Turn
 
-CheckFn = Callable[[Any, TurnRecord], tuple[bool, str]]
+Outcome = tuple[bool, str]
+CheckFn = Callable[[Any, TurnRecord, "CheckContext"], Outcome | Awaitable[Outcome]]
 CHECKS: dict[str, CheckFn] = {}
+COMPOSITE = ("not", "all", "any")
+
+
+@dataclass
+class CheckContext:
+    """What checks may need besides the turn: the spec (its vars, its folder) and a grader."""
+
+    spec_file: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    grader: Grader | None = None
 
 
 def check(name: str) -> Callable[[CheckFn], CheckFn]:
@@ -34,44 +50,51 @@ def _show(text: str, limit: int = 300) -> str:
     return shown if len(shown) <= limit else shown[: limit - 4] + '..."'
 
 
+def turn_view(turn: TurnRecord) -> dict[str, Any]:
+    """A turn as plain data, for `jinja` expressions and `python` check functions."""
+    return {
+        "index": turn.index, "user": turn.user, "reply": turn.reply, "status": turn.status,
+        "tool_calls": [{"name": c.name, "arguments": c.arguments, "output": c.output} for c in turn.tool_calls],
+        "usage": turn.usage or {}, "latency_ms": turn.latency_ms, "messages": turn.messages,
+        "run_id": turn.run_id, "last_error": turn.last_error, "error": turn.error,
+    }
+
+
 @check("contains")
-def _contains(arg: str, turn: TurnRecord) -> tuple[bool, str]:
-    ok = arg in turn.reply
-    return ok, f"expected the reply to contain {_show(arg)}; reply: {_show(turn.reply)}"
+def _contains(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    return arg in turn.reply, f"expected the reply to contain {_show(arg)}; reply: {_show(turn.reply)}"
 
 
 @check("not_contains")
-def _not_contains(arg: str, turn: TurnRecord) -> tuple[bool, str]:
-    ok = arg not in turn.reply
-    return ok, f"expected the reply not to contain {_show(arg)}; reply: {_show(turn.reply)}"
+def _not_contains(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    return arg not in turn.reply, f"expected the reply not to contain {_show(arg)}; reply: {_show(turn.reply)}"
 
 
 @check("icontains")
-def _icontains(arg: str, turn: TurnRecord) -> tuple[bool, str]:
+def _icontains(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     ok = arg.casefold() in turn.reply.casefold()
     return ok, f"expected the reply to contain {_show(arg)} (ignoring case); reply: {_show(turn.reply)}"
 
 
 @check("equals")
-def _equals(arg: str, turn: TurnRecord) -> tuple[bool, str]:
-    ok = turn.reply.strip() == arg.strip()
-    return ok, f"expected the reply to equal {_show(arg)}; reply: {_show(turn.reply)}"
+def _equals(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    return turn.reply.strip() == arg.strip(), f"expected the reply to equal {_show(arg)}; reply: {_show(turn.reply)}"
 
 
 @check("starts_with")
-def _starts_with(arg: str, turn: TurnRecord) -> tuple[bool, str]:
+def _starts_with(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     ok = turn.reply.lstrip().startswith(arg)
     return ok, f"expected the reply to start with {_show(arg)}; reply: {_show(turn.reply)}"
 
 
 @check("regex")
-def _regex(arg: str, turn: TurnRecord) -> tuple[bool, str]:
+def _regex(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     ok = re.search(arg, turn.reply) is not None
     return ok, f"expected the reply to match /{arg}/; reply: {_show(turn.reply)}"
 
 
 @check("json")
-def _json(arg: Any, turn: TurnRecord) -> tuple[bool, str]:
+def _json(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     try:
         value = json.loads(turn.reply)
     except ValueError as exc:
@@ -100,7 +123,7 @@ def _subset(expected: Any, actual: Any) -> bool:
 
 
 @check("tool_called")
-def _tool_called(arg: Any, turn: TurnRecord) -> tuple[bool, str]:
+def _tool_called(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     name = arg if isinstance(arg, str) else arg["name"]
     wanted = None if isinstance(arg, str) else arg.get("arguments")
     calls = [c for c in turn.tool_calls if c.name == name]
@@ -115,8 +138,7 @@ def _tool_called(arg: Any, turn: TurnRecord) -> tuple[bool, str]:
 
 
 @check("status")
-def _status(arg: str, turn: TurnRecord) -> tuple[bool, str]:
-    ok = turn.status == arg
+def _status(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     detail = ""
     if turn.last_error:
         detail = f" ({turn.last_error.get('code')}: {turn.last_error.get('message')})"
@@ -124,30 +146,164 @@ def _status(arg: str, turn: TurnRecord) -> tuple[bool, str]:
         detail = f" (incomplete: {turn.incomplete_details.get('reason')})"
     elif turn.error:
         detail = f" ({turn.error})"
-    return ok, f"expected the run to end {arg}; it ended {turn.status}{detail}"
+    return turn.status == arg, f"expected the run to end {arg}; it ended {turn.status}{detail}"
 
 
 @check("max_latency_ms")
-def _max_latency(arg: float, turn: TurnRecord) -> tuple[bool, str]:
+def _max_latency(arg: float, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     latency = turn.latency_ms if turn.latency_ms is not None else float("inf")
     return latency <= arg, f"expected the turn to take at most {arg:g} ms; it took {latency:.1f} ms"
 
 
-def run_checks(turn: Turn, record: TurnRecord) -> list[CheckResult]:
+@check("usage")
+def _usage(arg: dict[str, int], turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    used = turn.usage or {}
+    over = [f"{used.get(k, 0)} {k.replace('_', ' ')} (budget {limit})" for k, limit in arg.items()
+            if used.get(k, 0) > limit]
+    budgets = ", ".join(f"{k.replace('_', ' ')} <= {v}" for k, v in arg.items())
+    if not turn.usage:
+        return False, f"expected token usage within {budgets}; the run reported no usage"
+    if over:
+        return False, f"expected token usage within {budgets}; used {', '.join(over)}"
+    return True, f"token usage within {budgets}: {used.get('total_tokens', 0)} tokens in all"
+
+
+@check("jinja")
+def _jinja(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    from jinja2 import TemplateError
+
+    from runner.spec.load import jinja_env
+
+    view = turn_view(turn)
+    names = {**ctx.variables, "reply": turn.reply, "turn": view, "vars": ctx.variables,
+             "tool_calls": view["tool_calls"], "usage": view["usage"], "status": turn.status}
+    whole = re.fullmatch(r"\s*\{\{(.*)\}\}\s*", arg, re.DOTALL)
+    try:
+        if whole:  # one expression: judge its value itself, not its text
+            value: Any = jinja_env().compile_expression(whole.group(1), undefined_to_none=False)(**names)
+        else:
+            value = jinja_env().from_string(arg).render(names).strip()
+            value = value.lower() not in ("", "false", "0", "no", "none")
+    except TemplateError as exc:
+        return False, f"expected {arg} to be true; it failed: {exc}"
+    return bool(value), f"expected {arg} to be true; it is {_show(str(value))}; reply: {_show(turn.reply)}"
+
+
+@check("python")
+async def _python(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    from runner.spec.callables import CallableNotFound, resolve_callable
+
+    reference, options = (arg, {}) if isinstance(arg, str) else (arg["function"], arg.get("args") or {})
+    try:
+        function = resolve_callable(reference, ctx.spec_file)
+        result = function(turn.reply, turn_view(turn), **options)
+        if inspect.isawaitable(result):
+            result = await result
+    except CallableNotFound as exc:
+        return False, str(exc)
+    except Exception as exc:
+        return False, f"{reference} raised {type(exc).__name__}: {exc}; reply: {_show(turn.reply)}"
+    if isinstance(result, tuple) and len(result) == 2:
+        return bool(result[0]), f"{reference}: {result[1]}"
+    return bool(result), f"{reference} returned {result!r} for the reply {_show(turn.reply)}"
+
+
+@check("similar")
+async def _similar(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    from runner.expect import similarity
+
+    reference, threshold = (arg, 0.75) if isinstance(arg, str) else (arg["to"], arg.get("threshold", 0.75))
+    if not similarity.available():
+        return False, similarity.INSTALL_HINT
+    score = await similarity.similarity(turn.reply, reference)
+    return score >= threshold, (f"expected similarity to {_show(reference)} of at least {threshold:g}; "
+                                f"it is {score:.3f}; reply: {_show(turn.reply)}")
+
+
+@check("llm_rubric")
+async def _llm_rubric(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    rubric, model, threshold = ((arg, None, 0.5) if isinstance(arg, str)
+                                else (arg["rubric"], arg.get("model"), arg.get("threshold", 0.5)))
+    if ctx.grader is None:
+        return False, "llm_rubric needs a grader, and none was configured"
+    try:
+        score, reason = await ctx.grader.grade(rubric, turn.user, turn.reply, model)
+    except GradingError as exc:
+        return False, str(exc)
+    return score >= threshold, (f"expected a grade of at least {threshold:g} for the rubric {_show(rubric)}; "
+                                f"graded {score:.2f}: {reason}; reply: {_show(turn.reply)}")
+
+
+async def evaluate(spec_check: Check, record: TurnRecord, ctx: CheckContext, *, implicit: bool = False
+                   ) -> CheckResult:
+    """Judge one check (composites included) on a turn."""
+    kind = spec_check.type
+    if kind == "not":
+        inner = await evaluate(spec_check.arg, record, ctx)
+        passed = not inner.passed
+        reason = f"expected this to fail: {inner.type}: {inner.reason}"
+    elif kind in ("all", "any"):
+        inner_results = [await evaluate(c, record, ctx) for c in spec_check.arg]
+        outcomes = [r.passed for r in inner_results]
+        passed = all(outcomes) if kind == "all" else any(outcomes)
+        failed = [f"{r.type}: {r.reason}" for r in inner_results if not r.passed]
+        if kind == "all":
+            reason = (f"all {len(outcomes)} checks passed" if passed
+                      else f"{len(failed)} of {len(outcomes)} checks failed: " + " | ".join(failed))
+        else:
+            reason = (f"{sum(outcomes)} of {len(outcomes)} checks passed" if passed
+                      else f"none of {len(outcomes)} checks passed: " + " | ".join(failed))
+    else:
+        result = CHECKS[kind](spec_check.arg, record, ctx)
+        passed, reason = (await result) if inspect.isawaitable(result) else result
+    return CheckResult(kind, _shown_arg(spec_check), passed, reason, spec_check.where, implicit)
+
+
+def _shown_arg(spec_check: Check) -> Any:
+    """A check's argument as data (nested checks as one-key mappings), for transcripts."""
+    if spec_check.type == "not":
+        return {spec_check.arg.type: _shown_arg(spec_check.arg)}
+    if spec_check.type in ("all", "any"):
+        return [{c.type: _shown_arg(c)} for c in spec_check.arg]
+    return spec_check.arg
+
+
+async def run_checks(turn: Turn, record: TurnRecord, ctx: CheckContext | None = None) -> list[CheckResult]:
     """Judge one turn: its explicit checks, plus `status: completed` when it declares no status check."""
-    checks: list[tuple[Check, bool]] = [(c, False) for c in turn.expect]
-    if not any(c.type == "status" for c in turn.expect):
-        checks.insert(0, (Check("status", "completed"), True))
+    ctx = ctx or CheckContext()
     results = []
-    for spec_check, implicit in checks:
-        passed, reason = CHECKS[spec_check.type](spec_check.arg, record)
-        results.append(CheckResult(spec_check.type, spec_check.arg, passed, reason, spec_check.where, implicit))
+    if not any(c.type == "status" for c in turn.expect):
+        results.append(await evaluate(Check("status", "completed"), record, ctx, implicit=True))
+    for spec_check in turn.expect:
+        results.append(await evaluate(spec_check, record, ctx))
     return results
 
 
-def judge(turns: tuple[Turn, ...], transcript: Transcript) -> Transcript:
-    """Fill in the check results of every turn that ran; turns that did not run stay marked skipped."""
-    for turn, record in zip(turns, transcript.turns, strict=False):
+def conversation_record(transcript: Transcript) -> TurnRecord:
+    """The whole conversation as one turn: replies joined, tool calls and usage summed, the last status."""
+    ran = [t for t in transcript.turns if not t.skipped]
+    usage: dict[str, int] = {}
+    for turn in ran:
+        for key, value in (turn.usage or {}).items():
+            usage[key] = usage.get(key, 0) + int(value)
+    calls: list[ToolCallRecord] = [call for turn in ran for call in turn.tool_calls]
+    last = ran[-1] if ran else None
+    return TurnRecord(
+        index=-1, user="\n".join(t.user for t in ran), reply="\n".join(t.reply for t in ran if t.reply),
+        tool_calls=calls, usage=usage or None, status=last.status if last else None,
+        last_error=last.last_error if last else None, incomplete_details=last.incomplete_details if last else None,
+        latency_ms=sum(t.latency_ms or 0 for t in ran), error=transcript.error,
+        messages=[m for t in ran for m in t.messages],
+    )
+
+
+async def judge(spec: Spec, transcript: Transcript, ctx: CheckContext | None = None) -> Transcript:
+    """Fill in the check results of every turn that ran, and of the conversation's own checks."""
+    ctx = ctx or CheckContext(spec_file=spec.file, variables=spec.vars)
+    for turn, record in zip(spec.turns, transcript.turns, strict=False):
         if not record.skipped:
-            record.checks = run_checks(turn, record)
+            record.checks = await run_checks(turn, record, ctx)
+    if spec.expect:
+        whole = conversation_record(transcript)
+        transcript.conversation_checks = [await evaluate(c, whole, ctx) for c in spec.expect]
     return transcript

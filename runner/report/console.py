@@ -12,7 +12,7 @@ _STYLE = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "error": ("ERR
 def conversation_line(transcript: Transcript) -> str:
     """A one-line summary of a finished conversation, with its failures on the lines below."""
     label, color = _STYLE[transcript.verdict]
-    checks = [c for t in transcript.turns for c in t.checks]
+    checks = [c for t in transcript.turns for c in t.checks] + transcript.conversation_checks
     ran = sum(1 for t in transcript.turns if not t.skipped)
     counts = f"{ran} turn{'s' if ran != 1 else ''}, {len(checks)} check{'s' if len(checks) != 1 else ''}"
     head = (f"{click.style(label.ljust(5), fg=color, bold=True)} {transcript.spec_file}  {transcript.name}  "
@@ -32,6 +32,10 @@ def conversation_line(transcript: Transcript) -> str:
         if turn.error:
             turn_errors = True
             lines.append(f"      turn {turn.index + 1}: {turn.error}")
+    for check in transcript.conversation_checks:
+        if not check.passed:
+            where = f" [{check.where}]" if check.where else ""
+            lines.append(f"      conversation {check.type}{where}: {check.reason}")
     if transcript.error and not turn_errors:
         lines.insert(1, f"      {transcript.error}")
     return "\n".join(lines)

@@ -75,13 +75,15 @@ class Transcript:
     started_at: float = 0.0
     duration_ms: float = 0.0
     turns: list[TurnRecord] = field(default_factory=list)
+    conversation_checks: list[CheckResult] = field(default_factory=list)  # the spec's top-level `expect`
     error: str | None = None
     version: int = TRANSCRIPT_VERSION
 
     @property
     def passed(self) -> bool:
         """True when the conversation ran to its end and every check of every turn passed."""
-        return self.error is None and bool(self.turns) and all(t.passed for t in self.turns)
+        return (self.error is None and bool(self.turns) and all(t.passed for t in self.turns)
+                and all(c.passed for c in self.conversation_checks))
 
     @property
     def verdict(self) -> str:
@@ -90,13 +92,16 @@ class Transcript:
             return "passed"
         return "error" if self.error is not None else "failed"
 
-    def failures(self) -> list[tuple[TurnRecord, CheckResult | None]]:
-        """Each failed check with its turn; a turn error or skip appears with None."""
-        out: list[tuple[TurnRecord, CheckResult | None]] = []
+    def failures(self) -> list[tuple[TurnRecord | None, CheckResult | None]]:
+        """Each failed check with its turn (None for a check on the whole conversation); a turn error or
+        skip appears with None as its check. An implicit status check that only repeats its turn's error
+        is left out."""
+        out: list[tuple[TurnRecord | None, CheckResult | None]] = []
         for turn in self.turns:
             if turn.error is not None or turn.skipped:
                 out.append((turn, None))
-            out.extend((turn, c) for c in turn.checks if not c.passed)
+            out.extend((turn, c) for c in turn.checks if not c.passed and not (c.implicit and turn.error))
+        out.extend((None, c) for c in self.conversation_checks if not c.passed)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,8 +113,9 @@ class Transcript:
         for turn in data["turns"]:
             if turn["latency_ms"] is not None:
                 turn["latency_ms"] = round(turn["latency_ms"], 1)
-        counts = [c.passed for t in self.turns for c in t.checks]
+        counts = [c.passed for t in self.turns for c in t.checks] + [c.passed for c in self.conversation_checks]
         data["checks"] = {"passed": sum(counts), "failed": len(counts) - sum(counts)}
         order = ["version", "name", "verdict", "spec_file", "description", "tags", "backend", "model",
-                 "assistant", "assistant_id", "thread_id", "started_at", "duration_ms", "error", "checks", "turns"]
+                 "assistant", "assistant_id", "thread_id", "started_at", "duration_ms", "error", "checks",
+                 "conversation_checks", "turns"]
         return {key: data[key] for key in order}

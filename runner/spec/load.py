@@ -27,6 +27,8 @@ RULES_SUFFIXES = (".rules.yaml", ".rules.yml")
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 # names a tool-output template may use besides the spec's vars
 TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
+# names a `jinja` check may use besides the spec's vars
+CHECK_TEMPLATE_NAMES = frozenset({"reply", "turn", "vars", "tool_calls", "usage", "status"})
 
 
 @cache
@@ -142,6 +144,7 @@ class _Builder:
             backend=backend,
             vars=self.vars,
             turns=turns,
+            expect=self.build_checks(data.get("expect", []), ("expect",), tool_names),
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
         )
         if self.errors:
@@ -209,22 +212,7 @@ class _Builder:
             if tool_names is not None and name not in tool_names:
                 self.fail(hpath, _unknown_tool(name, tool_names), at_key=True)
             outputs[name] = self.build_tool_output(handler, hpath)
-        checks = []
-        for j, raw_check in enumerate(raw.get("expect", [])):
-            ((kind, arg),) = raw_check.items()
-            cpath = (*base, "expect", j, kind)
-            arg = self.render(arg, cpath)
-            if kind == "regex":
-                self.check_regex(arg, cpath)
-            elif kind == "json" and isinstance(arg, dict) and "schema" in arg:
-                self.check_schema(arg["schema"], (*cpath, "schema"), "schema")
-            elif kind == "tool_called" and tool_names is not None:
-                name = arg if isinstance(arg, str) else arg["name"]
-                if name not in tool_names:
-                    self.fail(cpath, _unknown_tool(name, tool_names))
-            if isinstance(arg, int | float) and not isinstance(arg, bool) and kind != "max_latency_ms":
-                arg = str(arg)
-            checks.append(Check(kind, arg, self.where(cpath)))
+        checks = self.build_checks(raw.get("expect", []), (*base, "expect"), tool_names)
         user = raw["user"]
         return Turn(
             index=index,
@@ -232,10 +220,51 @@ class _Builder:
             instructions=self.render(raw.get("instructions"), (*base, "instructions")),
             additional_instructions=self.render(raw.get("additional_instructions"), (*base, "additional_instructions")),
             tool_outputs=outputs,
-            expect=tuple(checks),
+            expect=checks,
         )
 
+    def build_checks(self, raw_checks: list[dict[str, Any]], path: YPath, tool_names: set[str] | None
+                     ) -> tuple[Check, ...]:
+        return tuple(self.build_check(raw, (*path, i), tool_names) for i, raw in enumerate(raw_checks))
+
+    def build_check(self, raw_check: dict[str, Any], path: YPath, tool_names: set[str] | None) -> Check:
+        ((kind, arg),) = raw_check.items()
+        cpath = (*path, kind)
+        if kind == "not":
+            return Check(kind, self.build_check(arg, cpath, tool_names), self.where(cpath))
+        if kind in ("all", "any"):
+            return Check(kind, self.build_checks(arg, cpath, tool_names), self.where(cpath))
+        if kind == "jinja":  # rendered at check time, over the reply
+            self.check_expression(arg, cpath)
+            return Check(kind, arg, self.where(cpath))
+        arg = self.render(arg, cpath)
+        if kind == "regex":
+            self.check_regex(arg, cpath)
+        elif kind == "json" and isinstance(arg, dict) and "schema" in arg:
+            self.check_schema(arg["schema"], (*cpath, "schema"), "schema")
+        elif kind == "tool_called" and tool_names is not None:
+            name = arg if isinstance(arg, str) else arg["name"]
+            if name not in tool_names:
+                self.fail(cpath, _unknown_tool(name, tool_names))
+        if isinstance(arg, int | float) and not isinstance(arg, bool) and kind != "max_latency_ms":
+            arg = str(arg)
+        return Check(kind, arg, self.where(cpath))
+
+    def check_expression(self, source: str, path: YPath) -> None:
+        """A `jinja` check must parse and use only the names it will have."""
+        try:
+            parsed = jinja_env().parse(source)
+        except TemplateError as exc:
+            self.fail(path, f"template error: {exc}")
+            return
+        unknown = meta.find_undeclared_variables(parsed) - set(self.vars) - CHECK_TEMPLATE_NAMES
+        if unknown:
+            self.fail(path, f"the expression uses undefined name(s) {', '.join(sorted(unknown))} "
+                            f"(it can use {', '.join(sorted(CHECK_TEMPLATE_NAMES))} and the spec's vars)")
+
     def build_tool_output(self, handler: Any, path: YPath) -> ToolOutput:
+        if isinstance(handler, dict) and "python" in handler:
+            return ToolOutput(python=handler["python"])
         if isinstance(handler, dict) and "template" in handler:
             source = handler["template"]
             try:
@@ -331,16 +360,16 @@ def _template_errors(doc: LoadedYaml, overrides: Mapping[str, str]) -> list[Spec
     """Template errors of a spec that failed its schema, so the user sees those too in one go."""
     variables = doc.data.get("vars")
     renderer = _Renderer(doc, {**(variables if isinstance(variables, dict) else {}), **overrides}, [])
-    for key in ("assistant", "conversation"):
+    for key in ("assistant", "conversation", "expect"):
         if key in doc.data:
-            renderer.render(_without_tool_templates(doc.data[key]), (key,))
+            renderer.render(_without_run_time_templates(doc.data[key]), (key,))
     return renderer.errors
 
 
-def _without_tool_templates(value: Any) -> Any:
-    """A copy of `value` with tool-output templates removed (they render at run time, with `args`)."""
+def _without_run_time_templates(value: Any) -> Any:
+    """A copy of `value` without the templates that render at run time (tool outputs, `jinja` checks)."""
     if isinstance(value, dict):
-        return {k: _without_tool_templates(v) for k, v in value.items() if k != "tool_outputs"}
+        return {k: _without_run_time_templates(v) for k, v in value.items() if k not in ("tool_outputs", "jinja")}
     if isinstance(value, list):
-        return [_without_tool_templates(v) for v in value]
+        return [_without_run_time_templates(v) for v in value]
     return value

@@ -84,11 +84,15 @@ class ToolOutput:
 
     output: str | None = None
     template: str | None = None
+    python: str | None = None  # `module:function`, called with the call's arguments
 
 
 @dataclass(frozen=True)
 class Check:
-    """One expectation: its type, its argument, and where it was written (`file:line:col`)."""
+    """One expectation: its type, its argument, and where it was written (`file:line:col`).
+
+    `not` holds one Check as its argument, `all` and `any` a tuple of them.
+    """
 
     type: str
     arg: Any
@@ -128,4 +132,5 @@ class Spec:
     description: str | None = None
     tags: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict)
+    expect: tuple[Check, ...] = ()  # checks on the whole conversation
     model_where: str = ""

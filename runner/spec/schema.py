@@ -71,7 +71,7 @@ def _unknown_key_errors(err: ValidationError, doc: LoadedYaml) -> Iterator[SpecE
         if hint:
             more = f" (did you mean {hint[0]!r}?)"
         else:
-            more = f"; known {noun}s: {', '.join(allowed)}" if len(allowed) <= 16 else ""
+            more = f"; known {noun}s: {', '.join(allowed)}" if len(allowed) <= 24 else ""
         path = (*err.absolute_path, key)
         yield doc.error(tuple(path), f"unknown {noun} {key!r}{more}", at_key=True)
 
