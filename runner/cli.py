@@ -48,6 +48,20 @@ def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[S
     return specs, errors, len(files)
 
 
+def _output_clashes(specs: list[Spec]) -> list[str]:
+    """Spec files whose transcripts and cassettes would land on the same path (x.yaml beside x.yml)."""
+    from runner.spec.paths import output_stem
+
+    seen: dict[Path, str] = {}
+    clashes = []
+    for spec in specs:
+        stem = output_stem(spec.file)
+        if stem in seen:
+            clashes.append(f"{spec.file}: its transcripts and cassette would overwrite those of {seen[stem]}")
+        seen[stem] = spec.file
+    return clashes
+
+
 def _print_errors(errors: list[str], summary: str) -> None:
     for line in errors:
         click.echo(line, err=True)
@@ -111,6 +125,11 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     specs, errors, files = _load_all(paths, overrides)
     if errors:
         _print_errors(errors, _in_files(files, files - len(specs)))
+        sys.exit(EXIT_USAGE)
+
+    clashes = _output_clashes(specs)
+    if clashes:
+        _print_errors(clashes, "; nothing was run")
         sys.exit(EXIT_USAGE)
 
     from runner.engine import EngineOptions, Job, preflight, resolve_backend
@@ -185,6 +204,8 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: 
 def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
           log_level: str) -> None:
     """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
+    from runner.server.providers import LiveSettings, model_problem
+    from runner.server.providers.upstream import BadKey
     from runner.server.serve import ServeError, ServeOptions
     from runner.server.serve import serve as run_server
     from runner.spec.load import load_rules
@@ -199,8 +220,13 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
     options = ServeOptions(host=host, port=port, db=db, provider=provider, rules=rules, api_key_env=api_key_env,
                            log_level=log_level)
     try:
+        if provider:  # a forced provider must be able to answer, or every request would fail
+            problem = model_problem(provider, force=provider, has_rules=rules is not None,
+                                    live=LiveSettings.from_env(os.environ))
+            if problem:
+                raise ServeError(f"--provider {provider}: {problem}")
         run_server(options, announce=lambda line: click.echo(line, err=True))
-    except ServeError as exc:
+    except (ServeError, BadKey) as exc:
         raise click.UsageError(str(exc)) from None
 
 
@@ -210,8 +236,12 @@ def _check_contexts(jobs: list[Any]) -> dict[str, Any]:
     from runner.expect.grader import Grader
     from runner.record.cassettes import routed_http_client
     from runner.server.providers import LiveSettings, ProviderSet
+    from runner.server.providers.upstream import BadKey
 
-    live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+    try:
+        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+    except BadKey:  # preflight has reported it, and nothing runs
+        live = LiveSettings()
     graders: dict[str, Grader] = {}
     contexts = {}
     for job in jobs:

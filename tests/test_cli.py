@@ -14,6 +14,7 @@ from conftest import EXAMPLES
 
 from runner import cli as cli_module
 from runner.cli import cli
+from runner.report.writers import transcript_stem
 
 FAILING = """
 name: failing
@@ -39,12 +40,12 @@ def test_hello_passes_and_writes_transcripts(runner_in: CliRunner, tmp_path: Pat
     result = runner_in.invoke(cli, ["run", str(EXAMPLES / "hello.yaml")])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "1 passed, 0 failed" in result.output
-    data = json.loads((tmp_path / "transcripts" / "hello.json").read_text(encoding="utf-8"))
+    data = json.loads(transcript_stem(tmp_path / "transcripts", str(EXAMPLES / "hello.yaml")).with_suffix(".json").read_text(encoding="utf-8"))
     assert data["verdict"] == "passed"
     assert data["turns"][0]["user"] == "你好呀" and data["turns"][0]["reply"] == "你好呀"
     assert data["assistant"] == {"model": "echo", "name": "Greeter", "instructions": "You are a friendly assistant."}
     assert data["backend"]["kind"] == "embedded"
-    assert (tmp_path / "transcripts" / "hello.md").read_text(encoding="utf-8").startswith("# hello — PASSED")
+    assert transcript_stem(tmp_path / "transcripts", str(EXAMPLES / "hello.yaml")).with_suffix(".md").read_text(encoding="utf-8").startswith("# hello — PASSED")
 
 
 def test_all_examples_pass(runner_in: CliRunner, tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_validate(runner_in: CliRunner, tmp_path: Path) -> None:
 def test_var_overrides_and_bad_var(runner_in: CliRunner, tmp_path: Path) -> None:
     result = runner_in.invoke(cli, ["run", str(EXAMPLES / "multi_turn.yaml"), "--var", "customer=Ada"])
     assert result.exit_code == 0, result.output
-    data = json.loads((tmp_path / "transcripts" / "multi_turn.json").read_text(encoding="utf-8"))
+    data = json.loads(transcript_stem(tmp_path / "transcripts", str(EXAMPLES / "multi_turn.yaml")).with_suffix(".json").read_text(encoding="utf-8"))
     assert data["turns"][0]["user"] == "Hello, I am Ada."
     assert data["assistant"]["instructions"] == "You answer Ada's questions briefly."
     bad = runner_in.invoke(cli, ["run", str(EXAMPLES / "hello.yaml"), "--var", "oops"])
@@ -180,7 +181,7 @@ def test_real_process_runs_hello(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "1 passed, 0 failed" in proc.stdout
-    assert (tmp_path / "transcripts" / "hello.json").exists()
+    assert list((tmp_path / "transcripts").rglob("hello.json"))  # its path mirrors the spec's, from that cwd
 
 
 def test_help_and_validate_do_not_import_the_sdk(tmp_path: Path) -> None:
@@ -236,3 +237,11 @@ def test_ctrl_c_in_a_real_batch_keeps_finished_transcripts(tmp_path: Path) -> No
     assert "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.md", "b.json", "b.md", "c.json", "c.md"]
     assert all(json.loads(p.read_text(encoding="utf-8"))["verdict"] == "passed" for p in out.glob("*.json"))
+
+
+def test_two_specs_with_one_output_path_are_a_usage_error(runner_in: CliRunner, tmp_path: Path) -> None:
+    for name in ("x.yaml", "x.yml"):
+        (tmp_path / name).write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    result = runner_in.invoke(cli, ["run", "."])
+    assert result.exit_code == 2
+    assert "x.yml: its transcripts and cassette would overwrite those of x.yaml" in result.output

@@ -16,6 +16,7 @@ from conftest import EXAMPLES
 from serve_process import clean_env, serving
 
 from runner.cli import cli
+from runner.report.writers import transcript_stem
 
 DATA = Path(__file__).resolve().parent / "data"
 SECRET = "sk-serve-" + "k3y" * 10
@@ -52,7 +53,7 @@ def test_the_engine_runs_examples_over_http_and_cleans_up(tmp_path: Path, monkey
                                               "--base-url", server.url, "--record", "all", *mode])
             assert result.exit_code == 0, result.output
             assert "2 passed, 0 failed" in result.output
-        data = json.loads((tmp_path / "transcripts" / "hello.json").read_text(encoding="utf-8"))
+        data = json.loads(transcript_stem(tmp_path / "transcripts", str(EXAMPLES / "hello.yaml")).with_suffix(".json").read_text(encoding="utf-8"))
         assert data["backend"] == {"kind": "remote", "base_url": server.url, "api_key_env": None}
         # a remote run deletes what it created unless --keep
         assert _request(server.url + "/assistants")[1]["data"] == []

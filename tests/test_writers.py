@@ -133,13 +133,16 @@ def test_transcript_stem_absolute_path_inside_cwd(tmp_path: Path, monkeypatch: p
     assert transcript_stem(Path("out"), str(spec)) == Path("out") / "specs" / "a"
 
 
-def test_transcript_stem_outside_cwd_uses_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transcript_stem_outside_cwd_mirrors_the_absolute_path(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     outside = tmp_path / "elsewhere" / "deep" / "greet.yaml"
-    assert transcript_stem(Path("out"), str(outside)) == Path("out") / "greet"
-    assert transcript_stem(Path("out"), "../elsewhere/greet.yaml") == Path("out") / "greet"
+    mirrored = Path("out") / str(tmp_path.resolve()).lstrip("/") / "elsewhere"
+    assert transcript_stem(Path("out"), str(outside)) == mirrored / "deep" / "greet"
+    # two specs of the same name in different folders never share transcripts
+    assert transcript_stem(Path("out"), "../elsewhere/greet.yaml") == mirrored / "greet"
 
 
 def test_write_transcript_dotted_spec_names_do_not_collide(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.server.providers import LiveSettings, model_problem
+from runner.server.providers.upstream import BadKey, read_key
 from runner.spec.model import BackendConfig, Spec
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ def preflight(spec: Spec, target: BackendTarget) -> list[str]:
     """Problems that would make every run of this spec fail on its backend, found before anything runs."""
     if not target.embedded or spec.assistant is None:
         return []
+    try:
+        live = LiveSettings.from_env(os.environ)
+    except BadKey as exc:
+        return [f"{spec.model_where}: assistant.model: {exc}"]
     problem = model_problem(spec.assistant.model, force=target.config.provider,
-                            has_rules=target.config.rules is not None, live=LiveSettings.from_env(os.environ))
+                            has_rules=target.config.rules is not None, live=live)
     return [f"{spec.model_where}: assistant.model: {problem}"] if problem else []
 
 
@@ -96,11 +101,17 @@ def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
         from runner.server.app import Backend, BackendSettings
 
         # the model providers' traffic is what cassettes hold on the embedded backend
-        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+        try:
+            live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+        except BadKey as exc:
+            raise BackendUnavailable(str(exc)) from None
         settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live)
         return embedded_client(Backend(settings))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
-    key = os.environ.get(env_name)
+    try:
+        key = read_key(os.environ, env_name)
+    except BadKey as exc:
+        raise BackendUnavailable(str(exc)) from None
     if target.config.api_key_env and not key:
         raise BackendUnavailable(f"the environment variable {env_name} (backend.api_key_env) is not set")
     from runner.record.cassettes import routed_http_client

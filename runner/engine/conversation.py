@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.backend import BackendTarget
+from runner.engine.backend import BackendTarget, secret_values
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
+from runner.server.providers.upstream import scrub
 from runner.spec.model import AssistantConfig, Spec, Turn
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class _Conversation:
         self.options = options
         self.streaming = streaming  # shared per client: whether the backend streams
         self.cassette = cassette
+        self.secrets = list(secret_values(target, options.secret_env).values())
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -130,15 +132,21 @@ class _Conversation:
         spec = self.spec
         stage = "creating the assistant" if spec.assistant is not None else f"finding assistant {spec.assistant_id}"
         try:
-            if spec.assistant is not None:
-                transcript.assistant_id = await self.pool.get(spec.assistant)
-            elif spec.assistant_id is not None:
-                transcript.assistant_id = await self.pool.existing(spec.assistant_id)
-            stage = "creating the thread"
-            thread = await self.threads.create(messages=[{"role": "user", "content": spec.turns[0].user}])
+            async with asyncio.timeout(self.options.timeout):  # --timeout bounds every wait on the backend
+                if spec.assistant is not None:
+                    transcript.assistant_id = await self.pool.get(spec.assistant)
+                elif spec.assistant_id is not None:
+                    transcript.assistant_id = await self.pool.existing(spec.assistant_id)
+                stage = "creating the thread"
+                thread = await self.threads.create(messages=[{"role": "user", "content": spec.turns[0].user}])
             transcript.thread_id = thread.id
+        except TimeoutError:
+            transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
+            for record in records:
+                record.skipped = True
+            return
         except Exception as exc:
-            transcript.error = f"{stage}: {_describe_error(exc)}"
+            transcript.error = f"{stage}: {_describe_error(exc, self.secrets)}"
             for record in records:
                 record.skipped = True
             return
@@ -170,13 +178,14 @@ class _Conversation:
         state = _RunState()
         try:
             if not first:
-                await self.threads.messages.create(thread_id=thread_id, role="user", content=turn.user)
+                async with asyncio.timeout(self.options.timeout):
+                    await self.threads.messages.create(thread_id=thread_id, role="user", content=turn.user)
             start = time.perf_counter()
             async with asyncio.timeout(self.options.timeout):
                 await self._follow(turn, record, thread_id, assistant_id, options, state)
         except TimeoutError:
             record.status = TIMEOUT_STATUS
-            record.error = f"the run did not finish within {self.options.timeout:g} s (--timeout)"
+            record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
             await self._cancel_quietly(thread_id, state.run)
         except ToolCallError as exc:
             record.error = str(exc)
@@ -184,7 +193,8 @@ class _Conversation:
             if state.run is not None:
                 record.status = "cancelled"
         except Exception as exc:
-            record.error = _describe_error(exc)
+            record.error = _describe_error(exc, self.secrets)
+            await self._cancel_quietly(thread_id, state.run)
         record.latency_ms = (time.perf_counter() - start) * 1000
         run = state.run
         if run is not None:
@@ -285,19 +295,21 @@ def _refuses_streaming(exc: Exception) -> bool:
     return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()
 
 
-def _describe_error(exc: BaseException) -> str:
+def _describe_error(exc: BaseException, secrets: list[str]) -> str:
     """A one-line description of a backend error, without credentials."""
     from openai import APIConnectionError, APIStatusError, APITimeoutError
 
     if isinstance(exc, APITimeoutError):
-        return "the backend did not answer in time"
-    if isinstance(exc, APIConnectionError):
-        return f"cannot reach the backend: {exc.__cause__ or exc}"
-    if isinstance(exc, APIStatusError):
+        text = "the backend did not answer in time"
+    elif isinstance(exc, APIConnectionError):
+        text = f"cannot reach the backend: {exc.__cause__ or exc}"
+    elif isinstance(exc, APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") if isinstance(body.get("message"), str) else exc.message
-        return f"the backend answered {exc.status_code}: {message}"
-    return f"{type(exc).__name__}: {exc}"
+        text = f"the backend answered {exc.status_code}: {message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return scrub(text, secrets)
 
 
 async def run_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,

@@ -14,7 +14,6 @@ import contextlib
 import contextvars
 import inspect
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,9 @@ from typing import Any
 
 import httpx2
 from openai import OpenAIError
+
+from runner.report.writers import atomic_write
+from runner.spec.paths import output_stem
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 # headers that carry credentials: never written to a cassette
@@ -38,14 +40,9 @@ def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:
 
 
 def cassette_path(directory: Path, spec_file: str) -> Path:
-    """A conversation's cassette: the spec's path (relative to the working folder when inside it) under
-    `directory`, keeping the .yaml name."""
-    spec = Path(spec_file)
-    try:
-        relative = spec.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        relative = Path(spec.name)
-    return directory / relative.parent / (relative.stem + ".yaml")
+    """A conversation's cassette: the spec's output stem (see runner.spec.paths) under `directory`, as .yaml."""
+    stem = output_stem(spec_file)
+    return directory / stem.with_name(stem.name + ".yaml")
 
 
 class _AtomicPersister:
@@ -61,18 +58,7 @@ class _AtomicPersister:
     def save_cassette(cassette_path: Any, cassette_dict: Any, serializer: Any) -> None:
         from vcr.serialize import serialize
 
-        path = Path(cassette_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(serialize(cassette_dict, serializer))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(Path(cassette_path), serialize(cassette_dict, serializer))
 
 
 def _clean_request(request: Any) -> Any:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from runner.report.transcript import Transcript
+from runner.spec.paths import output_stem
 
 
 def _file_mode() -> int:
@@ -36,13 +37,8 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def transcript_stem(out_dir: Path, spec_file: str) -> Path:
-    """Where a spec's transcripts go: its path (relative to the working folder when inside it) under out_dir."""
-    spec = Path(spec_file)
-    try:
-        relative = spec.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        relative = Path(spec.name)
-    return out_dir / relative.with_suffix("")  # only the .yaml goes: greet.v1.yaml -> greet.v1
+    """Where a spec's transcripts go: its output stem (see runner.spec.paths) under out_dir."""
+    return out_dir / output_stem(spec_file)
 
 
 def to_json(transcript: Transcript) -> str:

@@ -7,12 +7,9 @@ offline ones included (live upstreams enforce them too; policing again is harmle
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from runner.server.providers.base import ModelError, ModelReply, count_tokens
-
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+from runner.server.providers.base import TOKEN_PATTERN, ModelError, ModelReply, count_tokens
 
 
 def select_messages(messages: list[dict[str, Any]], truncation: dict[str, Any] | None,
@@ -53,8 +50,11 @@ def police_reply(reply: ModelReply, run: dict[str, Any]) -> ModelReply:
         reply.tool_calls = reply.tool_calls[:1]
     budget = run.get("max_completion_tokens")
     if budget is not None and reply.text is not None and reply.completion_tokens > budget:
-        spans = list(_TOKEN.finditer(reply.text))
-        reply.text = reply.text[: spans[budget - 1].end()] if budget > 0 and len(spans) >= budget else ""
+        # cut at the budget's last token; text shorter than the budget (the upstream counts tokens its own
+        # way) stays whole
+        spans = list(TOKEN_PATTERN.finditer(reply.text))
+        if len(spans) > budget:
+            reply.text = reply.text[: spans[budget - 1].end()]
         reply.completion_tokens = budget
         reply.incomplete_reason = "max_completion_tokens"
     return reply

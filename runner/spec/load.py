@@ -293,14 +293,38 @@ def _regex_errors(doc: LoadedYaml, pattern: str, path: YPath) -> list[SpecError]
     return []
 
 
+_GROUP_REF = re.compile(r"\\(?:g<(\w+)>|(\d+))")
+
+
 def _rule_regex_errors(doc: LoadedYaml, rules: list[dict[str, Any]], path: YPath) -> list[SpecError]:
-    return [
-        error
-        for i, rule in enumerate(rules)
-        for key in ("user", "tool_output")
-        if key in rule
-        for error in _regex_errors(doc, rule[key], (*path, i, key))
-    ]
+    """Each rule's trigger must compile, and its answer may only use groups the trigger has."""
+    errors: list[SpecError] = []
+    for i, rule in enumerate(rules):
+        key = "user" if "user" in rule else "tool_output"
+        problems = _regex_errors(doc, rule[key], (*path, i, key))
+        errors.extend(problems)
+        if not problems:
+            pattern = re.compile(rule[key])
+            answers = {k: rule[k] for k in ("reply", "error", "call", "calls") if k in rule}
+            errors.extend(_group_ref_errors(doc, pattern, answers, (*path, i)))
+    return errors
+
+
+def _group_ref_errors(doc: LoadedYaml, pattern: re.Pattern[str], value: Any, path: YPath) -> list[SpecError]:
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _group_ref_errors(doc, pattern, v, (*path, k))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _group_ref_errors(doc, pattern, v, (*path, i))]
+    if not isinstance(value, str):
+        return []
+    for match in _GROUP_REF.finditer(value):
+        ref = match.group(1) or match.group(2)
+        known = int(ref) <= pattern.groups if ref.isdigit() else ref in pattern.groupindex
+        if not known:
+            names = ", ".join(pattern.groupindex) or "none"
+            return [doc.error(path, f"{match.group(0)} refers to a group the trigger does not have "
+                                    f"(it has {pattern.groups} group(s); named: {names})")]
+    return []
 
 
 def _json_text(value: Any) -> str:

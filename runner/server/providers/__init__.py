@@ -37,8 +37,8 @@ _HOW_TO_CONFIGURE = {
 
 def route(model: str, force: str | None, default_live: str) -> tuple[str, str]:
     """(provider name, model name sent upstream) for a model name."""
-    if force:
-        return force, model
+    if force:  # every model goes to the forced provider; a `force/` prefix is still not sent upstream
+        return force, model.removeprefix(f"{force}/")
     prefix, slash, rest = model.partition("/")
     if slash and prefix in PROVIDER_NAMES and rest:
         return prefix, rest

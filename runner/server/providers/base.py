@@ -84,12 +84,12 @@ class Provider(Protocol):
         ...
 
 
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # what the offline providers count as a token
 
 
 def count_tokens(text: str) -> int:
     """A deterministic token estimate for the offline providers (words and punctuation marks)."""
-    return len(_TOKEN.findall(text))
+    return len(TOKEN_PATTERN.findall(text))
 
 
 def prompt_tokens(request: ModelRequest) -> int:

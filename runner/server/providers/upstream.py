@@ -33,18 +33,18 @@ class LiveSettings:
     default: str = "openai"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> LiveSettings:
+    def from_env(cls, environ: Mapping[str, str]) -> LiveSettings:  # noqa: D417
         """Read the documented variables: OPENAI_API_KEY and OPENAI_BASE_URL configure `openai` exactly as they
         configure the SDK; RUNNER_CHAT_BASE_URL (and RUNNER_CHAT_API_KEY) a Chat Completions server;
         RUNNER_DEFAULT_PROVIDER picks the default live provider."""
         openai = None
         if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL"):
             openai = UpstreamConfig(base_url=environ.get("OPENAI_BASE_URL") or None,
-                                    api_key=environ.get("OPENAI_API_KEY") or None)
+                                    api_key=read_key(environ, "OPENAI_API_KEY"))
         chat = None
         if environ.get("RUNNER_CHAT_BASE_URL"):
             chat = UpstreamConfig(base_url=environ["RUNNER_CHAT_BASE_URL"],
-                                  api_key=environ.get("RUNNER_CHAT_API_KEY") or None)
+                                  api_key=read_key(environ, "RUNNER_CHAT_API_KEY"))
         default = environ.get("RUNNER_DEFAULT_PROVIDER") or ("chat" if chat and not openai else "openai")
         return cls(openai=openai, chat=chat, default=default)
 
@@ -60,10 +60,25 @@ class LiveSettings:
         return [c.api_key for c in (self.openai, self.chat) if c is not None and c.api_key]
 
 
+class BadKey(ValueError):
+    """An API key variable whose value cannot be sent (it would end up quoted in an HTTP error)."""
+
+
+def read_key(environ: Mapping[str, str], name: str) -> str | None:
+    """The API key in variable `name`, surrounding whitespace removed (a CRLF .env leaves a \r); None
+    when unset. A key with control characters inside is refused, naming the variable, never the value."""
+    value = (environ.get(name) or "").strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise BadKey(f"the environment variable {name} holds control characters: it is not a usable API key")
+    return value or None
+
+
 def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every secret replaced by ***."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
+    """`text` with every secret, as written or as Python would quote it, replaced by ***."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in {secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode()}:
+            if form:
+                text = text.replace(form, "***")
     return text
 
 

@@ -1,0 +1,105 @@
+"""Regression tests for problems found in review: secrets in errors, rules, budgets, timeouts, routing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from click.testing import CliRunner
+from conftest import run_async
+
+from runner.cli import cli
+from runner.engine.asgi import StreamingASGITransport
+from runner.engine.backend import BackendTarget
+from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
+from runner.server.budget import police_reply
+from runner.server.providers import LiveSettings, ModelReply, route
+from runner.server.providers.upstream import BadKey, read_key, scrub
+from runner.spec import BackendConfig, SpecInvalid, load_spec
+
+KEY = "sk-crlf-" + "p4" * 15
+
+
+def test_keys_are_stripped_and_control_characters_refused() -> None:
+    assert read_key({"K": f"  {KEY}\r\n"}, "K") == KEY
+    assert read_key({}, "K") is None
+    with pytest.raises(BadKey) as info:
+        read_key({"K": f"sk-a\x00b{KEY}"}, "K")
+    assert "K holds control characters" in str(info.value) and KEY not in str(info.value)
+    assert LiveSettings.from_env({"OPENAI_API_KEY": f"{KEY}\r"}).openai.api_key == KEY  # type: ignore[union-attr]
+
+
+def test_scrub_catches_quoted_forms_of_a_secret() -> None:
+    odd = KEY + "\r"
+    message = f"Illegal header value b'Bearer {odd!r}' and raw {odd}"
+    assert KEY not in scrub(message, [odd]).replace("***", "")
+
+
+def test_a_key_with_a_carriage_return_never_reaches_output(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "s.yaml", "--base-url", "http://127.0.0.1:9/v1", "--record", "all",
+                                      "--timeout", "5"], env={"RUNNER_API_KEY": f"{KEY}\r\x01"})
+    written = "".join(p.read_text(encoding="utf-8") for p in tmp_path.rglob("*.*"))
+    assert result.exit_code == 1
+    assert "RUNNER_API_KEY holds control characters" in result.output
+    assert KEY not in result.output + written
+
+
+def test_rule_answers_may_only_use_groups_their_trigger_has(write_spec) -> None:  # type: ignore[no-untyped-def]
+    path = write_spec(r"""
+    assistant: {model: scripted}
+    backend:
+      rules:
+        - {user: "hi (\\w+)", reply: "hello \\2"}
+        - {user: "x (?P<a>\\w+)", call: {name: f, arguments: {v: "\\g<b>"}}}
+        - {user: "y (\\w+)", reply: "fine \\1 \\g<0> \\g<1>"}
+    conversation: [{user: hi}]
+    """)
+    with pytest.raises(SpecInvalid) as info:
+        load_spec(path)
+    assert [(e.path, e.message.split(" refers")[0]) for e in info.value.errors] == [
+        ("backend.rules[0].reply", r"\2"), ("backend.rules[1].call.arguments.v", r"\g<b>")]
+
+
+def test_the_completion_budget_never_wipes_a_short_reply() -> None:
+    reply = police_reply(ModelReply(text="Paris is sunny today", completion_tokens=12), {"max_completion_tokens": 10})
+    assert reply.text == "Paris is sunny today" and reply.incomplete_reason == "max_completion_tokens"
+    cut = police_reply(ModelReply(text="one two three four", completion_tokens=4), {"max_completion_tokens": 2})
+    assert cut.text == "one two" and cut.completion_tokens == 2
+
+
+def test_a_forced_provider_does_not_send_its_own_prefix_upstream() -> None:
+    assert route("chat/llama3.2", "chat", "openai") == ("chat", "llama3.2")
+    assert route("openai/gpt-4o", "chat", "openai") == ("chat", "openai/gpt-4o")
+
+
+def test_timeout_bounds_the_setup_calls_too(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint that accepts requests but never answers: --timeout ends the conversation."""
+    import httpx2
+    from openai import AsyncOpenAI
+
+    async def never_answers(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3600)
+
+    spec = load_spec(write_spec("assistant: {model: echo}\nconversation: [{user: hi}]\n"))
+
+    async def go():  # type: ignore[no-untyped-def]
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(never_answers), base_url="http://x/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://x/v1", http_client=http, max_retries=0)
+        target = BackendTarget(BackendConfig(base_url="http://x/v1"))
+        transcript = await run_conversation(spec, client, target, AssistantPool(client), EngineOptions(timeout=0.3))
+        await client.close()
+        return transcript
+
+    transcript = run_async(go())
+    assert transcript.verdict == "error"
+    assert transcript.error == "creating the assistant: the backend did not answer within 0.3 s (--timeout)"
+
+
+def test_serve_refuses_a_forced_provider_that_cannot_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli, ["serve", "--provider", "scripted", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and "needs rules" in result.output
+    result = CliRunner().invoke(cli, ["serve", "--provider", "openai", "--db", str(tmp_path / "x.db")],
+                                env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert result.exit_code == 2 and "OPENAI_API_KEY" in result.output
