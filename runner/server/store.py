@@ -7,9 +7,11 @@ a single table keyed by id, ordered by insertion, is all the API's list endpoint
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +30,8 @@ CREATE TABLE IF NOT EXISTS objects (
     private TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
+CREATE INDEX IF NOT EXISTS objects_parent ON objects (parent);
+CREATE INDEX IF NOT EXISTS objects_run ON objects (run_id);
 """
 
 _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step"}
@@ -56,15 +60,38 @@ class Store:
 
     def __init__(self, path: str = ":memory:") -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        # re-entrant: the writes inside a transaction() take it again
+        self._lock = threading.RLock()
+        try:
+            if path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes inside the block one SQLite transaction: all of them land, or none.
+
+        A transaction inside another joins it. Never await inside one: the connection is shared.
+        """
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def insert(
         self, kind: Kind, body: dict[str, Any], *, parent: str | None = None, run_id: str | None = None,
@@ -93,6 +120,14 @@ class Store:
         row = self._db.execute("SELECT private FROM objects WHERE id = ?", (object_id,)).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
+    def set_private(self, kind: Kind, object_id: str, private: dict[str, Any]) -> None:
+        """Replace only the private state kept beside an object (its body is left as it is)."""
+        with self._lock:
+            cur = self._db.execute("UPDATE objects SET private = ? WHERE id = ? AND kind = ?",
+                                   (json.dumps(private) if private else None, object_id, kind))
+        if cur.rowcount == 0:
+            raise not_found(_NOUNS[kind], object_id)
+
     def update(self, kind: Kind, body: dict[str, Any], *, private: dict[str, Any] | None = None) -> dict[str, Any]:
         """Replace an object's stored body (and private state, when given)."""
         with self._lock:
@@ -111,7 +146,7 @@ class Store:
 
     def delete(self, kind: Kind, object_id: str) -> None:
         """Delete an object and everything under it (a thread's messages, runs and steps)."""
-        with self._lock:
+        with self.transaction():
             cur = self._db.execute("DELETE FROM objects WHERE id = ? AND kind = ?", (object_id, kind))
             if cur.rowcount == 0:
                 raise not_found(_NOUNS[kind], object_id)
@@ -162,6 +197,13 @@ class Store:
         rows = self._db.execute(
             f"SELECT body FROM objects WHERE kind = ? AND json_extract(body, '$.status') IN ({marks}) ORDER BY seq",
             (kind, *statuses),
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def of_run(self, kind: Kind, run_id: str) -> builtins.list[dict[str, Any]]:
+        """Every object of a kind a run made (its steps, its messages), oldest first."""
+        rows = self._db.execute(
+            "SELECT body FROM objects WHERE run_id = ? AND kind = ? ORDER BY seq ASC", (run_id, kind)
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
