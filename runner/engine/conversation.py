@@ -107,7 +107,7 @@ class _Conversation:
         self.target = target
         self.pool = pool
         self.options = options
-        self.streaming = streaming  # shared per client: whether the backend streams
+        self.streaming = streaming  # one per backend session, shared: {"stream": False} once it refused
         self.cassette = cassette
         self.secrets = list(secret_values(target, options.secret_env).values())
 
@@ -210,15 +210,14 @@ class _Conversation:
 
     async def _follow(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str,
                       options: dict[str, Any], state: _RunState) -> None:
-        key = self.target.config.key()
-        if self.target.config.stream and self.streaming.get(key, True):
+        if self.target.config.stream and self.streaming.get("stream", True):
             try:
                 stream = await self.threads.runs.create(
                     thread_id=thread_id, assistant_id=assistant_id, stream=True, **options)
             except Exception as exc:
                 if not _refuses_streaming(exc):
                     raise
-                self.streaming[key] = False  # this backend does not stream: poll from now on
+                self.streaming["stream"] = False  # this backend does not stream: poll from now on
             else:
                 await self._follow_stream(stream, turn, record, thread_id, state)
                 return

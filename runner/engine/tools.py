@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -13,6 +14,12 @@ from runner.spec.model import ToolOutput
 
 class ToolCallError(Exception):
     """A function call the runner cannot answer (no handler, or the handler failed)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _template(source: str) -> Any:
+    """A compiled tool-output template (compiled once, used for every call)."""
+    return jinja_env().from_string(source)
 
 
 def parse_arguments(raw: str) -> Any:
@@ -36,7 +43,7 @@ def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput], vari
     if handler.template is None:
         return handler.output or ""
     try:
-        return jinja_env().from_string(handler.template).render(
+        return _template(handler.template).render(
             {**variables, "args": arguments, "call": {"name": name, "arguments": arguments}})
     except TemplateError as exc:
         raise ToolCallError(f"tool_outputs.{name}.template failed for arguments "

@@ -193,16 +193,10 @@ class _Builder:
             self.fail(path, f"rules file {display} not found")
             return []
         try:
-            doc = load_yaml(_read(rules_path, display), display)
+            return load_rules(rules_path, display)
         except SpecInvalid as exc:
             self.errors.extend(exc.errors)
             return []
-        errors = [e for e in rules_file_errors(doc)]
-        self.errors.extend(errors)
-        if errors:
-            return []
-        self.errors.extend(_rule_regex_errors(doc, doc.data, ()))
-        return list(doc.data)
 
     def build_turn(self, index: int, raw: dict[str, Any], tool_names: set[str] | None) -> Turn:
         base: YPath = ("conversation", index)
@@ -355,10 +349,11 @@ def rules_file_errors(doc: LoadedYaml) -> list[SpecError]:
     return [e for err in _rules_validator().iter_errors(doc.data) for e in explain(err, doc)]
 
 
-def load_rules(path: str | Path) -> list[dict[str, Any]]:
-    """Load and validate a `scripted` model rules file (for `runner serve --rules`); raise SpecInvalid."""
+def load_rules(path: str | Path, display: str | None = None) -> list[dict[str, Any]]:
+    """Load and validate a `scripted` model rules file (named `display` in errors); raise SpecInvalid."""
     path = Path(path)
-    doc = load_yaml(_read(path, str(path)), str(path))
+    display = display or str(path)
+    doc = load_yaml(_read(path, display), display)
     errors = rules_file_errors(doc)
     if not errors:
         errors = _rule_regex_errors(doc, doc.data, ())

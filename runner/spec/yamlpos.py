@@ -15,6 +15,13 @@ from runner.spec.errors import SpecError, SpecInvalid, format_path
 
 Path = tuple[str | int, ...]
 
+# aliases let a small file expand to billions of values ("billion laughs"); no spec comes near this
+MAX_VALUES = 100_000
+
+
+class _TooBig(Exception):
+    pass
+
 
 @dataclass
 class Positions:
@@ -59,12 +66,16 @@ class _Builder:
         self.positions = Positions()
         self.errors: list[SpecError] = []
         self._open: set[int] = set()  # mappings and lists being built: an alias back to one is a cycle
+        self.built = 0
 
     def fail(self, node: yaml.Node, path: Path, message: str) -> None:
         line, col = _mark(node)
         self.errors.append(SpecError(self.file, line, col, format_path(path), message))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        self.built += 1
+        if self.built > MAX_VALUES:
+            raise _TooBig
         self.positions.values[path] = _mark(node)
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             return self._scalar(node)
@@ -117,7 +128,11 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
         if node is None:
             raise SpecInvalid([SpecError(file, 1, 1, "", "the file is empty")])
         builder = _Builder(loader, file)
-        data = builder.build(node, ())
+        try:
+            data = builder.build(node, ())
+        except _TooBig:
+            raise SpecInvalid([SpecError(file, 1, 1, "", f"the document expands to more than {MAX_VALUES} values "
+                                                         "(aliases repeating aliases?)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
