@@ -106,15 +106,11 @@ def test_serve_refuses_a_forced_provider_that_cannot_answer(tmp_path) -> None:  
 
 
 def test_aliases_that_expand_without_end_are_refused_quickly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import time
-
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
               f"*a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
     path = tmp_path / "laughs.yaml"
     path.write_text("\n".join(lines) + "\nconversation: [{user: hi}]\n", encoding="utf-8")
-    start = time.monotonic()
-    with pytest.raises(SpecInvalid) as info:
+    with pytest.raises(SpecInvalid) as info:  # 10^9 values if expanded: refused at the limit instead
         load_spec(path)
     assert "expands to more than 100000 values" in str(info.value)
-    assert time.monotonic() - start < 30  # bounded work, not a hang (the limit, not this number, is the point)
