@@ -3,13 +3,43 @@ malformed requests as 400s, no half-written data, one server per database."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
+from server_helpers import Env, check, drain, names, serve
 
+from runner.server import objects
+from runner.server.app import Backend, BackendSettings
 from runner.server.errors import APIError
+from runner.server.executor import RunExecutor
+from runner.server.providers import ModelReply, ProviderSet
 from runner.server.store import Store
+
+
+class _Slow:
+    """A model that answers only once released, so a run can be caught while in progress."""
+
+    name = "slow"
+
+    def __init__(self, text: str = "slow answer") -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.text = text
+
+    async def respond(self, request: Any) -> ModelReply:
+        self.started.set()
+        await self.release.wait()
+        return ModelReply(text=self.text, prompt_tokens=1, completion_tokens=2)
+
+
+def _slow(env: Env) -> _Slow:
+    slow = _Slow()
+    env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
+    return slow
 
 
 def _rows(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -67,3 +97,148 @@ def test_set_private_changes_only_the_private_state() -> None:
     with pytest.raises(APIError) as info:
         s.set_private("thread", "thread_nope", {})
     assert info.value.status == 404 and "thread_nope" in info.value.message
+
+
+# -- executor -------------------------------------------------------------------------------------
+
+def test_deleting_the_thread_ends_a_streaming_run() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        slow = _slow(env)
+        a = await env.assistant()
+        t = await env.thread("hi")
+        streaming = asyncio.create_task(c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow", stream=True))
+        await asyncio.wait_for(slow.started.wait(), 5)
+        await c.beta.threads.delete(t.id)
+        events = await drain(await asyncio.wait_for(streaming, 5))
+        assert names(events) == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+        assert env.backend.executor._listeners == {}
+        await env.settle()
+
+    serve(body)
+
+
+def test_a_run_stopped_before_it_began_still_ends_its_stream() -> None:
+    async def main() -> None:
+        b = Backend()
+        asst = b.store.insert("assistant", objects.assistant({"model": "echo"}))
+        thread = b.store.insert("thread", objects.thread({}))
+        run = b.store.insert("run", objects.run(thread["id"], asst, {}), parent=thread["id"])
+        queue = b.executor.listen(run["id"])
+        b.executor.start(run, created=True)
+        b.executor.stop(run["id"])  # what deleting the thread does, before the task ran at all
+        b.store.delete("thread", thread["id"])
+        seen = []
+        while (item := await asyncio.wait_for(queue.get(), 5)) is not None:
+            seen.append(item[0])
+        assert seen == ["thread.run.created", "thread.run.queued"]
+        await b.executor.shutdown()
+        b.store.close()
+
+    asyncio.run(main())
+
+
+def test_metadata_updated_during_a_run_is_kept() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        slow = _slow(env)
+        a = await env.assistant()
+        t = await env.thread("hi")
+        run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
+        await asyncio.wait_for(slow.started.wait(), 5)
+        updated = await c.beta.threads.runs.update(run.id, thread_id=t.id, metadata={"ticket": "42"})
+        assert updated.status == "in_progress" and updated.metadata == {"ticket": "42"}
+        slow.release.set()
+        await env.settle()
+        final = check(await c.beta.threads.runs.retrieve(run.id, thread_id=t.id))
+        assert final.status == "completed" and final.metadata == {"ticket": "42"}
+
+    serve(body)
+
+
+def test_a_finished_execution_does_not_forget_the_one_that_replaced_it() -> None:
+    async def main() -> None:
+        executor = RunExecutor(Store(), ProviderSet())
+        loop = asyncio.get_running_loop()
+        old = loop.create_task(asyncio.sleep(0))
+        new = loop.create_task(asyncio.sleep(10))
+        await old
+        executor._tasks["run_1"] = new  # the run resumed (tool outputs) before the old callback ran
+        executor._on_done("run_1", old)
+        assert executor._tasks == {"run_1": new}
+        new.cancel()
+        executor._on_done("run_1", new)
+        assert executor._tasks == {}
+
+    asyncio.run(main())
+
+
+def test_a_crash_mid_completion_leaves_no_half_written_message() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        store = env.backend.store
+        real_update = store.update
+
+        def crashing_update(kind: Any, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+            if kind == "message" and obj.get("status") == "completed" and obj.get("role") == "assistant":
+                raise RuntimeError("disk trouble")
+            return real_update(kind, obj, **kw)
+
+        store.update = crashing_update  # type: ignore[method-assign]
+        a = await env.assistant()
+        t = await env.thread("hi")
+        stream = await c.beta.threads.runs.create(t.id, assistant_id=a.id, stream=True)
+        events = await drain(stream)
+        await env.settle()
+        # the change that crashed was rolled back and never announced; the run failed instead
+        assert names(events) == ["thread.run.created", "thread.run.queued", "thread.run.in_progress",
+                                 "thread.run.failed"]
+        assert "disk trouble" in events[-1].data.last_error.message
+        assert await env.texts(t.id) == [("user", "hi")]
+        assert _rows(store, "SELECT kind FROM objects WHERE run_id IS NOT NULL") == []
+
+    serve(body)
+
+
+def test_recover_ends_the_steps_and_messages_of_the_runs_it_ends(tmp_path: Path) -> None:
+    db = str(tmp_path / "crash.sqlite3")
+    first = Backend(BackendSettings(db_path=db))
+    s = first.store
+    asst = s.insert("assistant", objects.assistant({"model": "echo"}))
+    stranded: dict[str, dict[str, Any]] = {}
+    for status in ("in_progress", "cancelling"):
+        thread = s.insert("thread", objects.thread({}))
+        run = objects.run(thread["id"], asst, {})
+        run["status"] = status
+        s.insert("run", run, parent=thread["id"])
+        msg = objects.message(thread["id"], "assistant", [], run_id=run["id"], assistant_id=asst["id"],
+                              status="in_progress")
+        step = objects.run_step(run, {"type": "message_creation", "message_creation": {"message_id": msg["id"]}})
+        s.insert("run_step", step, parent=thread["id"], run_id=run["id"])
+        s.insert("message", msg, parent=thread["id"], run_id=run["id"])
+        stranded[status] = {"run": run, "step": step, "message": msg}
+    s.close()  # the process "died" here
+
+    second = Backend(BackendSettings(db_path=db))
+    try:
+        assert second.recovered == 2
+        failed = stranded["in_progress"]
+        step = second.store.get("run_step", failed["step"]["id"])
+        assert step["status"] == "failed" and step["failed_at"] is not None
+        assert step["last_error"]["code"] == "server_error"
+        msg = second.store.get("message", failed["message"]["id"])
+        assert msg["status"] == "incomplete" and msg["incomplete_at"] is not None
+        assert msg["incomplete_details"] == {"reason": "run_failed"}
+        cancelled = stranded["cancelling"]
+        assert second.store.get("run", cancelled["run"]["id"])["status"] == "cancelled"
+        step = second.store.get("run_step", cancelled["step"]["id"])
+        assert step["status"] == "cancelled" and step["cancelled_at"] is not None
+        msg = second.store.get("message", cancelled["message"]["id"])
+        assert msg["status"] == "incomplete" and msg["incomplete_details"] == {"reason": "run_cancelled"}
+        from openai.types.beta.threads.message import Message
+        from openai.types.beta.threads.runs.run_step import RunStep
+        for kind, model in (("run_step", RunStep), ("message", Message)):
+            for row in _rows(second.store, "SELECT body FROM objects WHERE kind = ?", kind):
+                model.model_validate(json.loads(row[0]))
+    finally:
+        second.store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from runner.server import objects
@@ -39,6 +40,8 @@ class RunExecutor:
         self.providers = providers
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[asyncio.Queue[Event | None]]] = {}
+        # inside _change(): what to publish once its writes are committed ((run, event) or (run, None): close)
+        self._pending: list[tuple[str, Event | None]] | None = None
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -48,18 +51,49 @@ class RunExecutor:
         self._listeners.setdefault(run_id, []).append(queue)
         return queue
 
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """One state change of a run: its writes are one transaction, its events go out once committed.
+
+        A crash never leaves half of a change stored (a message `in_progress` beside a finished run),
+        and listeners never see events of a change that was rolled back. Changes inside a change join it.
+        """
+        if self._pending is not None:
+            yield
+            return
+        pending: list[tuple[str, Event | None]] = []
+        self._pending = pending
+        try:
+            with self.store.transaction():
+                yield
+        finally:
+            self._pending = None
+        for run_id, item in pending:
+            if item is None:
+                self._close(run_id)
+            else:
+                for queue in self._listeners.get(run_id, ()):
+                    queue.put_nowait(item)
+
     def _emit(self, run_id: str, event: str, data: dict[str, Any]) -> None:
-        listeners = self._listeners.get(run_id)
-        if listeners:
-            payload = json.dumps(data)  # a snapshot: the executor keeps changing `data` afterwards
-            for queue in listeners:
-                queue.put_nowait((event, payload))
+        if self._pending is None and not self._listeners.get(run_id):
+            return
+        item = (event, json.dumps(data))  # a snapshot: the executor keeps changing `data` afterwards
+        if self._pending is not None:
+            self._pending.append((run_id, item))
+            return
+        for queue in self._listeners[run_id]:
+            queue.put_nowait(item)
 
     def unlisten(self, run_id: str) -> None:
         """Drop the listeners of a run whose stream will not be served (the request failed)."""
         self._listeners.pop(run_id, None)
 
     def _close(self, run_id: str) -> None:
+        """End the run's listeners (after the events already emitted)."""
+        if self._pending is not None:
+            self._pending.append((run_id, None))
+            return
         for queue in self._listeners.pop(run_id, ()):
             queue.put_nowait(None)
 
@@ -78,22 +112,20 @@ class RunExecutor:
         task.add_done_callback(lambda done: self._on_done(run_id, done))
 
     def _on_done(self, run_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(run_id, None)
+        if self._tasks.get(run_id) is not task:
+            return  # a newer execution of the run (resumed after tool outputs) has taken over
+        del self._tasks[run_id]
         if not task.cancelled():
             return
         # cancelled before _drive began, so it never saw the CancelledError: finish the run here
         try:
             run = self.store.get("run", run_id)
+            if run["status"] in ACTIVE_RUN_STATUSES:
+                self._finish_cancelled(run)
         except APIError:  # its thread was deleted meanwhile
-            return
-        if run["status"] in ACTIVE_RUN_STATUSES:
-            self._finish_cancelled(run)
-
-    async def wait(self, run_id: str) -> None:
-        """Wait until the run's current execution stops (used by tests and shutdown)."""
-        task = self._tasks.get(run_id)
-        if task is not None:
-            await asyncio.shield(task)
+            pass
+        finally:
+            self._close(run_id)
 
     async def shutdown(self) -> None:
         """Cancel every executing run (their status becomes `cancelled`)."""
@@ -116,6 +148,26 @@ class RunExecutor:
                 self._fail(run, "server_error", "the backend stopped while this run was executing; start a new run")
         return len(stranded)
 
+    def _end_leftovers(self, run: dict[str, Any]) -> None:
+        """End the steps and messages a run left in progress, as the run itself ended (failed or cancelled)."""
+        ended_at = run["failed_at"] if run["status"] == "failed" else run["cancelled_at"]
+        for step in self.store.of_run("run_step", run["id"]):
+            if step["status"] != "in_progress":
+                continue
+            if run["status"] == "failed":
+                step.update(status="failed", failed_at=ended_at, last_error={
+                    "code": "server_error" if run["last_error"]["code"] == "invalid_prompt"
+                    else run["last_error"]["code"], "message": run["last_error"]["message"]})
+            else:
+                step.update(status="cancelled", cancelled_at=ended_at)
+            self.store.update("run_step", step)
+        for msg in self.store.of_run("message", run["id"]):
+            if msg["status"] != "in_progress":
+                continue
+            reason = "run_failed" if run["status"] == "failed" else "run_cancelled"
+            msg.update(status="incomplete", incomplete_at=ended_at, incomplete_details={"reason": reason})
+            self.store.update("message", msg)
+
     def stop(self, run_id: str) -> None:
         """Stop a run's execution without recording anything (its thread is being deleted)."""
         task = self._tasks.get(run_id)
@@ -128,17 +180,18 @@ class RunExecutor:
             run["status"] == "in_progress" and run["id"] not in self._tasks)
         if not waiting or run["expires_at"] is None or run["expires_at"] > objects.now():
             return run
-        run.update(status="expired", required_action=None)
-        private = self.store.private(run["id"])
-        step_id = private.pop("tool_step", None)
-        if step_id:
-            step = self.store.get("run_step", step_id)
-            step.update(status="expired", expired_at=objects.now())
-            self.store.update("run_step", step)
-        self.store.update("run", run, private=private)
-        self._release_thread(run)
-        self._emit(run["id"], "thread.run.expired", run)
-        self._close(run["id"])
+        with self._change():
+            run.update(status="expired", required_action=None)
+            private = self.store.private(run["id"])
+            step_id = private.pop("tool_step", None)
+            if step_id:
+                step = self.store.get("run_step", step_id)
+                step.update(status="expired", expired_at=objects.now())
+                self.store.update("run_step", step)
+            self.store.update("run", run, private=private)
+            self._release_thread(run)
+            self._emit(run["id"], "thread.run.expired", run)
+            self._close(run["id"])
         return run
 
     def cancel(self, run: dict[str, Any]) -> dict[str, Any]:
@@ -155,63 +208,73 @@ class RunExecutor:
         return self._finish_cancelled(run)
 
     def _finish_cancelled(self, run: dict[str, Any]) -> dict[str, Any]:
-        run.update(status="cancelled", cancelled_at=objects.now(), required_action=None)
-        private = self.store.private(run["id"])
-        step_id = private.pop("tool_step", None)
-        if step_id:
-            step = self.store.get("run_step", step_id)
-            step.update(status="cancelled", cancelled_at=run["cancelled_at"])
-            self.store.update("run_step", step)
-        self.store.update("run", run, private=private)
-        self._release_thread(run)
-        self._emit(run["id"], "thread.run.cancelled", run)
-        self._close(run["id"])
+        with self._change():
+            run.update(status="cancelled", cancelled_at=objects.now(), required_action=None)
+            private = self.store.private(run["id"])
+            private.pop("tool_step", None)
+            self.store.update("run", run, private=private)
+            self._end_leftovers(run)
+            self._release_thread(run)
+            self._emit(run["id"], "thread.run.cancelled", run)
+            self._close(run["id"])
         return run
 
     def _release_thread(self, run: dict[str, Any]) -> None:
         thread_private = self.store.private(run["thread_id"])
         if thread_private.get("active_run") == run["id"]:
             thread_private.pop("active_run")
-            self.store.update("thread", self.store.get("thread", run["thread_id"]), private=thread_private)
+            self.store.set_private("thread", run["thread_id"], thread_private)
 
     # -- execution --------------------------------------------------------------------------------
 
     async def _drive(self, run_id: str) -> None:
-        run = self.store.get("run", run_id)
         try:
-            run.update(status="in_progress", started_at=run["started_at"] or objects.now())
-            self.store.update("run", run)
-            self._emit(run_id, "thread.run.in_progress", run)
-            await self._step(run)
+            with self._change():
+                run = self.store.get("run", run_id)
+                run.update(status="in_progress", started_at=run["started_at"] or objects.now())
+                self.store.update("run", run)
+                self._emit(run_id, "thread.run.in_progress", run)
+            await self._step(run_id)
         except asyncio.CancelledError:
             with contextlib.suppress(APIError):  # APIError: the thread was deleted under the run
                 self._finish_cancelled(self.store.get("run", run_id))
         except APIError:
             return  # the run or its thread was deleted while it executed: nothing left to record
         except Exception as exc:  # a bug must fail the run, never leave it in_progress forever
-            self._fail(run, "server_error", f"internal error: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(APIError):
+                self._fail(self.store.get("run", run_id), "server_error",
+                           f"internal error: {type(exc).__name__}: {exc}")
             raise
+        finally:
+            self._close(run_id)  # however the execution stopped, a streaming client gets its end
 
-    async def _step(self, run: dict[str, Any]) -> None:
-        private = self.store.private(run["id"])
-        request = self._request(run, private)
+    async def _step(self, run_id: str) -> None:
+        run = self.store.get("run", run_id)
+        request = self._request(run, self.store.private(run_id))
         if request is None:
             self._end_incomplete(run, "max_prompt_tokens")
             return
         try:
             provider, request.model = self.providers.resolve(run["model"])
-            reply = police_reply(await provider.respond(request), run)
+            answer = await provider.respond(request)
+            # the run as it is now: requests may have updated it (its metadata) while the model answered
+            run = self.store.get("run", run_id)
+            reply = police_reply(answer, run)
         except ModelError as exc:
-            self._fail(run, exc.code, exc.message)
+            self._fail(self.store.get("run", run_id), exc.code, exc.message)
             return
         except APIError as exc:
-            self._fail(run, "invalid_prompt", exc.message)
+            if exc.status == 404:
+                raise  # the run or its thread was deleted meanwhile
+            self._fail(self.store.get("run", run_id), "invalid_prompt", exc.message)
             return
-        self._add_usage(run, reply)
-        if reply.tool_calls:
-            self._require_action(run, private, reply)
-        else:
-            self._complete_with_message(run, private, reply)
+        private = self.store.private(run_id)
+        with self._change():
+            self._add_usage(run, reply)
+            if reply.tool_calls:
+                self._require_action(run, private, reply)
+            else:
+                self._complete_with_message(run, private, reply)
 
     def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest | None:
         """The model call for the run's next step; None when the context cannot fit `max_prompt_tokens`."""
@@ -232,11 +295,12 @@ class RunExecutor:
         )
 
     def _end_incomplete(self, run: dict[str, Any], reason: str) -> None:
-        run.update(status="incomplete", incomplete_details={"reason": reason})
-        self.store.update("run", run)
-        self._release_thread(run)
-        self._emit(run["id"], "thread.run.incomplete", run)
-        self._close(run["id"])
+        with self._change():
+            run.update(status="incomplete", incomplete_details={"reason": reason})
+            self.store.update("run", run)
+            self._release_thread(run)
+            self._emit(run["id"], "thread.run.incomplete", run)
+            self._close(run["id"])
 
     def _add_usage(self, run: dict[str, Any], reply: ModelReply) -> None:
         usage = run["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -261,21 +325,22 @@ class RunExecutor:
             "tool_calls": [{**c, "function": {**c["function"], "output": None}} for c in calls],
         })
         step["usage"] = self._step_usage(reply)
-        self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
-        self._emit(run["id"], "thread.run.step.created", step)
-        self._emit(run["id"], "thread.run.step.in_progress", step)
-        private["tool_step"] = step["id"]
-        private.setdefault("items", []).extend(
-            {"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
-             "arguments": c["function"]["arguments"]}
-            for c in calls
-        )
-        run.update(status="requires_action", required_action={
-            "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls},
-        })
-        self.store.update("run", run, private=private)
-        self._emit(run["id"], "thread.run.requires_action", run)
-        self._close(run["id"])
+        with self._change():
+            self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+            self._emit(run["id"], "thread.run.step.created", step)
+            self._emit(run["id"], "thread.run.step.in_progress", step)
+            private["tool_step"] = step["id"]
+            private.setdefault("items", []).extend(
+                {"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
+                 "arguments": c["function"]["arguments"]}
+                for c in calls
+            )
+            run.update(status="requires_action", required_action={
+                "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls},
+            })
+            self.store.update("run", run, private=private)
+            self._emit(run["id"], "thread.run.requires_action", run)
+            self._close(run["id"])
 
     def submit_tool_outputs(self, run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Record the outputs of the calls a run is waiting for and resume it; 400 when they don't fit."""
@@ -293,18 +358,19 @@ class RunExecutor:
         if missing:
             raise invalid(f"Expected tool outputs for call_ids {list(pending)}, got {list(given)}.",
                           "tool_outputs")
-        private = self.store.private(run["id"])
-        step = self.store.get("run_step", private.pop("tool_step"))
-        for call in step["step_details"]["tool_calls"]:
-            call["function"]["output"] = given[call["id"]]
-        step.update(status="completed", completed_at=objects.now())
-        self.store.update("run_step", step)
-        private.setdefault("items", []).extend(
-            {"type": "function_call_output", "call_id": cid, "output": out} for cid, out in given.items()
-        )
-        run.update(status="queued", required_action=None)
-        self.store.update("run", run, private=private)
-        self._emit(run["id"], "thread.run.step.completed", step)
+        with self._change():
+            private = self.store.private(run["id"])
+            step = self.store.get("run_step", private.pop("tool_step"))
+            for call in step["step_details"]["tool_calls"]:
+                call["function"]["output"] = given[call["id"]]
+            step.update(status="completed", completed_at=objects.now())
+            self.store.update("run_step", step)
+            private.setdefault("items", []).extend(
+                {"type": "function_call_output", "call_id": cid, "output": out} for cid, out in given.items()
+            )
+            run.update(status="queued", required_action=None)
+            self.store.update("run", run, private=private)
+            self._emit(run["id"], "thread.run.step.completed", step)
         return run
 
     def _complete_with_message(self, run: dict[str, Any], private: dict[str, Any], reply: ModelReply) -> None:
@@ -312,44 +378,47 @@ class RunExecutor:
         msg = objects.message(run["thread_id"], "assistant", [], run_id=run["id"],
                               assistant_id=run["assistant_id"], status="in_progress")
         step = objects.run_step(run, {"type": "message_creation", "message_creation": {"message_id": msg["id"]}})
-        self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
-        self._emit(run["id"], "thread.run.step.created", step)
-        self._emit(run["id"], "thread.run.step.in_progress", step)
-        self.store.insert("message", msg, parent=run["thread_id"], run_id=run["id"])
-        self._emit(run["id"], "thread.message.created", msg)
-        self._emit(run["id"], "thread.message.in_progress", msg)
-        self._emit(run["id"], "thread.message.delta", {
-            "id": msg["id"], "object": "thread.message.delta",
-            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
-        })
-        finished = objects.now()
-        msg["content"] = objects.text_content(text)
-        if reply.incomplete_reason:  # cut short by the token budget: the API's `incomplete` outcome
-            msg.update(status="incomplete", incomplete_at=finished, incomplete_details={"reason": "max_tokens"})
-            self.store.update("message", msg)
-            self._emit(run["id"], "thread.message.incomplete", msg)
-        else:
-            msg.update(status="completed", completed_at=finished)
-            self.store.update("message", msg)
-            self._emit(run["id"], "thread.message.completed", msg)
-        step.update(status="completed", completed_at=finished, usage=self._step_usage(reply))
-        self.store.update("run_step", step)
-        self._emit(run["id"], "thread.run.step.completed", step)
-        if reply.incomplete_reason:
-            run.update(status="incomplete", incomplete_details={"reason": reply.incomplete_reason})
-        else:
-            run.update(status="completed", completed_at=finished)
-        self.store.update("run", run, private=private)
-        self._release_thread(run)
-        self._emit(run["id"], f"thread.run.{run['status']}", run)
-        self._close(run["id"])
+        with self._change():
+            self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+            self._emit(run["id"], "thread.run.step.created", step)
+            self._emit(run["id"], "thread.run.step.in_progress", step)
+            self.store.insert("message", msg, parent=run["thread_id"], run_id=run["id"])
+            self._emit(run["id"], "thread.message.created", msg)
+            self._emit(run["id"], "thread.message.in_progress", msg)
+            self._emit(run["id"], "thread.message.delta", {
+                "id": msg["id"], "object": "thread.message.delta",
+                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+            })
+            finished = objects.now()
+            msg["content"] = objects.text_content(text)
+            if reply.incomplete_reason:  # cut short by the token budget: the API's `incomplete` outcome
+                msg.update(status="incomplete", incomplete_at=finished, incomplete_details={"reason": "max_tokens"})
+                self.store.update("message", msg)
+                self._emit(run["id"], "thread.message.incomplete", msg)
+            else:
+                msg.update(status="completed", completed_at=finished)
+                self.store.update("message", msg)
+                self._emit(run["id"], "thread.message.completed", msg)
+            step.update(status="completed", completed_at=finished, usage=self._step_usage(reply))
+            self.store.update("run_step", step)
+            self._emit(run["id"], "thread.run.step.completed", step)
+            if reply.incomplete_reason:
+                run.update(status="incomplete", incomplete_details={"reason": reply.incomplete_reason})
+            else:
+                run.update(status="completed", completed_at=finished)
+            self.store.update("run", run, private=private)
+            self._release_thread(run)
+            self._emit(run["id"], f"thread.run.{run['status']}", run)
+            self._close(run["id"])
 
     def _fail(self, run: dict[str, Any], code: str, message: str) -> None:
         if code not in ("server_error", "rate_limit_exceeded", "invalid_prompt"):
             message, code = f"{code}: {message}", "server_error"
-        run.update(status="failed", failed_at=objects.now(), last_error={"code": code, "message": message},
-                   required_action=None)
-        self.store.update("run", run)
-        self._release_thread(run)
-        self._emit(run["id"], "thread.run.failed", run)
-        self._close(run["id"])
+        with self._change():
+            run.update(status="failed", failed_at=objects.now(), last_error={"code": code, "message": message},
+                       required_action=None)
+            self.store.update("run", run)
+            self._end_leftovers(run)
+            self._release_thread(run)
+            self._emit(run["id"], "thread.run.failed", run)
+            self._close(run["id"])
