@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ def validate(paths: tuple[str, ...]) -> None:
                    "once otherwise.")
 @click.option("--cassettes", "cassette_dir", default="cassettes", show_default=True,
               type=click.Path(file_okay=False), help="Folder of the cassettes (one per conversation).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False),
+              help="Also write a JUnit XML report (one testcase per conversation) for CI systems.")
+@click.option("--summary", "summary_file", type=click.Path(dir_okay=False),
+              help="Also write a JSON summary of every verdict and failure.")
 @click.option("--stable", is_flag=True,
               help="Write transcripts in the stable view: ids numbered by appearance, no timestamps or timings, "
                    "so replays diff clean.")
@@ -119,7 +124,8 @@ def validate(paths: tuple[str, ...]) -> None:
                    "always are).")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
-        cassette_dir: str, stable: bool, secret_env: tuple[str, ...]) -> None:
+        cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
+        secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -143,10 +149,22 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
 
     options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
                             cassettes=Path(cassette_dir), secret_env=secret_env)
-    sys.exit(_run_jobs(jobs_list, options, Path(out_dir), jobs, stable))
+    outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
+                      Path(summary_file) if summary_file else None)
+    sys.exit(_run_jobs(jobs_list, options, outputs, jobs))
 
 
-def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: bool = False) -> int:
+@dataclass(frozen=True)
+class Outputs:
+    """Where `runner run` writes: transcripts, and the optional CI reports."""
+
+    transcripts: Path
+    stable: bool = False
+    junit: Path | None = None
+    summary: Path | None = None
+
+
+def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int) -> int:
     import asyncio
 
     from runner.engine import run_batch
@@ -156,35 +174,70 @@ def _run_jobs(jobs: list, options: object, out: Path, concurrency: int, stable: 
     from runner.report.writers import write_transcript
 
     done: list[Transcript] = []
+    paths: dict[str, Path] = {}
     write_failures: list[str] = []
-
     contexts = _check_contexts(jobs)
 
     async def checked(job: Any, transcript: Transcript) -> None:
         await judge(job.spec, transcript, contexts[job.spec.file])
 
-    def finished(job: object, transcript: Transcript) -> None:
+    def finished(job: Any, transcript: Transcript) -> None:
         try:
-            write_transcript(out, transcript, stable=stable)
+            paths[transcript.spec_file] = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
         except OSError as exc:
             write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
         done.append(transcript)
         click.echo(conversation_line(transcript))
 
     start = time.perf_counter()
+    interrupted = False
     try:
-        asyncio.run(run_batch(jobs, options, concurrency=concurrency, after=checked,  # type: ignore[arg-type]
-                              on_done=finished))
+        asyncio.run(run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=finished))
     except KeyboardInterrupt:
-        click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
-                    f"their transcripts are in {out}/", fg="yellow", err=True)
-        return EXIT_INTERRUPTED
-    click.echo(total_line(done, time.perf_counter() - start, str(out)))
+        interrupted = True
+    seconds = time.perf_counter() - start
+    done.sort(key=lambda t: t.spec_file)  # reports in a stable order, whatever order runs finished in
+    write_failures.extend(_write_reports(outputs, done, seconds, paths))
     for line in write_failures:
         click.secho(line, fg="red", err=True)
-    if write_failures:
-        return EXIT_USAGE
-    return EXIT_OK if all(t.passed for t in done) else EXIT_FAILED
+    if interrupted:
+        click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
+                    f"their transcripts are in {outputs.transcripts}/", fg="yellow", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(total_line(done, seconds, str(outputs.transcripts)))
+    return EXIT_OK if all(t.passed for t in done) and not write_failures else EXIT_FAILED
+
+
+def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path]) -> list[str]:
+    """Write the JUnit and summary reports asked for; return what could not be written."""
+    failures = []
+    if outputs.junit is not None:
+        from runner.report.junit import write_junit
+
+        try:
+            write_junit(outputs.junit, done, seconds, paths)
+        except OSError as exc:
+            failures.append(f"cannot write the JUnit report {outputs.junit}: {exc}")
+    if outputs.summary is not None:
+        from runner.report.summary import write_summary
+
+        try:
+            write_summary(outputs.summary, done, seconds)
+        except OSError as exc:
+            failures.append(f"cannot write the summary {outputs.summary}: {exc}")
+    return failures
+
+
+@cli.command()
+@click.argument("old", type=click.Path(exists=True, file_okay=False))
+@click.argument("new", type=click.Path(exists=True, file_okay=False))
+def diff(old: str, new: str) -> None:
+    """Which conversations changed verdict, checks or reply between two transcript folders (exit 1 if any)."""
+    from runner.report.diff import diff_dirs, format_diff
+
+    result = diff_dirs(Path(old), Path(new))
+    click.echo(format_diff(result))
+    sys.exit(EXIT_FAILED if result.changed else EXIT_OK)
 
 
 @cli.command()

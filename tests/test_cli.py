@@ -245,3 +245,28 @@ def test_two_specs_with_one_output_path_are_a_usage_error(runner_in: CliRunner, 
     result = runner_in.invoke(cli, ["run", "."])
     assert result.exit_code == 2
     assert "x.yml: its transcripts and cassette would overwrite those of x.yaml" in result.output
+
+
+def test_junit_summary_and_diff(runner_in: CliRunner, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    (tmp_path / "failing.yaml").write_text(FAILING, encoding="utf-8")
+    first = runner_in.invoke(cli, ["run", "failing.yaml", str(EXAMPLES / "hello.yaml"), "--junit", "r/junit.xml",
+                                   "--summary", "r/summary.json", "-o", "old"])
+    assert first.exit_code == 1
+    suite = ET.parse(tmp_path / "r" / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
+    failure = suite.find("testcase[@name='failing']/failure")
+    assert failure is not None and 'expected the reply to contain "Hello"' in (failure.text or "")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["passed"] == 1 and summary["totals"]["failed"] == 1
+    (tmp_path / "failing.yaml").write_text(FAILING.replace("Bonjour", "Hello"), encoding="utf-8")
+    second = runner_in.invoke(cli, ["run", "failing.yaml", str(EXAMPLES / "hello.yaml"), "-o", "new"])
+    assert second.exit_code == 1  # `regex: ^Bon` fails now
+    changed = runner_in.invoke(cli, ["diff", "old", "new"])
+    assert changed.exit_code == 1
+    assert "failing.yaml" in changed.output and "-Bonjour" in changed.output and "+Hello" in changed.output
+    assert "1 changed, 1 unchanged" in changed.output
+    same = runner_in.invoke(cli, ["diff", "old", "old"])
+    assert same.exit_code == 0 and "0 changed, 2 unchanged" in same.output
+    assert runner_in.invoke(cli, ["diff", "old", "missing"]).exit_code == 2
