@@ -58,16 +58,43 @@ def resolve_backend(spec: Spec, base_url: str | None = None, api_key_env: str | 
 
 
 def preflight(spec: Spec, target: BackendTarget) -> list[str]:
-    """Problems that would make every run of this spec fail on its backend, found before anything runs."""
+    """Problems that would make every run of this spec fail, found before anything runs: a model its backend
+    cannot answer, user functions that cannot be imported, a check whose extra is not installed."""
+    problems = _code_problems(spec)
     if not target.embedded or spec.assistant is None:
-        return []
+        return problems
     try:
         live = LiveSettings.from_env(os.environ)
     except BadKey as exc:
         return [f"{spec.model_where}: assistant.model: {exc}"]
     problem = model_problem(spec.assistant.model, force=target.config.provider,
                             has_rules=target.config.rules is not None, live=live)
-    return [f"{spec.model_where}: assistant.model: {problem}"] if problem else []
+    return problems + ([f"{spec.model_where}: assistant.model: {problem}"] if problem else [])
+
+
+def _code_problems(spec: Spec) -> list[str]:
+    from runner.spec.callables import CallableNotFound, resolve_callable, spec_callables
+
+    problems = []
+    for where, reference in spec_callables(spec):
+        try:
+            resolve_callable(reference, spec.file)
+        except CallableNotFound as exc:
+            problems.append(f"{where}: {exc}")
+    if _uses_check(spec, "similar"):
+        from runner.expect import similarity
+
+        if not similarity.available():
+            problems.append(f"{spec.file}: {similarity.INSTALL_HINT}")
+    return problems
+
+
+def _uses_check(spec: Spec, kind: str) -> bool:
+    def walk(checks: Any) -> bool:
+        return any(c.type == kind or (c.type == "not" and walk([c.arg])) or (c.type in ("all", "any") and walk(c.arg))
+                   for c in checks)
+
+    return walk(spec.expect) or any(walk(turn.expect) for turn in spec.turns)
 
 
 def embedded_client(backend: Backend) -> AsyncOpenAI:

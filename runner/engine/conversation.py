@@ -240,7 +240,7 @@ class _Conversation:
                 raise RuntimeError("the backend's event stream ended without any run event")
             if run.status != "requires_action":
                 return
-            outputs = self._answer_calls(run, turn, record)
+            outputs = await self._answer_calls(run, turn, record)
             stream = await self.threads.runs.submit_tool_outputs(
                 run_id=run.id, thread_id=thread_id, tool_outputs=outputs, stream=True)
 
@@ -252,22 +252,25 @@ class _Conversation:
             state.run = run = await self.threads.runs.poll(run.id, thread_id=thread_id)
             if run.status != "requires_action":
                 break
-            outputs = self._answer_calls(run, turn, record)
+            outputs = await self._answer_calls(run, turn, record)
             state.run = run = await self.threads.runs.submit_tool_outputs(
                 run_id=run.id, thread_id=thread_id, tool_outputs=outputs)
         page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
         state.messages = [m for m in page.data if m.role == "assistant"]
 
-    def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[Any]:
-        outputs: list[Any] = []
-        for call in run.required_action.submit_tool_outputs.tool_calls:
-            arguments = parse_arguments(call.function.arguments)
-            entry = ToolCallRecord(id=call.id, name=call.function.name, arguments=arguments)
-            record.tool_calls.append(entry)
-            entry.output = answer_call(call.function.name, arguments, turn.tool_outputs, self.spec.vars,
-                                       turn.index + 1)
-            outputs.append({"tool_call_id": call.id, "output": entry.output})
-        return outputs
+    async def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[Any]:
+        """Outputs for every call the run waits for; parallel calls are answered concurrently."""
+        entries = [ToolCallRecord(id=c.id, name=c.function.name, arguments=parse_arguments(c.function.arguments))
+                   for c in run.required_action.submit_tool_outputs.tool_calls]
+        record.tool_calls.extend(entries)
+        answers = await asyncio.gather(*(
+            answer_call(e.name, e.arguments, turn.tool_outputs, self.spec.vars, turn.index + 1, self.spec.file)
+            for e in entries), return_exceptions=True)
+        for entry, answer in zip(entries, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            entry.output = answer
+        return [{"tool_call_id": e.id, "output": e.output} for e in entries]
 
     async def _cancel_quietly(self, thread_id: str, run: Any) -> None:
         if run is not None and run.status in TERMINAL_STATUSES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from typing import Any
 
@@ -14,6 +15,23 @@ from runner.spec.model import ToolOutput
 
 class ToolCallError(Exception):
     """A function call the runner cannot answer (no handler, or the handler failed)."""
+
+
+async def _call_python(reference: str, name: str, arguments: Any, spec_file: str) -> str:
+    """Call the handler function with the call's arguments as keywords; its result, as text, is the output."""
+    from runner.spec.callables import CallableNotFound, resolve_callable
+
+    shown = json.dumps(arguments, ensure_ascii=False)
+    try:
+        function = resolve_callable(reference, spec_file)
+        result = function(**arguments) if isinstance(arguments, dict) else function(arguments)
+        if inspect.isawaitable(result):
+            result = await result
+    except CallableNotFound as exc:
+        raise ToolCallError(str(exc)) from None
+    except Exception as exc:  # the user's handler failed: the turn fails, saying how
+        raise ToolCallError(f"{reference} raised {type(exc).__name__}: {exc} for {name}({shown})") from None
+    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -30,8 +48,8 @@ def parse_arguments(raw: str) -> Any:
         return raw
 
 
-def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput], variables: dict[str, Any],
-                turn_number: int) -> str:
+async def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput], variables: dict[str, Any],
+                      turn_number: int, spec_file: str) -> str:
     """The output to send for one call, from the turn's handler for that function."""
     handler = handlers.get(name)
     if handler is None:
@@ -40,6 +58,8 @@ def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput], vari
             f"the assistant called {name}({json.dumps(arguments, ensure_ascii=False)}) but turn {turn_number} "
             f"has no tool_outputs entry for {name!r} (handlers: {known})"
         )
+    if handler.python is not None:
+        return await _call_python(handler.python, name, arguments, spec_file)
     if handler.template is None:
         return handler.output or ""
     try:
