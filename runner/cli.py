@@ -138,12 +138,13 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         _print_errors(clashes, "; nothing was run")
         sys.exit(EXIT_USAGE)
 
-    from runner.engine import EngineOptions, Job, preflight, resolve_backend
+    from runner.engine import EngineOptions
+    from runner.run import BackendChoice, make_jobs, problems
 
-    jobs_list = [Job(spec, resolve_backend(spec, base_url, api_key_env, False if poll else None)) for spec in specs]
-    problems = [p for job in jobs_list for p in preflight(job.spec, job.target)]
-    if problems:
-        _print_errors(problems, _in_files(files, len({p.split(":", 1)[0] for p in problems})))
+    jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
+    found = problems(jobs_list)
+    if found:
+        _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
         sys.exit(EXIT_USAGE)
     from runner.record.cassettes import default_record_mode
 
@@ -167,19 +168,14 @@ class Outputs:
 def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int) -> int:
     import asyncio
 
-    from runner.engine import run_batch
-    from runner.expect import judge
     from runner.report.console import conversation_line, total_line
     from runner.report.transcript import Transcript
     from runner.report.writers import write_transcript
+    from runner.run import execute
 
     done: list[Transcript] = []
     paths: dict[str, Path] = {}
     write_failures: list[str] = []
-    contexts = _check_contexts(jobs)
-
-    async def checked(job: Any, transcript: Transcript) -> None:
-        await judge(job.spec, transcript, contexts[job.spec.file])
 
     def finished(job: Any, transcript: Transcript) -> None:
         try:
@@ -192,7 +188,7 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int)
     start = time.perf_counter()
     interrupted = False
     try:
-        asyncio.run(run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=finished))
+        asyncio.run(execute(jobs, options, concurrency=concurrency, on_done=finished))
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - start
@@ -281,30 +277,6 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
         run_server(options, announce=lambda line: click.echo(line, err=True))
     except (ServeError, BadKey) as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _check_contexts(jobs: list[Any]) -> dict[str, Any]:
-    """Each spec's check context: its vars and folder, and a grader on the providers its backend offers."""
-    from runner.expect import CheckContext
-    from runner.expect.grader import Grader
-    from runner.record.cassettes import routed_http_client
-    from runner.server.providers import LiveSettings, ProviderSet
-    from runner.server.providers.upstream import BadKey
-
-    try:
-        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
-    except BadKey:  # preflight has reported it, and nothing runs
-        live = LiveSettings()
-    graders: dict[str, Grader] = {}
-    contexts = {}
-    for job in jobs:
-        config = job.target.config
-        key = config.key()
-        if key not in graders:  # offline `scripted` rules can grade too, for demos and tests
-            graders[key] = Grader(ProviderSet(rules=config.rules, live=live), os.environ.get("RUNNER_GRADER_MODEL"))
-        contexts[job.spec.file] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
-                                               grader=graders[key])
-    return contexts
 
 
 def main() -> None:

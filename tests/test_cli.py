@@ -134,7 +134,7 @@ def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Pa
         await real(jobs[:1], options, concurrency=concurrency, after=after, on_done=on_done)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("runner.engine.run_batch", first_then_ctrl_c)
+    monkeypatch.setattr("runner.run.run_batch", first_then_ctrl_c)
     result = runner_in.invoke(cli, ["run", str(EXAMPLES)])
     assert result.exit_code == 130
     assert "interrupted: 1 of 3 conversations finished" in result.output

@@ -1,0 +1,71 @@
+"""Running specs from start to verdict: jobs, preflight, the batch, and the checks, for every front end.
+
+The `runner run` command and the pytest plugin both go through here, so a spec behaves the same from
+either. Imports the SDK (through the engine): keep it out of start-up paths that do not run anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runner.engine import EngineOptions, Job, preflight, resolve_backend, run_batch
+from runner.expect import CheckContext, judge
+from runner.report.transcript import Transcript
+from runner.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend flags of a run: a remote endpoint, its key's variable, polling instead of streaming."""
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    poll: bool = False
+
+
+def make_jobs(specs: Sequence[Spec], choice: BackendChoice) -> list[Job]:
+    """One job per spec, on the backend the flags, the environment and the spec choose."""
+    stream = False if choice.poll else None
+    return [Job(spec, resolve_backend(spec, choice.base_url, choice.api_key_env, stream)) for spec in specs]
+
+
+def problems(jobs: Sequence[Job]) -> list[str]:
+    """Everything that would make a job fail before it starts (preflight), one line each."""
+    return [problem for job in jobs for problem in preflight(job.spec, job.target)]
+
+
+def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
+    """Each spec's check context: its vars and folder, and a grader on the providers its backend offers."""
+    from runner.expect.grader import Grader
+    from runner.record.cassettes import routed_http_client
+    from runner.server.providers import LiveSettings, ProviderSet
+    from runner.server.providers.upstream import BadKey
+
+    try:
+        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+    except BadKey:  # preflight reports it, and nothing runs
+        live = LiveSettings()
+    graders: dict[str, Grader] = {}
+    contexts = {}
+    for job in jobs:
+        config = job.target.config
+        key = config.key()
+        if key not in graders:  # offline `scripted` rules can grade too, for demos and tests
+            graders[key] = Grader(ProviderSet(rules=config.rules, live=live), os.environ.get("RUNNER_GRADER_MODEL"))
+        contexts[job.spec.file] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
+                                               grader=graders[key])
+    return contexts
+
+
+async def execute(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
+                  on_done: Callable[[Job, Transcript], Any] | None = None) -> list[Transcript]:
+    """Run and judge every job; `on_done` sees each judged transcript as soon as it exists."""
+    contexts = check_contexts(jobs)
+
+    async def checked(job: Job, transcript: Transcript) -> None:
+        await judge(job.spec, transcript, contexts[job.spec.file])
+
+    return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done)
