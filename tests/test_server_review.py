@@ -9,8 +9,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
-from server_helpers import Env, check, drain, names, serve
+from server_helpers import Env, check, drain, error_json, names, serve
 
 from runner.server import objects
 from runner.server.app import Backend, BackendSettings
@@ -156,6 +157,38 @@ def test_metadata_updated_during_a_run_is_kept() -> None:
     serve(body)
 
 
+def test_an_update_whose_body_arrives_late_does_not_undo_the_run() -> None:
+    """The update request reads its run only once its body is in: the run may finish while it arrives."""
+
+    async def body(env: Env) -> None:
+        c = env.client
+        slow = _slow(env)
+        a = await env.assistant()
+        t = await env.thread("hi")
+        run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
+        await asyncio.wait_for(slow.started.wait(), 5)
+        sent_first_byte = asyncio.Event()
+
+        async def late_body() -> Any:
+            yield b'{"metadata": '
+            sent_first_byte.set()
+            await env.settle()  # the run completes while the request body is still on its way
+            yield b'{"k": "v"}}'
+
+        http = c._client  # the SDK's own httpx client, reaching the app in-process
+        request = asyncio.create_task(http.post(f"/threads/{t.id}/runs/{run.id}", content=late_body(),
+                                                headers={"content-type": "application/json"}))
+        await sent_first_byte.wait()
+        slow.release.set()
+        response = await asyncio.wait_for(request, 5)
+        assert response.status_code == 200
+        assert response.json()["status"] == "completed"
+        final = await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)
+        assert final.status == "completed" and final.metadata == {"k": "v"}
+
+    serve(body)
+
+
 def test_a_finished_execution_does_not_forget_the_one_that_replaced_it() -> None:
     async def main() -> None:
         executor = RunExecutor(Store(), ProviderSet())
@@ -242,3 +275,172 @@ def test_recover_ends_the_steps_and_messages_of_the_runs_it_ends(tmp_path: Path)
                 model.model_validate(json.loads(row[0]))
     finally:
         second.store.close()
+
+
+# -- malformed requests ---------------------------------------------------------------------------
+
+_SDK_TYPES: dict[str, Any] = {}
+
+
+def _sdk_type(kind: str) -> Any:
+    if not _SDK_TYPES:
+        from openai.types.beta import Assistant, Thread
+        from openai.types.beta.threads import Message, Run
+        from openai.types.beta.threads.runs import RunStep
+        _SDK_TYPES.update(assistant=Assistant, thread=Thread, message=Message, run=Run, run_step=RunStep)
+    return _SDK_TYPES[kind]
+
+
+def _all_valid(store: Store) -> int:
+    """Check every stored object against its SDK type; how many there are."""
+    rows = _rows(store, "SELECT kind, body FROM objects")
+    for kind, body in rows:
+        _sdk_type(kind).model_validate(json.loads(body))
+    return len(rows)
+
+
+async def _bad(env: Env, path: str, body: Any) -> str | None:
+    """POST a request the backend must refuse with a 400 in the official shape; the param it names."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await env.client.post(path, body=body, cast_to=object)
+    return error_json(info.value)["param"]
+
+
+def test_malformed_requests_are_400s_naming_the_parameter() -> None:
+    async def body(env: Env) -> None:
+        a = (await env.assistant()).id
+        scripted = (await env.scripted()).id
+        t = (await env.thread("hi")).id
+        waiting = await env.thread("weather in Oslo")
+        run = await env.client.beta.threads.runs.create_and_poll(thread_id=waiting.id, assistant_id=scripted)
+        assert run.status == "requires_action" and run.required_action is not None
+        call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
+        submit = f"/threads/{waiting.id}/runs/{run.id}/submit_tool_outputs"
+        bad_schema = {"type": "json_schema", "json_schema": {"name": 5}}
+        cases: list[tuple[str, Any, str]] = [
+            ("/assistants", {"model": "echo", "temperature": "hot"}, "temperature"),
+            ("/assistants", {"model": "echo", "response_format": bad_schema}, "response_format.json_schema.name"),
+            ("/assistants", {"model": "echo", "tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]},
+             "tools[0].function.parameters"),
+            (f"/assistants/{a}", {"model": None}, "model"),
+            (f"/assistants/{a}", {"tools": None}, "tools"),
+            (f"/assistants/{a}", {"name": 123}, "name"),
+            (f"/assistants/{a}", {"temperature": "hot"}, "temperature"),
+            (f"/assistants/{a}", {"response_format": "weird"}, "response_format"),
+            ("/threads", {"tool_resources": {"code_interpreter": {"file_ids": "x"}}}, "tool_resources.code_interpreter.file_ids"),
+            ("/threads", {"messages": [{"role": "user", "content": "x", "attachments": "x"}]}, "messages[0].attachments"),
+            ("/threads", {"messages": [{"role": "user"}]}, "messages[0].content"),
+            (f"/threads/{t}", {"tool_resources": {"file_search": {"vector_store_ids": 5}}},
+             "tool_resources.file_search.vector_store_ids"),
+            (f"/threads/{t}/messages", {"role": "system", "content": "x"}, "role"),
+            (f"/threads/{t}/messages", {"content": "x"}, "role"),
+            (f"/threads/{t}/messages", {"role": "user"}, "content"),
+            (f"/threads/{t}/messages", {"role": "user", "content": "x", "attachments": [{"file_id": 5}]},
+             "attachments[0].file_id"),
+            (f"/threads/{t}/messages", {"role": "user", "content": "x", "metadata": {"k": 5}}, "metadata"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "instructions": 5}, "instructions"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "additional_instructions": 5}, "additional_instructions"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "model": 5}, "model"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "temperature": "x"}, "temperature"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "response_format": bad_schema}, "response_format.json_schema.name"),
+            (f"/threads/{t}/runs", {"assistant_id": a, "additional_messages": [{"role": "user", "content": 5}]},
+             "additional_messages[0].content"),
+            ("/threads/runs", {"assistant_id": a, "thread": {"metadata": {"k": 5}}}, "thread.metadata"),
+            ("/threads/runs", {"assistant_id": a, "thread": {"messages": [{"role": "system", "content": "x"}]}},
+             "thread.messages[0].role"),
+            ("/threads/runs", {"assistant_id": a, "thread": {"tool_resources": {"code_interpreter": {"file_ids": 1}}}},
+             "thread.tool_resources.code_interpreter.file_ids"),
+            (submit, {"tool_outputs": ["oops"]}, "tool_outputs[0]"),
+            (submit, {"tool_outputs": [{"tool_call_id": 5, "output": "1"}]}, "tool_outputs[0].tool_call_id"),
+            (submit, {"tool_outputs": [{"tool_call_id": call_id, "output": {"x": 1}}]}, "tool_outputs[0].output"),
+            (submit, {"tool_outputs": [{"tool_call_id": call_id, "extra": 1}]}, "tool_outputs[0].extra"),
+        ]
+        for path, request, param in cases:
+            assert await _bad(env, path, request) == param, (path, request)
+        # nothing half-written, nothing stored that its SDK type refuses
+        assert _all_valid(env.backend.store) == 8  # 2 assistants, 2 threads, 2 messages, 1 run, 1 step
+        assert (await env.client.beta.threads.runs.retrieve(run.id, thread_id=waiting.id)).status == "requires_action"
+
+    serve(body)
+
+
+def test_updates_keep_every_stored_object_valid() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        a = await env.assistant()
+        t = await env.thread("hi")
+        run = await c.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id)
+        msg = (await env.messages(t.id))[0]
+        updated = check(await c.beta.assistants.update(a.id, temperature=1, name="n", tools=[], model="echo",
+                                                       response_format={"type": "json_object"}))
+        assert updated.temperature == 1.0 and updated.name == "n"
+        check(await c.beta.threads.update(t.id, metadata={"k": "v"}))
+        check(await c.beta.threads.messages.update(msg.id, thread_id=t.id, metadata={"k": "v"}))
+        check(await c.beta.threads.runs.update(run.id, thread_id=t.id, metadata={"k": "v"}))
+        assert await _bad(env, f"/threads/{t.id}/messages/{msg.id}", {"metadata": "x"}) == "metadata"
+        assert _all_valid(env.backend.store) == 6
+        assert (await c.beta.assistants.retrieve(a.id)).response_format.type == "json_object"  # type: ignore[union-attr]
+
+    serve(body)
+
+
+def test_a_refused_run_writes_nothing() -> None:
+    async def body(env: Env) -> None:
+        store = env.backend.store
+        a = await env.assistant()
+        t = await env.thread("hi")
+        before = _rows(store, "SELECT id FROM objects ORDER BY seq")
+        left_behind = {"role": "user", "content": "left behind"}
+        assert await _bad(env, f"/threads/{t.id}/runs",
+                          {"assistant_id": a.id, "temperature": "x", "additional_messages": [left_behind]}) == "temperature"
+        assert await _bad(env, f"/threads/{t.id}/runs",
+                          {"assistant_id": a.id, "additional_messages": [left_behind, {"role": "nobody"}]}
+                          ) == "additional_messages[1].role"
+        nope = {"type": "function", "function": {"name": "nope"}}
+        assert await _bad(env, "/threads/runs", {"assistant_id": a.id, "tool_choice": nope,
+                                                 "thread": {"messages": [{"role": "user", "content": "orphan"}]}}
+                          ) == "tool_choice.function.name"
+        assert await _bad(env, "/threads/runs", {"assistant_id": a.id, "instructions": 5,
+                                                 "thread": {"messages": [{"role": "user", "content": "orphan"}]}}
+                          ) == "instructions"
+        assert _rows(store, "SELECT id FROM objects ORDER BY seq") == before
+        assert store.private(t.id) == {}
+
+    serve(body)
+
+
+def test_create_message_answers_with_the_message_it_inserted() -> None:
+    async def body(env: Env) -> None:
+        t = await env.thread()
+
+        def no_listing(*args: Any, **kw: Any) -> Any:
+            raise AssertionError("create_message must not re-list the thread")
+
+        env.backend.store.list = no_listing  # type: ignore[method-assign]
+        msg = check(await env.client.beta.threads.messages.create(t.id, role="user", content="hello"))
+        assert msg.content[0].text.value == "hello"  # type: ignore[union-attr]
+        assert env.backend.store.get("message", msg.id, parent=t.id)["id"] == msg.id
+
+    serve(body)
+
+
+def test_run_bookkeeping_never_rewrites_the_thread_body() -> None:
+    async def body(env: Env) -> None:
+        c = env.client
+        store = env.backend.store
+        real_update = store.update
+        kinds: list[str] = []
+
+        def spy(kind: Any, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+            kinds.append(kind)
+            return real_update(kind, obj, **kw)
+
+        store.update = spy  # type: ignore[method-assign]
+        a = await env.assistant()
+        t = await env.thread("hi")
+        run = await c.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id)
+        assert run.status == "completed"
+        assert "run" in kinds and "thread" not in kinds
+        assert store.private(t.id) == {}
+
+    serve(body)

@@ -57,6 +57,7 @@ _RUN_CREATE = _keys(run_create_params.RunCreateParamsBase) | {"stream"}
 _RUN_UPDATE = _keys(run_update_params.RunUpdateParams) - {"thread_id"}
 _CREATE_AND_RUN = _keys(thread_create_and_run_params.ThreadCreateAndRunParamsBase) | {"stream"}
 _MESSAGE_KEYS = frozenset({"role", "content", "attachments", "metadata"})
+_TOOL_OUTPUT_KEYS = frozenset({"tool_call_id", "output"})
 _SUBMIT = _keys(run_submit_tool_outputs_params.RunSubmitToolOutputsParamsBase) - {"thread_id"} | {"stream"}
 
 
@@ -119,15 +120,15 @@ def _check_type(body: dict[str, Any], key: str, kind: type | tuple[type, ...], *
         raise invalid(f"Invalid type for '{key}'.", key)
 
 
-def _check_metadata(body: dict[str, Any]) -> None:
+def _check_metadata(body: dict[str, Any], param: str = "metadata") -> None:
     metadata = body.get("metadata")
     if metadata is None:
         return
     if not isinstance(metadata, dict) or len(metadata) > 16:
-        raise invalid("metadata must be an object with at most 16 keys.", "metadata")
+        raise invalid("metadata must be an object with at most 16 keys.", param)
     for key, value in metadata.items():
         if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
-            raise invalid("metadata keys are at most 64 characters, values strings of at most 512.", "metadata")
+            raise invalid("metadata keys are at most 64 characters, values strings of at most 512.", param)
 
 
 def _check_tools(body: dict[str, Any]) -> None:
@@ -182,6 +183,8 @@ def _content(content: Any, param: str) -> list[dict[str, Any]]:
                 raise invalid("Only text content parts are supported by this backend.", f"{param}[{i}]")
             parts.extend(objects.text_content(part["text"]))
         return parts
+    if content is None:
+        raise invalid(f"Missing required parameter: '{param}'.", param)
     raise invalid(f"Invalid type for '{param}'.", param)
 
 
@@ -209,7 +212,7 @@ async def create_assistant(b: Backend, request: Request) -> Response:
     _check_metadata(body)
     _check_tools(body)
     b.providers.for_model(body["model"])  # an unknown model is a 400 now, not a failed run later
-    return _json(b.store.insert("assistant", objects.assistant(body)))
+    return _json(b.store.insert("assistant", objects.assistant(body)))  # 400 for what the SDK type refuses
 
 
 async def list_assistants(b: Backend, request: Request) -> Response:
@@ -221,13 +224,16 @@ async def get_assistant(b: Backend, request: Request) -> Response:
 
 
 async def update_assistant(b: Backend, request: Request) -> Response:
-    asst = b.store.get("assistant", request.path_params["assistant_id"])
+    b.store.get("assistant", request.path_params["assistant_id"])
     body = await _body(request, _ASSISTANT_UPDATE)
     _check_metadata(body)
     _check_tools(body)
+    body.pop("reasoning_effort", None)
+    # read once the body is in: the stored assistant may have changed while it arrived
+    asst = objects.revalidated("assistant", {**b.store.get("assistant", request.path_params["assistant_id"]),
+                                             **body})
     if "model" in body:
-        b.providers.for_model(body["model"])
-    asst.update({k: v for k, v in body.items() if k != "reasoning_effort"})
+        b.providers.for_model(asst["model"])
     return _json(b.store.update("assistant", asst))
 
 
@@ -239,34 +245,52 @@ async def delete_assistant(b: Backend, request: Request) -> Response:
 
 # -- threads and messages -------------------------------------------------------------------------
 
-def _add_messages(b: Backend, thread_id: str, messages: Any, param: str) -> None:
+def _message(thread_id: str, m: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A new message from request parameters, checked but not stored; `prefix` is where the request gave it."""
+
+    def param(key: str) -> str:
+        return f"{prefix}.{key}" if prefix else key
+
+    if m.get("role") is None:
+        raise invalid(f"Missing required parameter: '{param('role')}'.", param("role"))
+    if m["role"] not in ("user", "assistant"):
+        raise invalid(f"Invalid value for '{param('role')}': expected 'user' or 'assistant'.", param("role"))
+    _check_metadata(m, param("metadata"))
+    return objects.message(thread_id, m["role"], _content(m.get("content"), param("content")),
+                           metadata=m.get("metadata"), attachments=m.get("attachments"), param=prefix)
+
+
+def _messages(thread_id: str, messages: Any, param: str) -> list[dict[str, Any]]:
+    """New messages from a request's list of them, checked but not stored."""
     if messages is None:
-        return
+        return []
     if not isinstance(messages, list):
         raise invalid(f"Invalid type for '{param}'.", param)
     built = []
     for i, m in enumerate(messages):
         _reject_unknown(m, _MESSAGE_KEYS, f"{param}[{i}]")
-        if m.get("role") not in ("user", "assistant"):
-            raise invalid(f"Invalid value for '{param}[{i}].role': expected 'user' or 'assistant'.",
-                          f"{param}[{i}].role")
-        _check_metadata(m)
-        built.append(objects.message(thread_id, m["role"], _content(m.get("content"), f"{param}[{i}].content"),
-                                     metadata=m.get("metadata"), attachments=m.get("attachments")))
-    for msg in built:
+        built.append(_message(thread_id, m, f"{param}[{i}]"))
+    return built
+
+
+def _insert_messages(b: Backend, thread_id: str, messages: list[dict[str, Any]]) -> None:
+    for msg in messages:
         b.store.insert("message", msg, parent=thread_id)
 
 
-def _new_thread(b: Backend, body: dict[str, Any], param: str = "messages") -> dict[str, Any]:
-    _check_metadata(body)
-    thread = objects.thread(body)
-    b.store.insert("thread", thread)
-    _add_messages(b, thread["id"], body.get("messages"), param)
-    return thread
+def _thread(body: dict[str, Any], param: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A new thread and its messages from create parameters, checked but not stored."""
+    _check_metadata(body, f"{param}.metadata" if param else "metadata")
+    thread = objects.thread(body, param=param)
+    return thread, _messages(thread["id"], body.get("messages"), f"{param}.messages" if param else "messages")
 
 
 async def create_thread(b: Backend, request: Request) -> Response:
-    return _json(_new_thread(b, await _body(request, _THREAD_CREATE)))
+    thread, messages = _thread(await _body(request, _THREAD_CREATE))
+    with b.store.transaction():
+        b.store.insert("thread", thread)
+        _insert_messages(b, thread["id"], messages)
+    return _json(thread)
 
 
 async def get_thread(b: Backend, request: Request) -> Response:
@@ -274,10 +298,10 @@ async def get_thread(b: Backend, request: Request) -> Response:
 
 
 async def update_thread(b: Backend, request: Request) -> Response:
-    thread = b.store.get("thread", request.path_params["thread_id"])
+    b.store.get("thread", request.path_params["thread_id"])
     body = await _body(request, _THREAD_UPDATE)
     _check_metadata(body)
-    thread.update(body)
+    thread = objects.revalidated("thread", {**b.store.get("thread", request.path_params["thread_id"]), **body})
     return _json(b.store.update("thread", thread))
 
 
@@ -301,12 +325,11 @@ async def create_message(b: Backend, request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     b.store.get("thread", thread_id)
     body = await _body(request, _MESSAGE_CREATE - {"thread_id"})
+    b.store.get("thread", thread_id)  # still there once the body is in
     active = _active_run(b, thread_id)
     if active:
         raise invalid(f"Can't add messages to {thread_id} while a run {active} is active.")
-    _add_messages(b, thread_id, [body], "body")
-    page = b.store.list("message", parent=thread_id, limit=1, order="desc")
-    return _json(page.data[0])
+    return _json(b.store.insert("message", _message(thread_id, body), parent=thread_id))
 
 
 async def list_messages(b: Backend, request: Request) -> Response:
@@ -324,10 +347,10 @@ async def get_message(b: Backend, request: Request) -> Response:
 
 async def update_message(b: Backend, request: Request) -> Response:
     p = request.path_params
-    msg = b.store.get("message", p["message_id"], parent=p["thread_id"])
+    b.store.get("message", p["message_id"], parent=p["thread_id"])
     body = await _body(request, _MESSAGE_UPDATE)
     _check_metadata(body)
-    msg.update(body)
+    msg = objects.revalidated("message", {**b.store.get("message", p["message_id"], parent=p["thread_id"]), **body})
     return _json(b.store.update("message", msg))
 
 
@@ -359,25 +382,37 @@ def _stream(queue: Any) -> Response:
                              headers={"cache-control": "no-cache"})
 
 
-def _start_run(b: Backend, thread_id: str, body: dict[str, Any], *, stream: bool) -> Response:
+def _assistant_of(b: Backend, body: dict[str, Any]) -> dict[str, Any]:
     assistant_id = body.get("assistant_id")
     if not isinstance(assistant_id, str):
         raise invalid("Missing required parameter: 'assistant_id'.", "assistant_id")
-    asst = b.store.get("assistant", assistant_id)
+    return b.store.get("assistant", assistant_id)
+
+
+def _run(b: Backend, thread_id: str, asst: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A new run from create parameters, checked but not stored."""
+    for key in ("model", "instructions", "additional_instructions"):
+        _check_type(body, key, str)
     _check_metadata(body)
     _check_tools(body)
     _check_run_options(body, body["tools"] if body.get("tools") is not None else asst.get("tools", []))
-    active = _active_run(b, thread_id)
-    if active:
-        raise invalid(f"Thread {thread_id} already has an active run {active}.")
     if body.get("model"):
         b.providers.for_model(body["model"])
-    _add_messages(b, thread_id, body.get("additional_messages"), "additional_messages")
-    run = objects.run(thread_id, asst, body)
-    b.store.insert("run", run, parent=thread_id)
-    thread_private = b.store.private(thread_id)
-    thread_private["active_run"] = run["id"]
-    b.store.update("thread", b.store.get("thread", thread_id), private=thread_private)
+    return objects.run(thread_id, asst, body)  # 400 for what the SDK type refuses
+
+
+def _start_run(b: Backend, run: dict[str, Any], messages: list[dict[str, Any]], *, stream: bool,
+               thread: dict[str, Any] | None = None) -> Response:
+    """Store a checked run (with the messages it adds, and its new thread when given) and start it."""
+    thread_id = run["thread_id"]
+    with b.store.transaction():  # all of it, or nothing
+        if thread is not None:
+            b.store.insert("thread", thread)
+        _insert_messages(b, thread_id, messages)
+        b.store.insert("run", run, parent=thread_id)
+        thread_private = b.store.private(thread_id)
+        thread_private["active_run"] = run["id"]
+        b.store.set_private("thread", thread_id, thread_private)
     queue = b.executor.listen(run["id"]) if stream else None
     b.executor.start(run, created=True)
     return _stream(queue) if stream else _run_response(b, run)
@@ -387,20 +422,27 @@ async def create_run(b: Backend, request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     b.store.get("thread", thread_id)
     body = await _body(request, _RUN_CREATE - {"thread_id", "include"})
-    return _start_run(b, thread_id, body, stream=bool(body.pop("stream", False)))
+    stream = bool(body.pop("stream", False))
+    asst = _assistant_of(b, body)
+    run = _run(b, thread_id, asst, body)
+    messages = _messages(thread_id, body.get("additional_messages"), "additional_messages")
+    b.store.get("thread", thread_id)  # still there once the body is in
+    active = _active_run(b, thread_id)
+    if active:
+        raise invalid(f"Thread {thread_id} already has an active run {active}.")
+    return _start_run(b, run, messages, stream=stream)
 
 
 async def create_thread_and_run(b: Backend, request: Request) -> Response:
     body = await _body(request, _CREATE_AND_RUN)
     stream = bool(body.pop("stream", False))
-    if not isinstance(body.get("assistant_id"), str):
-        raise invalid("Missing required parameter: 'assistant_id'.", "assistant_id")
-    b.store.get("assistant", body["assistant_id"])
+    asst = _assistant_of(b, body)
     thread_params = body.pop("thread", None) or {}
     _reject_unknown(thread_params, _THREAD_CREATE, "thread")
-    thread = _new_thread(b, thread_params, "thread.messages")
+    thread, messages = _thread(thread_params, "thread")
     body.pop("tool_resources", None)
-    return _start_run(b, thread["id"], body, stream=stream)
+    run = _run(b, thread["id"], asst, body)
+    return _start_run(b, run, messages, stream=stream, thread=thread)
 
 
 async def list_runs(b: Backend, request: Request) -> Response:
@@ -421,10 +463,11 @@ async def get_run(b: Backend, request: Request) -> Response:
 
 
 async def update_run(b: Backend, request: Request) -> Response:
-    run = _get_run(b, request)
+    _get_run(b, request)
     body = await _body(request, _RUN_UPDATE)
     _check_metadata(body)
-    run.update(body)
+    # read once the body is in: the run may have moved on while it arrived, and its status must stand
+    run = objects.revalidated("run", {**_get_run(b, request), **body})
     return _run_response(b, b.store.update("run", run))
 
 
@@ -433,12 +476,19 @@ async def cancel_run(b: Backend, request: Request) -> Response:
 
 
 async def submit_tool_outputs(b: Backend, request: Request) -> Response:
-    run = _get_run(b, request)
+    _get_run(b, request)
     body = await _body(request, _SUBMIT)
     outputs = body.get("tool_outputs")
     if not isinstance(outputs, list):
         raise invalid("Missing required parameter: 'tool_outputs'.", "tool_outputs")
+    for i, item in enumerate(outputs):
+        _reject_unknown(item, _TOOL_OUTPUT_KEYS, f"tool_outputs[{i}]")
+        for key in _TOOL_OUTPUT_KEYS:
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise invalid(f"Invalid type for 'tool_outputs[{i}].{key}': expected a string.",
+                              f"tool_outputs[{i}].{key}")
     stream = bool(body.get("stream", False))
+    run = _get_run(b, request)  # as it is once the body is in
     queue = b.executor.listen(run["id"]) if stream else None
     try:
         run = b.executor.submit_tool_outputs(run, outputs)

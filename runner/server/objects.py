@@ -1,7 +1,9 @@
 """The backend's objects, built from the official SDK's types so their shape cannot drift from the API.
 
-New objects go through the SDK's pydantic models once; later changes (status, timestamps) are made
-on the stored JSON by the executor, and the conformance tests validate every body against the types.
+New objects go through the SDK's pydantic models once, and so does every change a request makes
+(`revalidated`): what a client sends that the type refuses is a 400 naming the parameter. The executor's
+own changes (status, timestamps) are made on the stored JSON, and the conformance tests validate every
+body against the types.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pydantic
 from openai.types.beta.assistant import Assistant
 from openai.types.beta.thread import Thread
 from openai.types.beta.threads.message import Message
 from openai.types.beta.threads.run import Run
 from openai.types.beta.threads.runs.run_step import RunStep
 
+from runner.server.errors import invalid
 from runner.server.ids import new_id
 
 RUN_EXPIRY_SECONDS = 600
@@ -26,6 +30,46 @@ def now() -> int:
     return int(time.time())
 
 
+_TYPES: dict[str, type[pydantic.BaseModel]] = {
+    "assistant": Assistant, "thread": Thread, "message": Message, "run": Run, "run_step": RunStep,
+}
+
+
+def _param(loc: tuple[int | str, ...], data: Any, missing: bool) -> str:
+    """The request parameter a validation error's location points at, found by walking the input.
+
+    Steps that are not in the input are the names of union members pydantic tried (`FunctionTool`),
+    except a missing field, the last step of its location.
+    """
+    path = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(data, list) and 0 <= part < len(data):
+            path, data = f"{path}[{part}]", data[part]
+        elif isinstance(part, str) and isinstance(data, dict) and (part in data or (missing and i == len(loc) - 1)):
+            path, data = f"{path}.{part}" if path else part, data.get(part)
+        elif not isinstance(data, dict | list):
+            break
+    return path
+
+
+def _validate(model: type[pydantic.BaseModel], data: dict[str, Any], param: str = "") -> dict[str, Any]:
+    """`data` validated by the SDK's type and dumped back; 400 naming the offending parameter when invalid.
+
+    `param` prefixes the parameter named (`thread.messages[0]` for a message given inside a thread).
+    """
+    try:
+        validated = model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        errors = [(_param(e["loc"], data, e["type"] == "missing"), e) for e in exc.errors()]
+        # pydantic reports every union member it tried: the deepest location is the one that nearly fit
+        where, error = max(errors, key=lambda pair: len(pair[0]))
+        where = f"{param}.{where}" if param and where else param or where or "body"
+        if error["type"] == "missing":
+            raise invalid(f"Missing required parameter: '{where}'.", where) from None
+        raise invalid(f"Invalid value for '{where}': {error['msg']}.", where) from None
+    return _dump(validated)
+
+
 def _dump(model: Any) -> dict[str, Any]:
     # only what we set: nested optionals the API omits must not come back as nulls; by alias, because
     # the SDK renames some wire fields in Python (json_schema.schema is `schema_`)
@@ -33,24 +77,29 @@ def _dump(model: Any) -> dict[str, Any]:
     return body
 
 
+def revalidated(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A changed object checked against its SDK type (400 naming the parameter that broke it)."""
+    return _validate(_TYPES[kind], body)
+
+
 def assistant(params: dict[str, Any]) -> dict[str, Any]:
     """A new assistant from create parameters."""
-    return _dump(Assistant.model_validate({
+    return _validate(Assistant, {
         "id": new_id("asst_"), "object": "assistant", "created_at": now(),
         "name": params.get("name"), "description": params.get("description"), "model": params["model"],
         "instructions": params.get("instructions"), "tools": params.get("tools") or [],
         "metadata": params.get("metadata") or {}, "temperature": params.get("temperature", 1.0),
         "top_p": params.get("top_p", 1.0), "response_format": params.get("response_format", "auto"),
         "tool_resources": params.get("tool_resources") or {},
-    }))
+    })
 
 
-def thread(params: dict[str, Any]) -> dict[str, Any]:
+def thread(params: dict[str, Any], *, param: str = "") -> dict[str, Any]:
     """A new thread from create parameters (its initial messages are created separately)."""
-    return _dump(Thread.model_validate({
+    return _validate(Thread, {
         "id": new_id("thread_"), "object": "thread", "created_at": now(),
         "metadata": params.get("metadata") or {}, "tool_resources": params.get("tool_resources") or {},
-    }))
+    }, param)
 
 
 def text_content(text: str) -> list[dict[str, Any]]:
@@ -61,16 +110,16 @@ def text_content(text: str) -> list[dict[str, Any]]:
 def message(
     thread_id: str, role: str, content: list[dict[str, Any]], *, run_id: str | None = None,
     assistant_id: str | None = None, status: str = "completed", metadata: dict[str, str] | None = None,
-    attachments: list[Any] | None = None,
+    attachments: list[Any] | None = None, param: str = "",
 ) -> dict[str, Any]:
-    """A new message in a thread."""
+    """A new message in a thread (`param`: where the request gave it, for errors)."""
     created = now()
-    return _dump(Message.model_validate({
+    return _validate(Message, {
         "id": new_id("msg_"), "object": "thread.message", "created_at": created, "thread_id": thread_id,
         "status": status, "incomplete_details": None, "completed_at": created if status == "completed" else None,
         "incomplete_at": None, "role": role, "content": content, "assistant_id": assistant_id, "run_id": run_id,
         "attachments": attachments or [], "metadata": metadata or {},
-    }))
+    }, param)
 
 
 def run(thread_id: str, asst: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +131,7 @@ def run(thread_id: str, asst: dict[str, Any], params: dict[str, Any]) -> dict[st
     if params.get("additional_instructions"):
         instructions = f"{instructions}\n\n{params['additional_instructions']}" if instructions else params[
             "additional_instructions"]
-    return _dump(Run.model_validate({
+    return _validate(Run, {
         "id": new_id("run_"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
         "assistant_id": asst["id"], "status": "queued", "required_action": None, "last_error": None,
         "expires_at": created + RUN_EXPIRY_SECONDS, "started_at": None, "cancelled_at": None, "failed_at": None,
@@ -98,15 +147,15 @@ def run(thread_id: str, asst: dict[str, Any], params: dict[str, Any]) -> dict[st
         "response_format": params.get("response_format", asst.get("response_format", "auto")),
         "tool_choice": params.get("tool_choice", "auto"),
         "parallel_tool_calls": params.get("parallel_tool_calls", True),
-    }))
+    })
 
 
 def run_step(run_body: dict[str, Any], step_details: dict[str, Any]) -> dict[str, Any]:
     """A new in-progress step of a run (`message_creation` or `tool_calls`)."""
-    return _dump(RunStep.model_validate({
+    return _validate(RunStep, {
         "id": new_id("step_"), "object": "thread.run.step", "created_at": now(),
         "assistant_id": run_body["assistant_id"], "thread_id": run_body["thread_id"], "run_id": run_body["id"],
         "type": step_details["type"], "status": "in_progress", "step_details": step_details,
         "last_error": None, "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
         "metadata": {}, "usage": None,
-    }))
+    })
