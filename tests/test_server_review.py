@@ -444,3 +444,61 @@ def test_run_bookkeeping_never_rewrites_the_thread_body() -> None:
         assert store.private(t.id) == {}
 
     serve(body)
+
+
+# -- shutdown -------------------------------------------------------------------------------------
+
+def _live_backend() -> Backend:
+    from runner.server.providers import LiveSettings
+
+    live = LiveSettings.from_env({"RUNNER_CHAT_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-test"})
+    return Backend(BackendSettings(live=live))
+
+
+def test_aclose_cancels_runs_and_closes_the_providers_clients_and_the_store() -> None:
+    async def main() -> None:
+        b = _live_backend()
+        chat = b.providers.providers["chat"]
+        client = chat._get_client()  # type: ignore[attr-defined]  # created as on the first model call
+        assert b.providers.providers["openai"]._client is None  # type: ignore[attr-defined]  # never used: nothing to close
+        asst = b.store.insert("assistant", objects.assistant({"model": "echo"}))
+        thread = b.store.insert("thread", objects.thread({}))
+        run = b.store.insert("run", objects.run(thread["id"], asst, {}), parent=thread["id"])
+        b.executor.start(run, created=True)
+        status_at_close: list[str] = []
+        real_close = b.store.close
+        b.store.close = lambda: (status_at_close.append(b.store.get("run", run["id"])["status"]),  # type: ignore[method-assign]
+                                 real_close())[1]
+        await b.aclose()
+        assert status_at_close == ["cancelled"]
+        assert client.is_closed()
+        with pytest.raises(sqlite3.ProgrammingError):
+            b.store.get("run", run["id"])
+        await b.aclose()  # a second close is harmless
+
+    asyncio.run(main())
+
+
+def test_the_apps_shutdown_closes_the_backend() -> None:
+    from runner.server.app import create_app
+
+    async def main() -> None:
+        b = _live_backend()
+        client = b.providers.providers["chat"]._get_client()  # type: ignore[attr-defined]
+        app = create_app(b)
+        incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent: list[str] = []
+
+        async def receive() -> dict[str, str]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert client.is_closed()
+        with pytest.raises(sqlite3.ProgrammingError):
+            b.store.private("x")
+
+    asyncio.run(main())

@@ -82,6 +82,22 @@ class Backend:
         self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
         self.executor = RunExecutor(self.store, self.providers)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
+        self._closed = False
+
+    async def aclose(self) -> None:
+        """Shut down: cancel the runs still executing (they end `cancelled`, not stranded), close the live
+        providers' SDK clients that were created, then the store. Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.executor.shutdown()
+            for provider in self.providers.providers.values():
+                client = getattr(provider, "_client", None)  # live providers create theirs on first use
+                if client is not None:
+                    await client.close()
+        finally:
+            self.store.close()
 
 
 # -- request helpers ------------------------------------------------------------------------------
@@ -571,8 +587,7 @@ def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await backend.executor.shutdown()  # runs still executing end cancelled, not stranded
-        backend.store.close()
+        await backend.aclose()
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
     app.state.backend = backend
