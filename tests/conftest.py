@@ -15,6 +15,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, message="deprecat
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def write_spec(tmp_path: Path) -> Callable[..., Path]:
