@@ -4,8 +4,13 @@ malformed requests as 400s, no half-written data, one server per database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import sqlite3
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -502,3 +507,77 @@ def test_the_apps_shutdown_closes_the_backend() -> None:
             b.store.private("x")
 
     asyncio.run(main())
+
+
+# -- runner serve ---------------------------------------------------------------------------------
+
+def _stranded_run(db: str) -> str:
+    """A database holding a run that looks in flight (queued), as a live server's would; its id."""
+    b = Backend(BackendSettings(db_path=db))
+    asst = b.store.insert("assistant", objects.assistant({"model": "echo"}))
+    thread = b.store.insert("thread", objects.thread({}))
+    run = b.store.insert("run", objects.run(thread["id"], asst, {}), parent=thread["id"])
+    b.store.close()
+    return str(run["id"])
+
+
+def _status(db: str, run_id: str) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT json_extract(body, '$.status') FROM objects WHERE id = ?", (run_id,)).fetchone()
+    return str(row[0])
+
+
+def test_a_second_server_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
+    from serve_process import clean_env, serving
+
+    db = str(tmp_path / "backend.sqlite3")
+    with serving(tmp_path) as server:
+        # the first server's live run (written beside it: echo runs finish too fast to catch)
+        run_id = _stranded_run(db)
+        second = subprocess.run([sys.executable, "-m", "runner", "serve", "--port", "0", "--db", db],
+                                env=clean_env(), capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second.stderr
+        assert "another runner serve is using the database" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert _status(db, run_id) == "queued"  # not failed as stranded
+        with urllib.request.urlopen(server.url + "/assistants", timeout=10) as response:
+            assert response.status == 200  # the first one serves on
+    # once the first has stopped, the database is free again
+    with serving(tmp_path) as server:
+        log = server.stop()
+    assert "marked 1 run(s) failed" in log
+
+
+def test_a_busy_port_is_a_usage_error_and_changes_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    db = str(tmp_path / "backend.sqlite3")
+    run_id = _stranded_run(db)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--db", db])
+    assert result.exit_code == 2, result.output
+    assert f"port {port} is in use" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert _status(db, run_id) == "queued"  # the port is taken before the stranded runs are failed
+
+
+def test_a_database_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("these are my notes, not a database\n" * 200, encoding="utf-8")
+    for db, says in [(tmp_path / "missing" / "x.sqlite3", "does not exist"),
+                     (not_a_db, "file is not a database")]:
+        result = CliRunner().invoke(cli, ["serve", "--port", "0", "--db", str(db)])
+        assert result.exit_code == 2, (db, result.output)
+        assert f"cannot open --db {db}" in result.output and says in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not_a_db.read_text(encoding="utf-8").startswith("these are my notes")
+

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
+import socket
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +56,55 @@ def api_key(options: ServeOptions) -> str | None:
     return key
 
 
+def lock_database(db: str) -> int | None:
+    """Hold an exclusive lock on `<db>.lock` (its descriptor; close it to release), so that a second server
+    on the same database refuses to start instead of failing the first one's live runs as stranded."""
+    if db == ":memory:":
+        return None
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        return None
+    folder = os.path.dirname(os.path.abspath(db))
+    if not os.path.isdir(folder):
+        raise ServeError(f"cannot open --db {db}: the folder {folder} does not exist")
+    path = f"{db}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ServeError(f"cannot open --db {db}: {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ServeError(f"another runner serve is using the database {db}: stop it, or give this one "
+                         "another --db") from None
+    return fd
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (a busy port is a ServeError, not a traceback)."""
+    address = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+        sock.bind((address, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} is in use on {host}: stop what listens there, or choose another "
+                             "--port") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> None:
-    """Run the server until SIGINT/SIGTERM; `announce` receives one line per lifecycle event."""
+    """Run the server until SIGINT/SIGTERM; `announce` receives one line per lifecycle event.
+
+    The database is locked and the port bound before the backend opens the database and fails the runs
+    a stopped server left executing: a server that cannot start changes nothing.
+    """
     import uvicorn
 
     from runner.server.app import Backend, BackendSettings, create_app
@@ -62,25 +112,30 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
 
     key = api_key(options)
     live = LiveSettings.from_env(options.environ)
-    backend = Backend(BackendSettings(db_path=options.db, rules=options.rules, provider=options.provider,
-                                      api_key=key, live=live))
-    if backend.recovered:
-        announce(f"marked {backend.recovered} run(s) failed: they were executing when the server last stopped")
-    config = uvicorn.Config(create_app(backend), host=options.host, port=options.port, log_level=options.log_level,
-                            lifespan="on", timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
-
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            host, port = server.servers[0].sockets[0].getsockname()[:2]
+    lock = lock_database(options.db)
+    try:
+        sock = listen(options.host, options.port)
+        try:
+            try:
+                backend = Backend(BackendSettings(db_path=options.db, rules=options.rules,
+                                                  provider=options.provider, api_key=key, live=live))
+            except sqlite3.Error as exc:
+                raise ServeError(f"cannot open --db {options.db}: {exc}") from None
+            if backend.recovered:
+                announce(f"marked {backend.recovered} run(s) failed: they were executing when the server "
+                         "last stopped")
+            config = uvicorn.Config(create_app(backend), host=options.host, port=options.port,
+                                    log_level=options.log_level, lifespan="on", timeout_graceful_shutdown=10)
+            host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             auth = "Bearer key required" if key else "no key required"
             models = ", ".join(sorted(backend.providers.providers))
+            # already listening: connections made from now on wait in the backlog until uvicorn accepts them
             announce(f"runner serve: Assistants API on http://{shown}:{port}/v1 ({auth}; providers {models}; "
                      f"database {options.db})")
-        await task
-
-    asyncio.run(run())
+            asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+        finally:
+            sock.close()
+    finally:
+        if lock is not None:
+            os.close(lock)
