@@ -139,17 +139,16 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         sys.exit(EXIT_USAGE)
 
     from runner.engine import EngineOptions
-    from runner.run import BackendChoice, make_jobs, problems
-
-    jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
-    found = problems(jobs_list)
-    if found:
-        _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
-        sys.exit(EXIT_USAGE)
     from runner.record.cassettes import default_record_mode
+    from runner.run import BackendChoice, make_jobs, problems
 
     options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
                             cassettes=Path(cassette_dir), secret_env=secret_env)
+    jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
+    found = problems(jobs_list, options)
+    if found:
+        _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
+        sys.exit(EXIT_USAGE)
     outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
                       Path(summary_file) if summary_file else None)
     sys.exit(_run_jobs(jobs_list, options, outputs, jobs))

@@ -116,12 +116,12 @@ class SpecItem(pytest.Item):
         option = self.config.getoption
         jobs = make_jobs([self.spec], BackendChoice(option("runner_base_url"), option("runner_api_key_env"),
                                                     option("runner_poll")))
-        found = problems(jobs)
-        if found:
-            raise SpecProblem("\n".join(found))
         options = EngineOptions(timeout=option("runner_timeout"),
                                 record_mode=option("runner_record") or default_record_mode(os.environ),
                                 cassettes=Path(option("runner_cassettes")))
+        found = problems(jobs, options)
+        if found:
+            raise SpecProblem("\n".join(found))
         (transcript,) = asyncio.run(execute(jobs, options, concurrency=1))
         self.transcript_path = write_transcript(Path(option("runner_out")), transcript,
                                                 stable=option("runner_stable"))[0]

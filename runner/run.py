@@ -32,9 +32,13 @@ def make_jobs(specs: Sequence[Spec], choice: BackendChoice) -> list[Job]:
     return [Job(spec, resolve_backend(spec, choice.base_url, choice.api_key_env, stream)) for spec in specs]
 
 
-def problems(jobs: Sequence[Job]) -> list[str]:
+def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
     """Everything that would make a job fail before it starts (preflight), one line each."""
-    return [problem for job in jobs for problem in preflight(job.spec, job.target)]
+    from runner.record.cassettes import can_replay
+
+    return [problem for job in jobs
+            for problem in preflight(job.spec, job.target,
+                                     replaying=can_replay(options.record_mode, options.cassettes, job.spec.file))]
 
 
 def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
@@ -45,7 +49,7 @@ def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
     from runner.server.providers.upstream import BadKey
 
     try:
-        live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+        live = LiveSettings.from_env(os.environ, assume_openai=True).with_http_client(routed_http_client)
     except BadKey:  # preflight reports it, and nothing runs
         live = LiveSettings()
     graders: dict[str, Grader] = {}

@@ -174,3 +174,17 @@ def test_stable_replays_diff_clean(workdir: Path, monkeypatch: pytest.MonkeyPatc
     data = json.loads(outputs[0][Path("specs/weather.json")])
     assert data["thread_id"] == "thread_1" and [t["run_id"] for t in data["turns"]] == ["run_1", "run_2"]
     assert data["started_at"] == 0 and all(t["latency_ms"] is None for t in data["turns"])
+
+
+def test_replay_needs_no_api_key(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI replays cassettes without any secret: the live provider is assumed, the cassette answers."""
+    env = _record(workdir)
+    no_network = block_network(monkeypatch)
+    keyless = {"CI": "1", "OPENAI_BASE_URL": env["OPENAI_BASE_URL"], "OPENAI_API_KEY": "", "MY_TOKEN": TOKEN}
+    result = _run("--var", f"token={TOKEN}", "--secret-env", "MY_TOKEN", env=keyless)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert no_network == []
+    # recording still needs a key: without a cassette, the preflight says what to set
+    (workdir / CASSETTE).unlink()
+    result = _run("--record", "once", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert result.exit_code == 2 and "set OPENAI_API_KEY" in result.output  # type: ignore[attr-defined]

@@ -57,14 +57,17 @@ def resolve_backend(spec: Spec, base_url: str | None = None, api_key_env: str | 
     return BackendTarget(config)
 
 
-def preflight(spec: Spec, target: BackendTarget) -> list[str]:
+def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> list[str]:
     """Problems that would make every run of this spec fail, found before anything runs: a model its backend
-    cannot answer, user functions that cannot be imported, a check whose extra is not installed."""
+    cannot answer, user functions that cannot be imported, a check whose extra is not installed.
+
+    `replaying`: cassettes answer the model calls, so a live provider needs no key.
+    """
     problems = _code_problems(spec)
     if not target.embedded or spec.assistant is None:
         return problems
     try:
-        live = LiveSettings.from_env(os.environ)
+        live = LiveSettings.from_env(os.environ, assume_openai=replaying)
     except BadKey as exc:
         return [f"{spec.model_where}: assistant.model: {exc}"]
     problem = model_problem(spec.assistant.model, force=target.config.provider,
@@ -119,8 +122,9 @@ def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dic
     return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
-def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
-    """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance."""
+def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool = False) -> AsyncOpenAI:
+    """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance, whose
+    `openai` provider needs no key when cassettes may answer (`replaying`)."""
     from openai import AsyncOpenAI
 
     if target.embedded:
@@ -129,7 +133,7 @@ def open_client(target: BackendTarget, *, max_retries: int = 2) -> AsyncOpenAI:
 
         # the model providers' traffic is what cassettes hold on the embedded backend
         try:
-            live = LiveSettings.from_env(os.environ).with_http_client(routed_http_client)
+            live = LiveSettings.from_env(os.environ, assume_openai=replaying).with_http_client(routed_http_client)
         except BadKey as exc:
             raise BackendUnavailable(str(exc)) from None
         settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live)

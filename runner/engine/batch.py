@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.engine.backend import BackendTarget, BackendUnavailable, open_client, secret_values
 from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
-from runner.record.cassettes import cassette_path, recording
+from runner.record.cassettes import REPLAYING_MODES, cassette_path, recording
 from runner.report.transcript import Transcript, TurnRecord
 from runner.spec.model import Spec
 
@@ -30,9 +30,9 @@ class _BackendSession:
         self.streaming: dict[str, bool] = {}
         self.error: str | None = None
 
-    def open(self) -> None:
+    def open(self, replaying: bool) -> None:
         try:
-            self.client = open_client(self.target)
+            self.client = open_client(self.target, replaying=replaying)
         except BackendUnavailable as exc:
             self.error = str(exc)
             return
@@ -69,7 +69,7 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
         key = job.target.config.key()
         if key not in sessions:
             sessions[key] = _BackendSession(job.target)
-            sessions[key].open()
+            sessions[key].open(options.record_mode in REPLAYING_MODES)
     limit = asyncio.Semaphore(max(1, concurrency))
 
     async def one(job: Job) -> Transcript:

@@ -26,12 +26,20 @@ from runner.report.writers import atomic_write
 from runner.spec.paths import output_stem
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
+REPLAYING_MODES = ("none", "once", "new_episodes")  # modes in which a cassette may answer instead of the network
 # headers that carry credentials: never written to a cassette
 SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie",
                   "set-cookie", "proxy-authorization")
 # headers that only say which SDK build sent the request: dropped so cassettes diff clean across machines
 _NOISE_HEADER_PREFIXES = ("x-stainless-",)
 MATCH_ON = ("method", "uri", "body")
+
+
+def can_replay(mode: str | None, directory: Path, spec_file: str) -> bool:
+    """Whether a cassette will answer this conversation's calls (so live providers need no key)."""
+    if mode == "none":
+        return True
+    return mode in REPLAYING_MODES and cassette_path(directory, spec_file).is_file()
 
 
 def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:

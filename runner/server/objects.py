@@ -22,7 +22,6 @@ from runner.server.errors import invalid
 from runner.server.ids import new_id
 
 RUN_EXPIRY_SECONDS = 600
-TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 
 
 def now() -> int:

@@ -33,12 +33,13 @@ class LiveSettings:
     default: str = "openai"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> LiveSettings:  # noqa: D417
+    def from_env(cls, environ: Mapping[str, str], *, assume_openai: bool = False) -> LiveSettings:
         """Read the documented variables: OPENAI_API_KEY and OPENAI_BASE_URL configure `openai` exactly as they
         configure the SDK; RUNNER_CHAT_BASE_URL (and RUNNER_CHAT_API_KEY) a Chat Completions server;
-        RUNNER_DEFAULT_PROVIDER picks the default live provider."""
+        RUNNER_DEFAULT_PROVIDER picks the default live provider. With `assume_openai` (cassettes can answer),
+        `openai` is offered even without a key: a replay needs none."""
         openai = None
-        if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL"):
+        if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL") or assume_openai:
             openai = UpstreamConfig(base_url=environ.get("OPENAI_BASE_URL") or None,
                                     api_key=read_key(environ, "OPENAI_API_KEY"))
         chat = None
