@@ -114,3 +114,37 @@ def test_aliases_that_expand_without_end_are_refused_quickly(tmp_path) -> None: 
     with pytest.raises(SpecInvalid) as info:  # 10^9 values if expanded: refused at the limit instead
         load_spec(path)
     assert "expands to more than 100000 values" in str(info.value)
+
+
+def test_closing_the_embedded_client_closes_its_backend() -> None:
+    from runner.engine.backend import embedded_client
+    from runner.server.app import Backend
+
+    async def go() -> Backend:
+        backend = Backend()
+        client = embedded_client(backend)
+        await client.beta.assistants.create(model="echo")
+        await client.close()
+        return backend
+
+    backend = run_async(go())
+    with pytest.raises(Exception, match="closed"):
+        backend.store.list("assistant")
+
+
+def test_stream_must_be_a_boolean() -> None:
+    from runner.engine.backend import embedded_client
+    from runner.server.app import Backend
+
+    async def go() -> None:
+        client = embedded_client(Backend())
+        assistant = await client.beta.assistants.create(model="echo", metadata={"a": "b"})
+        updated = await client.beta.assistants.update(assistant.id, metadata=None)
+        assert updated.metadata == {}
+        thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(Exception, match="Invalid type for 'stream'"):
+            await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id,
+                                                  extra_body={"stream": "false"})
+        await client.close()
+
+    run_async(go())

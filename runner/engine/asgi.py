@@ -44,9 +44,17 @@ class _BodyStream(httpx2.AsyncByteStream):
 class StreamingASGITransport(httpx2.AsyncBaseTransport):
     """Send requests to an ASGI app in the same event loop; stream its responses."""
 
-    def __init__(self, app: ASGIApp, client: tuple[str, int] = ("127.0.0.1", 123)) -> None:
+    def __init__(self, app: ASGIApp, client: tuple[str, int] = ("127.0.0.1", 123),
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.client = client
+        self.on_close = on_close  # no lifespan runs in-process: the owner's cleanup runs when the client closes
+
+    async def aclose(self) -> None:
+        """Close the app's side (the embedded backend) with the client."""
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            await on_close()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Run the app for one request and return as soon as the response starts."""

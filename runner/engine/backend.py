@@ -108,7 +108,7 @@ def embedded_client(backend: Backend) -> AsyncOpenAI:
     from runner.engine.asgi import StreamingASGITransport
     from runner.server.app import create_app
 
-    transport = StreamingASGITransport(create_app(backend))
+    transport = StreamingASGITransport(create_app(backend), on_close=backend.aclose)
     http_client = httpx2.AsyncClient(transport=transport, base_url=EMBEDDED_BASE_URL)
     # in-process calls cannot be rate limited or dropped: retries would only hide bugs
     return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)

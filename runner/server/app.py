@@ -136,7 +136,16 @@ def _check_type(body: dict[str, Any], key: str, kind: type | tuple[type, ...], *
         raise invalid(f"Invalid type for '{key}'.", key)
 
 
+def _flag(value: Any, param: str) -> bool:
+    """A boolean parameter: true, false or absent (a string like "false" is a 400, not truthy)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise invalid(f"Invalid type for '{param}': expected a boolean.", param)
+
+
 def _check_metadata(body: dict[str, Any], param: str = "metadata") -> None:
+    if "metadata" in body and body["metadata"] is None:
+        body["metadata"] = {}  # null clears it, as the API answers with {}
     metadata = body.get("metadata")
     if metadata is None:
         return
@@ -438,7 +447,7 @@ async def create_run(b: Backend, request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     b.store.get("thread", thread_id)
     body = await _body(request, _RUN_CREATE - {"thread_id", "include"})
-    stream = bool(body.pop("stream", False))
+    stream = _flag(body.pop("stream", None), "stream")
     asst = _assistant_of(b, body)
     run = _run(b, thread_id, asst, body)
     messages = _messages(thread_id, body.get("additional_messages"), "additional_messages")
@@ -451,7 +460,7 @@ async def create_run(b: Backend, request: Request) -> Response:
 
 async def create_thread_and_run(b: Backend, request: Request) -> Response:
     body = await _body(request, _CREATE_AND_RUN)
-    stream = bool(body.pop("stream", False))
+    stream = _flag(body.pop("stream", None), "stream")
     asst = _assistant_of(b, body)
     thread_params = body.pop("thread", None) or {}
     _reject_unknown(thread_params, _THREAD_CREATE, "thread")
@@ -503,7 +512,7 @@ async def submit_tool_outputs(b: Backend, request: Request) -> Response:
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise invalid(f"Invalid type for 'tool_outputs[{i}].{key}': expected a string.",
                               f"tool_outputs[{i}].{key}")
-    stream = bool(body.get("stream", False))
+    stream = _flag(body.get("stream"), "stream")
     run = _get_run(b, request)  # as it is once the body is in
     queue = b.executor.listen(run["id"]) if stream else None
     try:
