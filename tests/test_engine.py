@@ -50,10 +50,22 @@ def weather_spec(write_spec, conversation: str, stream: bool = True):  # type: i
     """))
 
 
+def _inspectable_client(backend: Backend):  # type: ignore[no-untyped-def]
+    """Like embedded_client, but closing it leaves the backend open, so a test can look inside afterwards."""
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import create_app
+
+    http = httpx2.AsyncClient(transport=StreamingASGITransport(create_app(backend)), base_url="http://embedded.runner/v1")
+    return AsyncOpenAI(api_key="x", base_url="http://embedded.runner/v1", http_client=http, max_retries=0)
+
+
 async def _run(spec, backend: Backend | None = None, options: EngineOptions | None = None, target=None):  # type: ignore[no-untyped-def]
     target = target or BackendTarget(spec.backend)
     backend = backend or Backend(BackendSettings(rules=spec.backend.rules, provider=spec.backend.provider))
-    client = embedded_client(backend)
+    client = _inspectable_client(backend)
     pool = AssistantPool(client)
     try:
         transcript = await run_conversation(spec, client, target, pool, options or EngineOptions())
