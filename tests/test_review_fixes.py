@@ -148,3 +148,29 @@ def test_stream_must_be_a_boolean() -> None:
         await client.close()
 
     run_async(go())
+
+
+def test_served_connections_have_nagle_off() -> None:
+    """Without TCP_NODELAY every keep-alive response waited ~40 ms (Nagle with delayed ACKs): 120 -> 4 cycles/s."""
+    import socket
+
+    from runner.server.serve import listen
+
+    async def go() -> int:
+        flags: list[int] = []
+        sock = listen("127.0.0.1", 0)
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            flags.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=sock)
+        _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        while not flags:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return flags[0]
+
+    assert run_async(go()) != 0

@@ -85,7 +85,10 @@ def lock_database(db: str) -> int | None:
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on host:port (a busy port is a ServeError, not a traceback)."""
     address = host.strip("[]")
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted connections only for sockets that
+    # say they are TCP, and without it every keep-alive response waits ~40 ms on Nagle and delayed ACKs
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
         sock.bind((address, port))
