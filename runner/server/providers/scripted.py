@@ -7,6 +7,7 @@ just submitted (`tool_output`), and one answer: `reply` text, one `call`, severa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -68,11 +69,13 @@ class ScriptedProvider:
             match = pattern.search(seen)
             if match is None:
                 continue
-            return self._answer(rule, match, request)
+            return await self._answer(rule, match, request)
         what = "tool outputs" if trigger == "tool_output" else "user message"
         raise ModelError(f"scripted model: no `{trigger}` rule matches the {what} {seen[:200]!r}")
 
-    def _answer(self, rule: dict[str, Any], match: re.Match[str], request: ModelRequest) -> ModelReply:
+    async def _answer(self, rule: dict[str, Any], match: re.Match[str], request: ModelRequest) -> ModelReply:
+        if rule.get("delay_ms"):
+            await asyncio.sleep(rule["delay_ms"] / 1000)
         if "error" in rule:
             raise ModelError(_expand(match, rule["error"]))
         calls = rule.get("calls") or ([rule["call"]] if "call" in rule else [])

@@ -1,0 +1,207 @@
+"""Batch benchmark for issue 5: prints one table and writes BENCHMARKS.md. A script, not a test.
+
+    python bench/batch.py            # the full run (about 2 minutes on 2 cores)
+    python bench/batch.py --quick    # fewer conversations, for a smoke check
+
+a. N single-turn conversations on the embedded echo backend (create thread -> message -> run -> reply):
+   wall seconds including process start, conversations/s, peak RSS of the runner process.
+b. the same with each run delayed 200 ms (a scripted rule with delay_ms): batch wall time against the ideal
+   N x 0.2 s / C, at C = 1, 16, 64, 256, as a ratio (the runner's own batch time, process start excluded).
+c. result latency: milliseconds from the run's completion inside the backend to the engine holding the
+   reply, streaming and polling (in-process, median over many runs).
+d. start-up: `runner --help`, and `runner validate` of 100 specs (which must not import the SDK).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"a_wall": 3.9, "a_rss": 240.0, "b_64": 1.10, "b_256": 1.25, "c_stream": 10.0, "d_help": 0.3,
+           "d_validate": 1.0}
+
+
+def write_specs(folder: Path, n: int, delay_ms: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        if delay_ms:
+            # one rule shared by every spec: one backend whose every run takes delay_ms
+            body = (f"assistant: {{model: scripted}}\n"
+                    f"backend: {{rules: [{{user: 'hello (\\d+)', reply: 'done \\1', delay_ms: {delay_ms}}}]}}\n"
+                    f"conversation: [{{user: 'hello {i}', expect: [{{contains: 'done {i}'}}]}}]\n")
+        else:
+            body = f"assistant: {{model: echo}}\nconversation: [{{user: 'hello {i}', expect: [{{contains: 'hello {i}'}}]}}]\n"
+        (folder / f"c{i:05d}.yaml").write_text(body, encoding="utf-8")
+
+
+def run_runner(args: list[str], cwd: Path) -> tuple[float, float, int, dict]:
+    """Run `runner ...` as its own process: (wall seconds, peak RSS MiB, exit code, summary JSON)."""
+    summary = cwd / "summary.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args, "--summary", str(summary)], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"runner {' '.join(args)} exited {code}: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, code, json.loads(summary.read_text(encoding="utf-8"))
+
+
+def bench_a(work: Path, n: int) -> dict:
+    write_specs(work / "a", n)
+    wall, rss, _, summary = run_runner(["run", "a", "-j", "64", "-o", "out-a", "--record", "none"], work)
+    assert summary["totals"]["passed"] == n, summary["totals"]
+    return {"n": n, "wall": wall, "rate": n / wall, "rss": rss}
+
+
+def bench_b(work: Path, sizes: dict[int, int]) -> list[dict]:
+    rows = []
+    for concurrency, n in sizes.items():
+        folder = work / f"b{concurrency}"
+        write_specs(folder, n, delay_ms=200)
+        _, _, _, summary = run_runner(["run", folder.name, "-j", str(concurrency), "-o", f"out-b{concurrency}",
+                                       "--record", "none"], work)
+        assert summary["totals"]["passed"] == n, summary["totals"]
+        ideal = n * 0.2 / concurrency
+        rows.append({"c": concurrency, "n": n, "wall": summary["totals"]["seconds"], "ideal": ideal,
+                     "ratio": summary["totals"]["seconds"] / ideal})
+    return rows
+
+
+def bench_c(samples: int) -> dict:
+    """Stamp the backend's `thread.run.completed` and the moment the engine's turn has its reply."""
+    sys.path.insert(0, str(ROOT))
+    from runner.engine import conversation as conv
+    from runner.engine.backend import BackendTarget, embedded_client
+    from runner.server import executor as ex
+    from runner.server.app import Backend
+    from runner.spec import BackendConfig, load_spec
+
+    completed: dict[str, float] = {}
+    emit = ex.RunExecutor._emit
+
+    def stamped_emit(self, run_id, event, data):  # type: ignore[no-untyped-def]
+        if event == "thread.run.completed":
+            completed[run_id] = time.perf_counter()
+        return emit(self, run_id, event, data)
+
+    ex.RunExecutor._emit = stamped_emit  # type: ignore[method-assign]
+    follow = conv._Conversation._follow
+    held: dict[str, float] = {}
+
+    async def stamped_follow(self, turn, record, thread_id, assistant_id, options, state):  # type: ignore[no-untyped-def]
+        await follow(self, turn, record, thread_id, assistant_id, options, state)
+        held[state.run.id] = time.perf_counter()
+        if state.messages is None:  # polled: the reply is read after the run is known
+            pass
+
+    async def stamped_turn(self, turn, record, thread_id, assistant_id, *, first):  # type: ignore[no-untyped-def]
+        await turn_fn(self, turn, record, thread_id, assistant_id, first=first)
+        if record.run_id:
+            held[record.run_id] = time.perf_counter()  # the reply is in the record now
+
+    turn_fn = conv._Conversation._turn
+    conv._Conversation._turn = stamped_turn  # type: ignore[method-assign]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_file = Path(tmp) / "s.yaml"
+        spec_file.write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+        spec = load_spec(spec_file)
+        for mode, stream in (("streaming", True), ("polling", False)):
+            async def go() -> list[float]:
+                client = embedded_client(Backend())
+                pool = conv.AssistantPool(client)
+                target = BackendTarget(BackendConfig(stream=stream))
+                latencies = []
+                for _ in range(samples):
+                    transcript = await conv.run_conversation(spec, client, target, pool, conv.EngineOptions())
+                    run_id = transcript.turns[0].run_id
+                    latencies.append((held[run_id] - completed[run_id]) * 1000)
+                await client.close()
+                return latencies
+
+            values = asyncio.run(go())
+            out[mode] = {"median": statistics.median(values), "p95": sorted(values)[int(len(values) * 0.95) - 1]}
+    conv._Conversation._turn = turn_fn  # type: ignore[method-assign]
+    ex.RunExecutor._emit = emit  # type: ignore[method-assign]
+    return out
+
+
+def bench_d(work: Path, repeats: int) -> dict:
+    write_specs(work / "d", 100)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+
+    def timed(args: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "runner", *args], cwd=work, env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return {"help": timed(["--help"]), "validate": timed(["validate", "d"])}
+
+
+def verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="runner batch benchmark")
+    parser.add_argument("--quick", action="store_true", help="fewer conversations: a smoke check, not the figures")
+    parser.add_argument("--no-write", action="store_true", help="print the table without writing BENCHMARKS.md")
+    args = parser.parse_args()
+    n = 200 if args.quick else 1000
+    sizes = {1: 10, 16: 80, 64: 320, 256: 1000} if args.quick else {1: 50, 16: 400, 64: 1000, 256: 1000}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        a = bench_a(work, n)
+        b = bench_b(work, sizes)
+        d = bench_d(work, 5)
+    c = bench_c(100 if args.quick else 300)
+    rows = [
+        ("a", f"{a['n']} echo conversations, -j 64: wall incl. start", f"{a['wall']:.2f} s", f"<= {TARGETS['a_wall']} s",
+         verdict(a["wall"], TARGETS["a_wall"])),
+        ("a", "conversations per second", f"{a['rate']:.0f}/s", "", ""),
+        ("a", "peak RSS", f"{a['rss']:.0f} MiB", f"<= {TARGETS['a_rss']:.0f} MiB", verdict(a["rss"], TARGETS["a_rss"])),
+    ]
+    for row in b:
+        target = {64: TARGETS["b_64"], 256: TARGETS["b_256"]}.get(row["c"])
+        rows.append(("b", f"200 ms runs, C = {row['c']} (N = {row['n']}): {row['wall']:.2f} s vs ideal {row['ideal']:.2f} s",
+                     f"{row['ratio']:.2f}x", f"<= {target}x" if target else "", verdict(row["ratio"], target) if target else ""))
+    rows.append(("c", "result latency, streaming (median / p95)", f"{c['streaming']['median']:.2f} / {c['streaming']['p95']:.2f} ms",
+                 f"<= {TARGETS['c_stream']} ms", verdict(c["streaming"]["median"], TARGETS["c_stream"])))
+    rows.append(("c", "result latency, polling (median / p95)", f"{c['polling']['median']:.2f} / {c['polling']['p95']:.2f} ms", "", ""))
+    rows.append(("d", "runner --help", f"{d['help']:.3f} s", f"<= {TARGETS['d_help']} s", verdict(d["help"], TARGETS["d_help"])))
+    rows.append(("d", "runner validate (100 specs)", f"{d['validate']:.3f} s", f"<= {TARGETS['d_validate']} s",
+                 verdict(d["validate"], TARGETS["d_validate"])))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    table = ["| " + " | ".join(h.ljust(w) for h, w in zip(("", "measure", "value", "target", ""), widths, strict=True)) + " |",
+             "| " + " | ".join("-" * w for w in widths) + " |"]
+    table += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    print("\n".join(table))
+    if not args.no_write and not args.quick:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        (ROOT / "BENCHMARKS.md").write_text(
+            "# Benchmarks\n\nProduced by `python bench/batch.py` (issue 5's targets; see the script's docstring for "
+            f"what each row measures) on {machine}, {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(table) + "\n",
+            encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
