@@ -42,7 +42,8 @@ def write_specs(folder: Path, n: int, delay_ms: int = 0) -> None:
                     f"backend: {{rules: [{{user: 'hello (\\d+)', reply: 'done \\1', delay_ms: {delay_ms}}}]}}\n"
                     f"conversation: [{{user: 'hello {i}', expect: [{{contains: 'done {i}'}}]}}]\n")
         else:
-            body = f"assistant: {{model: echo}}\nconversation: [{{user: 'hello {i}', expect: [{{contains: 'hello {i}'}}]}}]\n"
+            body = (f"assistant: {{model: echo}}\n"
+                    f"conversation: [{{user: 'hello {i}', expect: [{{contains: 'hello {i}'}}]}}]\n")
         (folder / f"c{i:05d}.yaml").write_text(body, encoding="utf-8")
 
 
@@ -100,14 +101,7 @@ def bench_c(samples: int) -> dict:
         return emit(self, run_id, event, data)
 
     ex.RunExecutor._emit = stamped_emit  # type: ignore[method-assign]
-    follow = conv._Conversation._follow
     held: dict[str, float] = {}
-
-    async def stamped_follow(self, turn, record, thread_id, assistant_id, options, state):  # type: ignore[no-untyped-def]
-        await follow(self, turn, record, thread_id, assistant_id, options, state)
-        held[state.run.id] = time.perf_counter()
-        if state.messages is None:  # polled: the reply is read after the run is known
-            pass
 
     async def stamped_turn(self, turn, record, thread_id, assistant_id, *, first):  # type: ignore[no-untyped-def]
         await turn_fn(self, turn, record, thread_id, assistant_id, first=first)
@@ -122,7 +116,7 @@ def bench_c(samples: int) -> dict:
         spec_file.write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
         spec = load_spec(spec_file)
         for mode, stream in (("streaming", True), ("polling", False)):
-            async def go() -> list[float]:
+            async def go(stream: bool = stream) -> list[float]:
                 client = embedded_client(Backend())
                 pool = conv.AssistantPool(client)
                 target = BackendTarget(BackendConfig(stream=stream))
@@ -157,10 +151,6 @@ def bench_d(work: Path, repeats: int) -> dict:
     return {"help": timed(["--help"]), "validate": timed(["validate", "d"])}
 
 
-def verdict(value: float, target: float) -> str:
-    return "met" if value <= target else "MISSED"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="runner batch benchmark")
     parser.add_argument("--quick", action="store_true", help="fewer conversations: a smoke check, not the figures")
@@ -174,26 +164,32 @@ def main() -> None:
         b = bench_b(work, sizes)
         d = bench_d(work, 5)
     c = bench_c(100 if args.quick else 300)
-    rows = [
-        ("a", f"{a['n']} echo conversations, -j 64: wall incl. start", f"{a['wall']:.2f} s", f"<= {TARGETS['a_wall']} s",
-         verdict(a["wall"], TARGETS["a_wall"])),
-        ("a", "conversations per second", f"{a['rate']:.0f}/s", "", ""),
-        ("a", "peak RSS", f"{a['rss']:.0f} MiB", f"<= {TARGETS['a_rss']:.0f} MiB", verdict(a["rss"], TARGETS["a_rss"])),
-    ]
-    for row in b:
-        target = {64: TARGETS["b_64"], 256: TARGETS["b_256"]}.get(row["c"])
-        rows.append(("b", f"200 ms runs, C = {row['c']} (N = {row['n']}): {row['wall']:.2f} s vs ideal {row['ideal']:.2f} s",
-                     f"{row['ratio']:.2f}x", f"<= {target}x" if target else "", verdict(row["ratio"], target) if target else ""))
-    rows.append(("c", "result latency, streaming (median / p95)", f"{c['streaming']['median']:.2f} / {c['streaming']['p95']:.2f} ms",
-                 f"<= {TARGETS['c_stream']} ms", verdict(c["streaming"]["median"], TARGETS["c_stream"])))
-    rows.append(("c", "result latency, polling (median / p95)", f"{c['polling']['median']:.2f} / {c['polling']['p95']:.2f} ms", "", ""))
-    rows.append(("d", "runner --help", f"{d['help']:.3f} s", f"<= {TARGETS['d_help']} s", verdict(d["help"], TARGETS["d_help"])))
-    rows.append(("d", "runner validate (100 specs)", f"{d['validate']:.3f} s", f"<= {TARGETS['d_validate']} s",
-                 verdict(d["validate"], TARGETS["d_validate"])))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    table = ["| " + " | ".join(h.ljust(w) for h, w in zip(("", "measure", "value", "target", ""), widths, strict=True)) + " |",
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(part: str, measure: str, value: str, shown: float | None = None, target: float | None = None,
+            unit: str = "") -> None:
+        goal = f"<= {target:g}{unit}" if target is not None else ""
+        met = ("met" if shown <= target else "MISSED") if target is not None and shown is not None else ""
+        rows.append((part, measure, value, goal, met))
+
+    row("a", f"{a['n']} echo conversations, -j 64: wall incl. start", f"{a['wall']:.2f} s", a["wall"],
+        TARGETS["a_wall"], " s")
+    row("a", "conversations per second", f"{a['rate']:.0f}/s")
+    row("a", "peak RSS", f"{a['rss']:.0f} MiB", a["rss"], TARGETS["a_rss"], " MiB")
+    for r in b:
+        target = {64: TARGETS["b_64"], 256: TARGETS["b_256"]}.get(r["c"])
+        row("b", f"200 ms runs, C = {r['c']} (N = {r['n']}): {r['wall']:.2f} s vs ideal {r['ideal']:.2f} s",
+            f"{r['ratio']:.2f}x", r["ratio"], target, "x")
+    for mode, target in (("streaming", TARGETS["c_stream"]), ("polling", None)):
+        row("c", f"result latency, {mode} (median / p95)",
+            f"{c[mode]['median']:.2f} / {c[mode]['p95']:.2f} ms", c[mode]["median"], target, " ms")
+    row("d", "runner --help", f"{d['help']:.3f} s", d["help"], TARGETS["d_help"], " s")
+    row("d", "runner validate (100 specs)", f"{d['validate']:.3f} s", d["validate"], TARGETS["d_validate"], " s")
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    header = ("", "measure", "value", "target", "")
+    table = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
              "| " + " | ".join("-" * w for w in widths) + " |"]
-    table += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    table += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) + " |" for r in rows]
     print("\n".join(table))
     if not args.no_write and not args.quick:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

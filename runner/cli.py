@@ -184,6 +184,10 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int)
         done.append(transcript)
         click.echo(conversation_line(transcript))
 
+    import openai  # noqa: F401  # importing the SDK is start-up: the batch's time begins after it
+
+    import runner.server.app  # noqa: F401
+
     start = time.perf_counter()
     interrupted = False
     try:

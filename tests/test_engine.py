@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from conftest import run_async
 
 from runner.engine.backend import BackendTarget, embedded_client, preflight, resolve_backend
@@ -310,3 +311,37 @@ def test_backend_refusing_to_stream_is_polled_instead(write_spec) -> None:  # ty
     transcript = run_async(go())
     assert [t.reply for t in transcript.turns] == ["one", "two"]
     assert len(refused) == 1  # asked once, remembered for the next turn
+
+
+@pytest.mark.parametrize(("first_turn", "calls"), [("{user: one}", 2),
+                                                   ("{user: one, additional_instructions: extra}", 4)])
+def test_first_turn_creates_thread_and_run_in_one_call_unless_it_has_additional_instructions(  # type: ignore[no-untyped-def]
+        write_spec, first_turn: str, calls: int) -> None:
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import create_app
+
+    spec = load_spec(write_spec(f"assistant: {{model: echo, instructions: base}}\nconversation: [{first_turn}]\n"))
+    backend = Backend()
+    app = create_app(backend)
+    seen: list[str] = []
+
+    async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.append(f"{scope['method']} {scope['path']}")
+        await app(scope, receive, send)
+
+    async def go():  # type: ignore[no-untyped-def]
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(counting), base_url="http://x/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://x/v1", http_client=http, max_retries=0)
+        transcript = await run_conversation(spec, client, BackendTarget(spec.backend), AssistantPool(client),
+                                            EngineOptions())
+        await client.close()
+        return transcript
+
+    transcript = run_async(go())
+    assert transcript.turns[0].reply == "one" and transcript.thread_id
+    assert len(seen) == calls, seen  # assistant + create_and_run, or assistant + thread + message + run
+    (run,) = backend.store.children("run", transcript.thread_id)
+    assert run["instructions"] == ("base\n\nextra" if calls == 4 else "base")

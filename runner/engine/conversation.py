@@ -109,6 +109,7 @@ class _Conversation:
         self.options = options
         self.streaming = streaming  # one per backend session, shared: {"stream": False} once it refused
         self.cassette = cassette
+        self.thread_id: str | None = None  # the first turn's run creates the thread
         self.secrets = list(secret_values(target, options.secret_env).values())
 
     async def run(self) -> Transcript:
@@ -137,9 +138,6 @@ class _Conversation:
                     transcript.assistant_id = await self.pool.get(spec.assistant)
                 elif spec.assistant_id is not None:
                     transcript.assistant_id = await self.pool.existing(spec.assistant_id)
-                stage = "creating the thread"
-                thread = await self.threads.create(messages=[{"role": "user", "content": spec.turns[0].user}])
-            transcript.thread_id = thread.id
         except TimeoutError:
             transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
             for record in records:
@@ -154,7 +152,8 @@ class _Conversation:
             for turn, record in zip(spec.turns, records, strict=True):
                 if self.cassette is not None:
                     self.cassette.turn = turn.index  # so a replay mismatch can name its turn
-                await self._turn(turn, record, thread.id, transcript.assistant_id or "", first=turn.index == 0)
+                await self._turn(turn, record, transcript.assistant_id or "")
+                transcript.thread_id = self.thread_id
                 if record.error is not None:
                     transcript.error = f"turn {turn.index + 1}: {record.error}"
                 # a run that ended as the turn expected (even `failed`) leaves the thread usable
@@ -163,12 +162,11 @@ class _Conversation:
                         later.skipped = True
                     break
         finally:
-            if not self.target.embedded and not self.options.keep:
+            if self.thread_id is not None and not self.target.embedded and not self.options.keep:
                 with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
-                    await self.threads.delete(thread.id)
+                    await self.threads.delete(self.thread_id)
 
-    async def _turn(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str, *,
-                    first: bool) -> None:
+    async def _turn(self, turn: Turn, record: TurnRecord, assistant_id: str) -> None:
         options: dict[str, Any] = {}
         if turn.instructions is not None:
             options["instructions"] = turn.instructions
@@ -177,24 +175,27 @@ class _Conversation:
         start = time.perf_counter()
         state = _RunState()
         try:
-            if not first:
-                async with asyncio.timeout(self.options.timeout):
-                    await self.threads.messages.create(thread_id=thread_id, role="user", content=turn.user)
+            async with asyncio.timeout(self.options.timeout):
+                if self.thread_id is None and "additional_instructions" in options:
+                    # create_and_run has no additional_instructions: make the thread first
+                    self.thread_id = (await self.threads.create()).id
+                if self.thread_id is not None:
+                    await self.threads.messages.create(thread_id=self.thread_id, role="user", content=turn.user)
             start = time.perf_counter()
             async with asyncio.timeout(self.options.timeout):
-                await self._follow(turn, record, thread_id, assistant_id, options, state)
+                await self._follow(turn, record, assistant_id, options, state)
         except TimeoutError:
             record.status = TIMEOUT_STATUS
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
-            await self._cancel_quietly(thread_id, state.run)
+            await self._cancel_quietly(state.run)
         except ToolCallError as exc:
             record.error = str(exc)
-            await self._cancel_quietly(thread_id, state.run)
+            await self._cancel_quietly(state.run)
             if state.run is not None:
                 record.status = "cancelled"
         except Exception as exc:
             record.error = _describe_error(exc, self.secrets)
-            await self._cancel_quietly(thread_id, state.run)
+            await self._cancel_quietly(state.run)
         record.latency_ms = (time.perf_counter() - start) * 1000
         run = state.run
         if run is not None:
@@ -208,24 +209,32 @@ class _Conversation:
         record.messages = [{"id": m.id, "text": _message_text(m)} for m in messages]
         record.reply = "\n".join(m["text"] for m in record.messages)
 
-    async def _follow(self, turn: Turn, record: TurnRecord, thread_id: str, assistant_id: str,
-                      options: dict[str, Any], state: _RunState) -> None:
+    async def _start_run(self, turn: Turn, assistant_id: str, options: dict[str, Any], *, stream: bool) -> Any:
+        """Start the turn's run; the first turn creates the thread with its message in the same call."""
+        if self.thread_id is None:
+            return await self.threads.create_and_run(
+                assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": turn.user}]},
+                stream=stream, **options)
+        return await self.threads.runs.create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream,
+                                              **options)
+
+    async def _follow(self, turn: Turn, record: TurnRecord, assistant_id: str, options: dict[str, Any],
+                      state: _RunState) -> None:
         if self.target.config.stream and self.streaming.get("stream", True):
             try:
-                stream = await self.threads.runs.create(
-                    thread_id=thread_id, assistant_id=assistant_id, stream=True, **options)
+                stream = await self._start_run(turn, assistant_id, options, stream=True)
             except Exception as exc:
                 if not _refuses_streaming(exc):
                     raise
                 self.streaming["stream"] = False  # this backend does not stream: poll from now on
             else:
-                await self._follow_stream(stream, turn, record, thread_id, state)
+                await self._follow_stream(stream, turn, record, state)
                 return
-        run = await self.threads.runs.create(thread_id=thread_id, assistant_id=assistant_id, **options)
-        await self._follow_poll(run, turn, record, thread_id, state)
+        run = await self._start_run(turn, assistant_id, options, stream=False)
+        self.thread_id = run.thread_id
+        await self._follow_poll(run, turn, record, state)
 
-    async def _follow_stream(self, stream: Any, turn: Turn, record: TurnRecord, thread_id: str,
-                             state: _RunState) -> None:
+    async def _follow_stream(self, stream: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
         state.messages = []
         while True:
             async with stream:
@@ -235,6 +244,7 @@ class _Conversation:
                         state.messages.append(event.data)
                     elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
                         state.run = event.data
+                        self.thread_id = event.data.thread_id  # known from the first event on
             run = state.run
             if run is None:
                 raise RuntimeError("the backend's event stream ended without any run event")
@@ -242,11 +252,11 @@ class _Conversation:
                 return
             outputs = await self._answer_calls(run, turn, record)
             stream = await self.threads.runs.submit_tool_outputs(
-                run_id=run.id, thread_id=thread_id, tool_outputs=outputs, stream=True)
+                run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True)
 
-    async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, thread_id: str,
-                           state: _RunState) -> None:
+    async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
         state.run = run
+        thread_id = run.thread_id
         while True:
             # the SDK's poll honours the backend's openai-poll-after-ms
             state.run = run = await self.threads.runs.poll(run.id, thread_id=thread_id)
@@ -272,8 +282,11 @@ class _Conversation:
             entry.output = answer
         return [{"tool_call_id": e.id, "output": e.output} for e in entries]
 
-    async def _cancel_quietly(self, thread_id: str, run: Any) -> None:
+    async def _cancel_quietly(self, run: Any) -> None:
         if run is not None and run.status in TERMINAL_STATUSES:
+            return
+        thread_id = run.thread_id if run is not None else self.thread_id
+        if thread_id is None:  # not even the thread was created
             return
         try:
             async with asyncio.timeout(5):

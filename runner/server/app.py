@@ -439,7 +439,7 @@ def _start_run(b: Backend, run: dict[str, Any], messages: list[dict[str, Any]], 
         thread_private["active_run"] = run["id"]
         b.store.set_private("thread", thread_id, thread_private)
     queue = b.executor.listen(run["id"]) if stream else None
-    b.executor.start(run, created=True)
+    b.executor.start(run, created=True, thread=thread)
     return _stream(queue) if stream else _run_response(b, run)
 
 

@@ -99,8 +99,11 @@ class RunExecutor:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self, run: dict[str, Any], *, created: bool) -> None:
-        """Schedule the run's execution (a new run when `created`, else one resuming after tool outputs)."""
+    def start(self, run: dict[str, Any], *, created: bool, thread: dict[str, Any] | None = None) -> None:
+        """Schedule the run's execution (a new run when `created`, else one resuming after tool outputs); a
+        run created with its thread announces the thread first, as the API's create-and-run stream does."""
+        if thread is not None:
+            self._emit(run["id"], "thread.created", thread)
         if created:
             self._emit(run["id"], "thread.run.created", run)
             self._emit(run["id"], "thread.run.queued", run)
