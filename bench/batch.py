@@ -103,8 +103,8 @@ def bench_c(samples: int) -> dict:
     ex.RunExecutor._emit = stamped_emit  # type: ignore[method-assign]
     held: dict[str, float] = {}
 
-    async def stamped_turn(self, turn, record, thread_id, assistant_id, *, first):  # type: ignore[no-untyped-def]
-        await turn_fn(self, turn, record, thread_id, assistant_id, first=first)
+    async def stamped_turn(self, turn, record, assistant_id):  # type: ignore[no-untyped-def]
+        await turn_fn(self, turn, record, assistant_id)
         if record.run_id:
             held[record.run_id] = time.perf_counter()  # the reply is in the record now
 
