@@ -104,7 +104,7 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--api-key-env", metavar="NAME",
               help="Environment variable holding the remote endpoint's API key (default RUNNER_API_KEY).")
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
-@click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(min=1),
+@click.option("-j", "--jobs", "--concurrency", "jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
 @click.option("--record", "record_mode", type=click.Choice(["none", "once", "new_episodes", "all"]),
               help="Cassette mode for model-provider (or remote endpoint) traffic: replay only, record what is "
@@ -119,12 +119,20 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--stable", is_flag=True,
               help="Write transcripts in the stable view: ids numbered by appearance, no timestamps or timings, "
                    "so replays diff clean.")
+@click.option("-k", "keyword", metavar="EXPR",
+              help="Run the conversations whose name or path matches: words with and/or/not, as pytest's -k.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Run the conversations with this tag (repeatable).")
+@click.option("--shard", metavar="K/N", help="Run slice K of N (deterministic): N CI machines cover the suite once.")
+@click.option("--fail-fast", is_flag=True, help="Start no new conversation after the first failure.")
+@click.option("--max-failures", type=click.IntRange(min=1), metavar="N",
+              help="Start no new conversation after N failures.")
 @click.option("--secret-env", multiple=True, metavar="NAME",
               help="An environment variable whose value must never reach a cassette (repeatable; API keys "
                    "always are).")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
-        cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
+        cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
+        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None,
         secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
@@ -133,6 +141,16 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         _print_errors(errors, _in_files(files, files - len(specs)))
         sys.exit(EXIT_USAGE)
 
+    from runner.select import SelectionError, parse_shard, select
+
+    try:
+        selected = select(specs, keyword=keyword, tags=tags, shard=parse_shard(shard) if shard else None)
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not selected and (keyword or tags or shard):
+        click.echo(f"no conversation selected out of {len(specs)}", err=True)
+        sys.exit(EXIT_OK)
+    specs = selected
     clashes = _output_clashes(specs)
     if clashes:
         _print_errors(clashes, "; nothing was run")
@@ -151,7 +169,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         sys.exit(EXIT_USAGE)
     outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
                       Path(summary_file) if summary_file else None)
-    sys.exit(_run_jobs(jobs_list, options, outputs, jobs))
+    sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures))
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,8 @@ class Outputs:
     summary: Path | None = None
 
 
-def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int) -> int:
+def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
+              max_failures: int | None = None) -> int:
     import asyncio
 
     from runner.report.console import conversation_line, total_line
@@ -173,6 +192,10 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int)
     from runner.run import execute
 
     done: list[Transcript] = []
+
+    def failures() -> int:
+        return sum(not t.passed for t in done)
+
     paths: dict[str, Path] = {}
     write_failures: list[str] = []
 
@@ -191,7 +214,8 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int)
     start = time.perf_counter()
     interrupted = False
     try:
-        asyncio.run(execute(jobs, options, concurrency=concurrency, on_done=finished))
+        asyncio.run(execute(jobs, options, concurrency=concurrency, on_done=finished,
+                            stop=lambda: max_failures is not None and failures() >= max_failures))
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - start
@@ -203,8 +227,12 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int)
         click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
                     f"their transcripts are in {outputs.transcripts}/", fg="yellow", err=True)
         return EXIT_INTERRUPTED
+    if len(done) < len(jobs):
+        click.secho(f"stopped after {failures()} failure{'s' if failures() != 1 else ''}: {len(jobs) - len(done)} "
+                    f"conversation{'s' if len(jobs) - len(done) != 1 else ''} not run", fg="red", err=True)
     click.echo(total_line(done, seconds, str(outputs.transcripts)))
-    return EXIT_OK if all(t.passed for t in done) and not write_failures else EXIT_FAILED
+    complete = len(done) == len(jobs)
+    return EXIT_OK if complete and all(t.passed for t in done) and not write_failures else EXIT_FAILED
 
 
 def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path]) -> list[str]:

@@ -130,8 +130,8 @@ def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Pa
 
     real = batch.run_batch
 
-    async def first_then_ctrl_c(jobs, options, *, concurrency, after, on_done):  # type: ignore[no-untyped-def]
-        await real(jobs[:1], options, concurrency=concurrency, after=after, on_done=on_done)
+    async def first_then_ctrl_c(jobs, options, **kwargs):  # type: ignore[no-untyped-def]
+        await real(jobs[:1], options, **kwargs)
         raise KeyboardInterrupt
 
     monkeypatch.setattr("runner.run.run_batch", first_then_ctrl_c)

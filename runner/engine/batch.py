@@ -58,11 +58,13 @@ def _unavailable(job: Job, error: str) -> Transcript:
 
 async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
                     after: Callable[[Job, Transcript], Awaitable[None]] | None = None,
-                    on_done: Callable[[Job, Transcript], None] | None = None) -> list[Transcript]:
+                    on_done: Callable[[Job, Transcript], None] | None = None,
+                    stop: Callable[[], bool] | None = None) -> list[Transcript]:
     """Run every job, at most `concurrency` at a time; `on_done` sees each transcript as soon as it exists.
 
     `after` runs right after each conversation, still inside its cassette, for work whose traffic belongs
-    there (a grader's model calls). Transcripts come back in the order of `jobs`.
+    there (a grader's model calls). Once `stop()` is true, conversations not yet started are not started
+    (running ones finish). Transcripts of the conversations that ran come back in the order of `jobs`.
     """
     sessions: dict[str, _BackendSession] = {}
     for job in jobs:
@@ -72,9 +74,11 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
             sessions[key].open(options.record_mode in REPLAYING_MODES)
     limit = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(job: Job) -> Transcript:
+    async def one(job: Job) -> Transcript | None:
         session = sessions[job.target.config.key()]
         async with limit:
+            if stop is not None and stop():
+                return None
             if session.error is not None or session.pool is None:
                 transcript = _unavailable(job, session.error or "not opened")
             elif options.record_mode is None:
@@ -100,6 +104,6 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
         return transcript
 
     try:
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
+        return [t for t in await asyncio.gather(*(one(job) for job in jobs)) if t is not None]
     finally:
         await asyncio.gather(*(s.close(options.keep) for s in sessions.values()), return_exceptions=True)
