@@ -6,6 +6,7 @@ Nothing here imports the SDK until a command needs it, so `--help` and `validate
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -126,14 +127,17 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--fail-fast", is_flag=True, help="Start no new conversation after the first failure.")
 @click.option("--max-failures", type=click.IntRange(min=1), metavar="N",
               help="Start no new conversation after N failures.")
+@click.option("-q", "--quiet", is_flag=True, help="Print failures and the total only.")
+@click.option("--json", "json_output", is_flag=True,
+              help="Print the results as JSON on stdout (everything else goes to stderr).")
 @click.option("--secret-env", multiple=True, metavar="NAME",
               help="An environment variable whose value must never reach a cassette (repeatable; API keys "
                    "always are).")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
         cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
-        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None,
-        secret_env: tuple[str, ...]) -> None:
+        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, quiet: bool,
+        json_output: bool, secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -168,25 +172,27 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
         sys.exit(EXIT_USAGE)
     outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
-                      Path(summary_file) if summary_file else None)
+                      Path(summary_file) if summary_file else None, quiet, json_output)
     sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures))
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where `runner run` writes: transcripts, and the optional CI reports."""
+    """Where `runner run` writes: transcripts, the optional CI reports, and how it reports on the console."""
 
     transcripts: Path
     stable: bool = False
     junit: Path | None = None
     summary: Path | None = None
+    quiet: bool = False
+    json_output: bool = False
 
 
 def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
               max_failures: int | None = None) -> int:
     import asyncio
 
-    from runner.report.console import conversation_line, total_line
+    from runner.report.progress import Reporter, choose_mode
     from runner.report.transcript import Transcript
     from runner.report.writers import write_transcript
     from runner.run import execute
@@ -199,13 +205,16 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     paths: dict[str, Path] = {}
     write_failures: list[str] = []
 
+    mode = choose_mode(quiet=outputs.quiet, json_output=outputs.json_output, stream=sys.stdout, environ=os.environ)
+    reporter = Reporter(mode, len(jobs), err=outputs.json_output)  # --json: stdout is for the JSON alone
+
     def finished(job: Any, transcript: Transcript) -> None:
         try:
             paths[transcript.spec_file] = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
         except OSError as exc:
             write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
         done.append(transcript)
-        click.echo(conversation_line(transcript))
+        reporter.finished(transcript, running=min(concurrency, len(jobs) - len(done)))
 
     import openai  # noqa: F401  # importing the SDK is start-up: the batch's time begins after it
 
@@ -221,16 +230,23 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     seconds = time.perf_counter() - start
     done.sort(key=lambda t: t.spec_file)  # reports in a stable order, whatever order runs finished in
     write_failures.extend(_write_reports(outputs, done, seconds, paths))
-    for line in write_failures:
-        click.secho(line, fg="red", err=True)
+    if outputs.json_output:
+        from runner.report.summary import to_summary
+
+        click.echo(json.dumps(to_summary(done, seconds), ensure_ascii=False, indent=2))
     if interrupted:
+        reporter.stop()
+        for line in write_failures:
+            click.secho(line, fg="red", err=True)
         click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
                     f"their transcripts are in {outputs.transcripts}/", fg="yellow", err=True)
         return EXIT_INTERRUPTED
+    reporter.close(seconds, str(outputs.transcripts))
+    for line in write_failures:
+        click.secho(line, fg="red", err=True)
     if len(done) < len(jobs):
         click.secho(f"stopped after {failures()} failure{'s' if failures() != 1 else ''}: {len(jobs) - len(done)} "
                     f"conversation{'s' if len(jobs) - len(done) != 1 else ''} not run", fg="red", err=True)
-    click.echo(total_line(done, seconds, str(outputs.transcripts)))
     complete = len(done) == len(jobs)
     return EXIT_OK if complete and all(t.passed for t in done) and not write_failures else EXIT_FAILED
 
