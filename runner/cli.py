@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.spec import Spec, SpecInvalid, find_specs, load_spec
+from runner.spec import Spec, SpecInvalid, find_specs, load_cases
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,7 +44,7 @@ def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[S
     errors: list[str] = []
     for file in files:
         try:
-            specs.append(load_spec(file, overrides))
+            specs.extend(load_cases(file, overrides))
         except SpecInvalid as exc:
             errors.extend(str(e) for e in exc.errors)
     return specs, errors, len(files)
@@ -57,7 +57,7 @@ def _output_clashes(specs: list[Spec]) -> list[str]:
     seen: dict[Path, str] = {}
     clashes = []
     for spec in specs:
-        stem = output_stem(spec.file)
+        stem = output_stem(spec.file, spec.case)
         if stem in seen:
             clashes.append(f"{spec.file}: its transcripts and cassette would overwrite those of {seen[stem]}")
         seen[stem] = spec.file
@@ -210,7 +210,7 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
 
     def finished(job: Any, transcript: Transcript) -> None:
         try:
-            paths[transcript.spec_file] = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
+            paths[transcript.key] = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
         except OSError as exc:
             write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
         done.append(transcript)

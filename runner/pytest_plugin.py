@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runner.spec import Spec, SpecInvalid, load_spec
+from runner.spec import Spec, SpecInvalid, load_cases
 from runner.spec.load import RULES_SUFFIXES
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
@@ -80,12 +80,13 @@ class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         """One item for the conversation (or for the spec's errors, which fail it)."""
         try:
-            spec = load_spec(self.path, _overrides(self.config))
+            cases = load_cases(self.path, _overrides(self.config))
         except SpecInvalid as exc:
             yield SpecItem.from_parent(self, name=self.path.name.split(".")[0], spec=None,
                                        errors=[str(e) for e in exc.errors])
             return
-        yield SpecItem.from_parent(self, name=spec.name, spec=spec, errors=[])
+        for spec in cases:  # one item per matrix case
+            yield SpecItem.from_parent(self, name=spec.label, spec=spec, errors=[])
 
 
 class SpecItem(pytest.Item):

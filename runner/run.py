@@ -38,7 +38,13 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
 
     return [problem for job in jobs
             for problem in preflight(job.spec, job.target,
-                                     replaying=can_replay(options.record_mode, options.cassettes, job.spec.file))]
+                                     replaying=can_replay(options.record_mode, options.cassettes, job.spec.file,
+                                                          job.spec.case))]
+
+
+def _key(job: Job) -> str:
+    """A conversation's identity in a batch: its spec file and matrix case (cases have their own vars)."""
+    return f"{job.spec.file}[{job.spec.case}]"
 
 
 def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
@@ -59,7 +65,7 @@ def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
         key = config.key()
         if key not in graders:  # offline `scripted` rules can grade too, for demos and tests
             graders[key] = Grader(ProviderSet(rules=config.rules, live=live), os.environ.get("RUNNER_GRADER_MODEL"))
-        contexts[job.spec.file] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
+        contexts[_key(job)] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
                                                grader=graders[key])
     return contexts
 
@@ -72,6 +78,6 @@ async def execute(jobs: Sequence[Job], options: EngineOptions, *, concurrency: i
     contexts = check_contexts(jobs)
 
     async def checked(job: Job, transcript: Transcript) -> None:
-        await judge(job.spec, transcript, contexts[job.spec.file])
+        await judge(job.spec, transcript, contexts[_key(job)])
 
     return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done, stop=stop)

@@ -92,7 +92,7 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def shard_of(spec: Spec, shards: int) -> int:
     """The 1-based shard a conversation belongs to: a hash of its path, the same on every machine."""
-    digest = hashlib.sha256(output_stem(spec.file).as_posix().encode()).digest()
+    digest = hashlib.sha256(output_stem(spec.file, spec.case).as_posix().encode()).digest()
     return int.from_bytes(digest[:8], "big") % shards + 1
 
 
@@ -102,7 +102,7 @@ def select(specs: Sequence[Spec], *, keyword: str | None = None, tags: Sequence[
     matcher = keyword_matcher(keyword) if keyword else None
     chosen = []
     for spec in specs:
-        if matcher is not None and not matcher(f"{spec.name} {spec.file}"):
+        if matcher is not None and not matcher(f"{spec.label} {spec.file}"):
             continue
         if tags and not set(tags) & set(spec.tags):
             continue

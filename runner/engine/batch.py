@@ -48,7 +48,8 @@ class _BackendSession:
 def _unavailable(job: Job, error: str) -> Transcript:
     spec = job.spec
     return Transcript(
-        spec_file=spec.file, name=spec.name, description=spec.description, tags=list(spec.tags),
+        spec_file=spec.file, name=spec.label, case=spec.case, description=spec.description,
+        tags=list(spec.tags),
         backend=job.target.describe(), model=spec.assistant.model if spec.assistant else None,
         assistant=spec.assistant.to_create_params() if spec.assistant else None, assistant_id=spec.assistant_id,
         turns=[TurnRecord(index=t.index, user=t.user, skipped=True) for t in spec.turns],
@@ -87,8 +88,9 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                 if after is not None:
                     await after(job, transcript)
             else:
-                path = cassette_path(options.cassettes, job.spec.file)
-                with recording(path, options.record_mode, job.spec.file,
+                path = cassette_path(options.cassettes, job.spec.file, job.spec.case)
+                shown = f"{job.spec.file}[{job.spec.case}]" if job.spec.case else job.spec.file
+                with recording(path, options.record_mode, shown,
                                secret_values(job.target, options.secret_env)) as cassette:
                     # a remote endpoint's traffic is recorded: a shared assistant would put its calls in
                     # whichever cassette came first, so each conversation makes (and removes) its own

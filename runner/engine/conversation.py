@@ -115,7 +115,8 @@ class _Conversation:
     async def run(self) -> Transcript:
         spec = self.spec
         transcript = Transcript(
-            spec_file=spec.file, name=spec.name, description=spec.description, tags=list(spec.tags),
+            spec_file=spec.file, name=spec.label, case=spec.case, description=spec.description,
+        tags=list(spec.tags),
             backend=self.target.describe(), model=spec.assistant.model if spec.assistant else None,
             assistant=spec.assistant.to_create_params() if spec.assistant else None,
             assistant_id=spec.assistant_id, started_at=time.time(),

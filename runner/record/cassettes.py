@@ -35,11 +35,11 @@ _NOISE_HEADER_PREFIXES = ("x-stainless-",)
 MATCH_ON = ("method", "uri", "body")
 
 
-def can_replay(mode: str | None, directory: Path, spec_file: str) -> bool:
+def can_replay(mode: str | None, directory: Path, spec_file: str, case: str = "") -> bool:
     """Whether a cassette will answer this conversation's calls (so live providers need no key)."""
     if mode == "none":
         return True
-    return mode in REPLAYING_MODES and cassette_path(directory, spec_file).is_file()
+    return mode in REPLAYING_MODES and cassette_path(directory, spec_file, case).is_file()
 
 
 def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:
@@ -47,9 +47,9 @@ def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:
     return "none" if environ.get("CI") else "once"
 
 
-def cassette_path(directory: Path, spec_file: str) -> Path:
-    """A conversation's cassette: the spec's output stem (see runner.spec.paths) under `directory`, as .yaml."""
-    stem = output_stem(spec_file)
+def cassette_path(directory: Path, spec_file: str, case: str = "") -> Path:
+    """A conversation's cassette: its output stem (see runner.spec.paths) under `directory`, as .yaml."""
+    stem = output_stem(spec_file, case)
     return directory / stem.with_name(stem.name + ".yaml")
 
 

@@ -101,7 +101,7 @@ def to_junit(transcripts: list[Transcript], seconds: float, *,
     """The run as JUnit XML text: a test case per conversation, failed checks listed in `<failure>`.
 
     A conversation whose verdict is `error` (the runner could not finish it) gets `<error>` instead.
-    `transcript_paths` maps a spec file to its JSON transcript, named at the end of the body.
+    `transcript_paths` maps a conversation (Transcript.key) to its JSON transcript, named at the end of the body.
     """
     paths = transcript_paths or {}
     counts = {
@@ -117,7 +117,7 @@ def to_junit(transcripts: list[Transcript], seconds: float, *,
     if started:
         suite.set("timestamp", datetime.fromtimestamp(min(started), UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     for transcript in transcripts:
-        _testcase(suite, transcript, paths.get(transcript.spec_file))
+        _testcase(suite, transcript, paths.get(transcript.key))
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

@@ -76,8 +76,14 @@ class Transcript:
     duration_ms: float = 0.0
     turns: list[TurnRecord] = field(default_factory=list)
     conversation_checks: list[CheckResult] = field(default_factory=list)  # the spec's top-level `expect`
+    case: str = ""  # the matrix case (`lang=fr`), '' without a matrix; `name` already shows it
     error: str | None = None
     version: int = TRANSCRIPT_VERSION
+
+    @property
+    def key(self) -> str:
+        """Which conversation this is: its spec file, with its matrix case when it has one."""
+        return f"{self.spec_file}[{self.case}]" if self.case else self.spec_file
 
     @property
     def passed(self) -> bool:
@@ -115,7 +121,7 @@ class Transcript:
                 turn["latency_ms"] = round(turn["latency_ms"], 1)
         counts = [c.passed for t in self.turns for c in t.checks] + [c.passed for c in self.conversation_checks]
         data["checks"] = {"passed": sum(counts), "failed": len(counts) - sum(counts)}
-        order = ["version", "name", "verdict", "spec_file", "description", "tags", "backend", "model",
+        order = ["version", "name", "verdict", "spec_file", "case", "description", "tags", "backend", "model",
                  "assistant", "assistant_id", "thread_id", "started_at", "duration_ms", "error", "checks",
                  "conversation_checks", "turns"]
         return {key: data[key] for key in order}

@@ -36,9 +36,9 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def transcript_stem(out_dir: Path, spec_file: str) -> Path:
-    """Where a spec's transcripts go: its output stem (see runner.spec.paths) under out_dir."""
-    return out_dir / output_stem(spec_file)
+def transcript_stem(out_dir: Path, spec_file: str, case: str = "") -> Path:
+    """Where a conversation's transcripts go: its output stem (see runner.spec.paths) under out_dir."""
+    return out_dir / output_stem(spec_file, case)
 
 
 def to_json(transcript: Transcript) -> str:
@@ -111,7 +111,7 @@ def write_transcript(out_dir: Path, transcript: Transcript, *, stable: bool = Fa
         from runner.report.stable import stable_copy
 
         transcript = stable_copy(transcript)
-    stem = transcript_stem(out_dir, transcript.spec_file)
+    stem = transcript_stem(out_dir, transcript.spec_file, transcript.case)
     # not with_suffix: a stem like greet.v1 would lose its .v1 and collide with greet.v2
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
     atomic_write(json_path, to_json(transcript))

@@ -6,6 +6,7 @@ Every problem in a file is collected and raised together (SpecInvalid), and noth
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -100,11 +101,14 @@ class _Renderer:
 class _Builder:
     """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
 
-    def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str]) -> None:
+    def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str],
+                 case: Mapping[str, Any] | None = None) -> None:
         self.doc = doc
         self.path = path
         self.errors: list[SpecError] = []
-        self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **overrides}
+        self.case = dict(case or {})
+        # the spec's vars, then the matrix case's values, then --var: the most specific wins
+        self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **self.case, **overrides}
         self.renderer = _Renderer(doc, self.vars, self.errors)
 
     def where(self, path: YPath) -> str:
@@ -145,6 +149,7 @@ class _Builder:
             vars=self.vars,
             turns=turns,
             expect=self.build_checks(data.get("expect", []), ("expect",), tool_names),
+            case=case_id(self.case),
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
         )
         if self.errors:
@@ -363,7 +368,14 @@ def load_rules(path: str | Path, display: str | None = None) -> list[dict[str, A
 
 
 def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> Spec:
-    """Load, validate and render one spec file; raise SpecInvalid listing every problem found."""
+    """Load, validate and render one spec file (its first case, when it has a matrix); raise SpecInvalid
+    listing every problem found."""
+    return load_cases(path, overrides)[0]
+
+
+def load_cases(path: str | Path, overrides: Mapping[str, str] | None = None) -> list[Spec]:
+    """Every conversation of a spec file: one, or one per case of its `matrix`; raise SpecInvalid listing
+    every problem found (a problem shared by several cases is listed once)."""
     path = Path(path)
     display = str(path)
     doc = load_yaml(_read(path, display), display)
@@ -372,7 +384,38 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
     errors = schema_errors(doc)
     if errors:
         raise SpecInvalid(errors + _template_errors(doc, overrides or {}))
-    return _Builder(doc, path, overrides or {}).build()
+    cases: list[dict[str, Any]] = [{}]
+    if "matrix" in doc.data:
+        cases = matrix_cases(doc.data["matrix"])
+        if not cases:
+            raise SpecInvalid([doc.error(("matrix",), "the matrix has no cases left (exclude removes them all)")])
+    specs: list[Spec] = []
+    problems: list[SpecError] = []
+    for case in cases:
+        try:
+            specs.append(_Builder(doc, path, overrides or {}, case).build())
+        except SpecInvalid as exc:
+            problems.extend(e for e in exc.errors if e not in problems)
+    if problems:
+        raise SpecInvalid(problems)
+    return specs
+
+
+def matrix_cases(matrix: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cases of a matrix: its axes crossed in the order written, less `exclude`, plus `include`."""
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    cases = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+    excluded = matrix.get("exclude", [])
+    cases = [c for c in cases if not any(all(c.get(k) == v for k, v in e.items()) for e in excluded)]
+    for extra in matrix.get("include", []):
+        if dict(extra) not in cases:
+            cases.append(dict(extra))
+    return cases
+
+
+def case_id(case: Mapping[str, Any]) -> str:
+    """A readable id for a matrix case: `lang=fr,tone=formal` ('' for a spec without a matrix)."""
+    return ",".join(f"{k}={v}" for k, v in case.items())
 
 
 def _template_errors(doc: LoadedYaml, overrides: Mapping[str, str]) -> list[SpecError]:

@@ -134,3 +134,9 @@ class Spec:
     vars: dict[str, Any] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()  # checks on the whole conversation
     model_where: str = ""
+    case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
+
+    @property
+    def label(self) -> str:
+        """The conversation's name, with its matrix case when it has one: `greeting[lang=fr]`."""
+        return f"{self.name}[{self.case}]" if self.case else self.name

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+_UNSAFE = re.compile(r'[\\/:*?"<>|]')  # characters a file name cannot hold on some system
 
-def output_stem(spec_file: str) -> Path:
+
+def output_stem(spec_file: str, case: str = "") -> Path:
     """A spec's path without its `.yaml`/`.yml`, relative to the working folder when inside it, else its
     absolute path without the root (stable from run to run, as cassettes need)."""
     spec = Path(spec_file).resolve()
@@ -13,4 +16,7 @@ def output_stem(spec_file: str) -> Path:
         relative = spec.relative_to(Path.cwd().resolve())
     except ValueError:
         relative = spec.relative_to(spec.anchor)
-    return relative.with_suffix("") if relative.suffix in (".yaml", ".yml") else relative
+    stem = relative.with_suffix("") if relative.suffix in (".yaml", ".yml") else relative
+    if case:  # a matrix case: greet[lang=fr], with path separators kept out of the name
+        stem = stem.with_name(f"{stem.name}[{_UNSAFE.sub('_', case)}]")
+    return stem
