@@ -127,6 +127,10 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--fail-fast", is_flag=True, help="Start no new conversation after the first failure.")
 @click.option("--max-failures", type=click.IntRange(min=1), metavar="N",
               help="Start no new conversation after N failures.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Run each conversation N times and judge it by its pass rate.")
+@click.option("--min-pass-rate", default=1.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+              help="With --repeat: the share of runs that must pass (e.g. 0.8 for flaky prompts).")
 @click.option("-q", "--quiet", is_flag=True, help="Print failures and the total only.")
 @click.option("--json", "json_output", is_flag=True,
               help="Print the results as JSON on stdout (everything else goes to stderr).")
@@ -136,8 +140,8 @@ def validate(paths: tuple[str, ...]) -> None:
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
         cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
-        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, quiet: bool,
-        json_output: bool, secret_env: tuple[str, ...]) -> None:
+        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
+        min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...]) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -154,7 +158,10 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     if not selected and (keyword or tags or shard):
         click.echo(f"no conversation selected out of {len(specs)}", err=True)
         sys.exit(EXIT_OK)
-    specs = selected
+    from runner.run import repeated
+
+    runs = repeated(selected, repeat)
+    specs = [spec for spec, _ in runs]
     clashes = _output_clashes(specs)
     if clashes:
         _print_errors(clashes, "; nothing was run")
@@ -173,7 +180,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         sys.exit(EXIT_USAGE)
     outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
                       Path(summary_file) if summary_file else None, quiet, json_output)
-    sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures))
+    rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
+    sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating))
 
 
 @dataclass(frozen=True)
@@ -188,8 +196,16 @@ class Outputs:
     json_output: bool = False
 
 
+@dataclass(frozen=True)
+class Rating:
+    """With --repeat: which conversation each run counts toward, and the pass rate each needs."""
+
+    counts_toward: dict[str, str]
+    minimum: float
+
+
 def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
-              max_failures: int | None = None) -> int:
+              max_failures: int | None = None, rating: Rating | None = None) -> int:
     import asyncio
 
     from runner.report.progress import Reporter, choose_mode
@@ -248,7 +264,26 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
         click.secho(f"stopped after {failures()} failure{'s' if failures() != 1 else ''}: {len(jobs) - len(done)} "
                     f"conversation{'s' if len(jobs) - len(done) != 1 else ''} not run", fg="red", err=True)
     complete = len(done) == len(jobs)
-    return EXIT_OK if complete and all(t.passed for t in done) and not write_failures else EXIT_FAILED
+    if rating is not None:
+        verdicts_ok = _report_pass_rates(done, rating, reporter)
+    else:
+        verdicts_ok = complete and all(t.passed for t in done)
+    return EXIT_OK if verdicts_ok and not write_failures else EXIT_FAILED
+
+
+def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any) -> bool:
+    """Print each repeated conversation's pass rate; true when every one reaches the minimum."""
+    from collections import Counter
+
+    from runner.run import pass_rates
+
+    expected = Counter(rating.counts_toward.values())
+    rates = pass_rates(done, rating.counts_toward, dict(expected), rating.minimum)
+    for rate in rates:
+        mark = click.style("PASS" if rate.ok else "FAIL", fg="green" if rate.ok else "red", bold=True)
+        reporter.echo(f"{mark}  {rate.label}: {rate.passed}/{rate.runs} runs passed ({rate.rate:.0%}; "
+                      f"needs {rate.minimum:.0%})")
+    return all(rate.ok for rate in rates)
 
 
 def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path]) -> list[str]:

@@ -26,6 +26,46 @@ class BackendChoice:
     poll: bool = False
 
 
+def repeated(specs: Sequence[Spec], times: int) -> list[tuple[Spec, str]]:
+    """Each spec `times` times, as cases of their own (`repeat=2`), with the key they count toward."""
+    import dataclasses
+
+    if times <= 1:
+        return [(spec, spec.label) for spec in specs]
+    return [(dataclasses.replace(spec, case=",".join(filter(None, (spec.case, f"repeat={r}")))), spec.label)
+            for spec in specs for r in range(1, times + 1)]
+
+
+@dataclass(frozen=True)
+class PassRate:
+    """How often a repeated conversation passed, and whether that is enough."""
+
+    label: str
+    passed: int
+    runs: int
+    minimum: float
+
+    @property
+    def rate(self) -> float:
+        """The share of runs that passed."""
+        return self.passed / self.runs if self.runs else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the rate reaches the minimum."""
+        return self.runs > 0 and self.rate >= self.minimum
+
+
+def pass_rates(transcripts: Sequence[Transcript], counts_toward: dict[str, str], expected: dict[str, int],
+               minimum: float) -> list[PassRate]:
+    """Pass rates per conversation, over its repeats (a repeat that never ran counts as failed)."""
+    passed: dict[str, int] = dict.fromkeys(expected, 0)
+    for transcript in transcripts:
+        if transcript.passed:
+            passed[counts_toward[transcript.key]] += 1
+    return [PassRate(label, passed[label], runs, minimum) for label, runs in expected.items()]
+
+
 def make_jobs(specs: Sequence[Spec], choice: BackendChoice) -> list[Job]:
     """One job per spec, on the backend the flags, the environment and the spec choose."""
     stream = False if choice.poll else None
@@ -36,15 +76,11 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
     """Everything that would make a job fail before it starts (preflight), one line each."""
     from runner.record.cassettes import can_replay
 
-    return [problem for job in jobs
-            for problem in preflight(job.spec, job.target,
-                                     replaying=can_replay(options.record_mode, options.cassettes, job.spec.file,
-                                                          job.spec.case))]
-
-
-def _key(job: Job) -> str:
-    """A conversation's identity in a batch: its spec file and matrix case (cases have their own vars)."""
-    return f"{job.spec.file}[{job.spec.case}]"
+    found = [problem for job in jobs
+             for problem in preflight(job.spec, job.target,
+                                      replaying=can_replay(options.record_mode, options.cassettes, job.spec.file,
+                                                           job.spec.case))]
+    return list(dict.fromkeys(found))  # cases and repeats of one spec share its problems: say each once
 
 
 def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
@@ -65,7 +101,7 @@ def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
         key = config.key()
         if key not in graders:  # offline `scripted` rules can grade too, for demos and tests
             graders[key] = Grader(ProviderSet(rules=config.rules, live=live), os.environ.get("RUNNER_GRADER_MODEL"))
-        contexts[_key(job)] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
+        contexts[job.spec.key] = CheckContext(spec_file=job.spec.file, variables=job.spec.vars,
                                                grader=graders[key])
     return contexts
 
@@ -78,6 +114,6 @@ async def execute(jobs: Sequence[Job], options: EngineOptions, *, concurrency: i
     contexts = check_contexts(jobs)
 
     async def checked(job: Job, transcript: Transcript) -> None:
-        await judge(job.spec, transcript, contexts[_key(job)])
+        await judge(job.spec, transcript, contexts[job.spec.key])
 
     return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done, stop=stop)

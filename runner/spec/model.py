@@ -137,6 +137,11 @@ class Spec:
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
 
     @property
+    def key(self) -> str:
+        """Which conversation this is in a batch: the spec file, with its case (Transcript.key likewise)."""
+        return f"{self.file}[{self.case}]" if self.case else self.file
+
+    @property
     def label(self) -> str:
         """The conversation's name, with its matrix case when it has one: `greeting[lang=fr]`."""
         return f"{self.name}[{self.case}]" if self.case else self.name
