@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,49 +212,59 @@ class _Conversation:
         record.messages = [{"id": m.id, "text": _message_text(m)} for m in messages]
         record.reply = "\n".join(m["text"] for m in record.messages)
 
-    async def _start_run(self, turn: Turn, assistant_id: str, options: dict[str, Any], *, stream: bool) -> Any:
-        """Start the turn's run; the first turn creates the thread with its message in the same call."""
+    def _start_run(self, turn: Turn, assistant_id: str, options: dict[str, Any], *, stream: bool) -> Any:
+        """Start the turn's run (a coroutine, or for `stream` the raw event stream's context manager); the
+        first turn creates the thread with its message in the same call."""
         if self.thread_id is None:
-            return await self.threads.create_and_run(
-                assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": turn.user}]},
-                stream=stream, **options)
-        return await self.threads.runs.create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream,
-                                              **options)
+            create_and_run = (self.threads.with_streaming_response.create_and_run if stream
+                              else self.threads.create_and_run)
+            return create_and_run(assistant_id=assistant_id, stream=stream, **options,
+                                  thread={"messages": [{"role": "user", "content": turn.user}]})
+        create = self.threads.runs.with_streaming_response.create if stream else self.threads.runs.create
+        return create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream, **options)
 
     async def _follow(self, turn: Turn, record: TurnRecord, assistant_id: str, options: dict[str, Any],
                       state: _RunState) -> None:
         if self.target.config.stream and self.streaming.get("stream", True):
             try:
-                stream = await self._start_run(turn, assistant_id, options, stream=True)
+                await self._follow_stream(self._start_run(turn, assistant_id, options, stream=True), turn, record,
+                                          state)
+                return
             except Exception as exc:
-                if not _refuses_streaming(exc):
+                if state.run is not None or not _refuses_streaming(exc):
                     raise
                 self.streaming["stream"] = False  # this backend does not stream: poll from now on
-            else:
-                await self._follow_stream(stream, turn, record, state)
-                return
         run = await self._start_run(turn, assistant_id, options, stream=False)
         self.thread_id = run.thread_id
         await self._follow_poll(run, turn, record, state)
 
     async def _follow_stream(self, stream: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
+        """Follow a run's server-sent events, resubmitting tool outputs until it stops for good.
+
+        The events are read raw and only those the transcript needs (the run's, and finished messages) are
+        parsed, each into its own SDK type: validating every event against the SDK's whole event union was
+        the largest CPU cost of a conversation.
+        """
+        from openai.types.beta.threads import Message, Run
+
         state.messages = []
         while True:
-            async with stream:
-                async for event in stream:
-                    kind = event.event
+            async with stream as response:
+                async for kind, data in _sse_events(response):
                     if kind in ("thread.message.completed", "thread.message.incomplete"):
-                        state.messages.append(event.data)
+                        state.messages.append(Message.model_validate(json.loads(data)))
                     elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
-                        state.run = event.data
-                        self.thread_id = event.data.thread_id  # known from the first event on
+                        state.run = Run.model_validate(json.loads(data))
+                        self.thread_id = state.run.thread_id  # known from the first event on
+                    elif kind == "error":
+                        raise RuntimeError(f"the backend's event stream reported an error: {data[:500]}")
             run = state.run
             if run is None:
                 raise RuntimeError("the backend's event stream ended without any run event")
             if run.status != "requires_action":
                 return
             outputs = await self._answer_calls(run, turn, record)
-            stream = await self.threads.runs.submit_tool_outputs(
+            stream = self.threads.runs.with_streaming_response.submit_tool_outputs(
                 run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True)
 
     async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
@@ -299,6 +311,28 @@ class _Conversation:
                 await self.threads.runs.cancel(run_id=run.id, thread_id=thread_id)
         except Exception:  # the turn already failed; a run we could not cancel expires on its own
             pass
+
+
+async def _sse_events(response: Any) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a server-sent event stream, until its `done` event or its end."""
+    event: str = ""
+    data: list[str] = []
+    async for line in response.iter_lines():
+        if not line:
+            if event or data:
+                if event == "done":
+                    return
+                yield event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    if (event or data) and event != "done":
+        yield event or "message", "\n".join(data)
 
 
 def _message_text(message: Any) -> str:
