@@ -345,3 +345,39 @@ def test_first_turn_creates_thread_and_run_in_one_call_unless_it_has_additional_
     assert len(seen) == calls, seen  # assistant + create_and_run, or assistant + thread + message + run
     (run,) = backend.store.children("run", transcript.thread_id)
     assert run["instructions"] == ("base\n\nextra" if calls == 4 else "base")
+
+
+class _Slowish:
+    """Answers after a few event-loop turns, so a polling engine has to wait for it."""
+
+    name = "slowish"
+
+    async def respond(self, request: ModelRequest) -> ModelReply:
+        for _ in range(200):
+            await asyncio.sleep(0)
+        return ModelReply(text="done")
+
+
+@pytest.mark.parametrize(("hint_ms", "expected"), [(None, [0.05, 0.1, 0.2]), (7, [0.007, 0.007, 0.007])])
+def test_polling_follows_the_backends_hint_or_backs_off(write_spec, monkeypatch, hint_ms, expected) -> None:  # type: ignore[no-untyped-def]
+    """No fixed one-second sleep: openai-poll-after-ms when the backend sends it, else 50 ms doubling to 2 s."""
+    import runner.server.app as app_module
+    from runner.engine import conversation as conv
+
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(conv.asyncio, "sleep", recorded_sleep)
+    if hint_ms is None:  # a backend that sends no hint
+        monkeypatch.setattr(app_module, "_run_response", lambda b, run: app_module.JSONResponse(run))
+    spec = load_spec(write_spec("assistant: {model: slow}\nconversation: [{user: hi}]\nbackend: {stream: false}\n"))
+    backend = Backend(BackendSettings(poll_after_ms=hint_ms or 25))
+    backend.providers.providers["openai"] = _Slowish()  # type: ignore[assignment]
+    transcript, _ = run_async(_run(spec, backend))
+    assert transcript.turns[0].reply == "done"
+    waits = [s for s in sleeps if s > 0]  # the provider's own zero-second yields are not the engine's waits
+    assert waits and waits[:3] == expected[: len(waits[:3])]

@@ -34,6 +34,8 @@ warnings.filterwarnings("ignore", message="The Assistants API is deprecated", ca
 warnings.filterwarnings("ignore", message="deprecated", category=DeprecationWarning)
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
+STOPPED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # the run waits for nothing but us
+POLL_FIRST_S, POLL_MAX_S = 0.05, 2.0  # polling without the backend's hint: start quick, back off
 TIMEOUT_STATUS = "timeout"
 
 
@@ -271,8 +273,7 @@ class _Conversation:
         state.run = run
         thread_id = run.thread_id
         while True:
-            # the SDK's poll honours the backend's openai-poll-after-ms
-            state.run = run = await self.threads.runs.poll(run.id, thread_id=thread_id)
+            state.run = run = await self._poll(run)
             if run.status != "requires_action":
                 break
             outputs = await self._answer_calls(run, turn, record)
@@ -280,6 +281,23 @@ class _Conversation:
                 run_id=run.id, thread_id=thread_id, tool_outputs=outputs)
         page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
         state.messages = [m for m in page.data if m.role == "assistant"]
+
+    async def _poll(self, run: Any) -> Any:
+        """Retrieve the run until it stops: as often as the backend's openai-poll-after-ms says, or, without
+        it, from 50 ms up, doubling to 2 s (the SDK's own poll would sleep a fixed second)."""
+        delay = POLL_FIRST_S
+        while run.status not in STOPPED_STATUSES:
+            response = await self.threads.runs.with_raw_response.retrieve(run.id, thread_id=run.thread_id)
+            run = response.parse()
+            if run.status in STOPPED_STATUSES:
+                break
+            hinted = response.headers.get("openai-poll-after-ms")
+            if hinted is not None and hinted.isdigit():
+                await asyncio.sleep(int(hinted) / 1000)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, POLL_MAX_S)
+        return run
 
     async def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[Any]:
         """Outputs for every call the run waits for; parallel calls are answered concurrently."""
