@@ -381,3 +381,20 @@ def test_polling_follows_the_backends_hint_or_backs_off(write_spec, monkeypatch,
     assert transcript.turns[0].reply == "done"
     waits = [s for s in sleeps if s > 0]  # the provider's own zero-second yields are not the engine's waits
     assert waits and waits[:3] == expected[: len(waits[:3])]
+
+
+def test_a_slow_backend_does_not_starve_the_others(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """Eight slow conversations listed first, two fast ones on another backend: with -j 4 the fast ones
+    do not wait for all the slow ones (each backend may hold at most three quarters of the slots)."""
+    from runner.engine.batch import backend_share
+
+    slow = [load_spec(write_spec(
+        "assistant: {model: scripted}\nbackend: {rules: [{user: '.*', reply: ok, delay_ms: 150}]}\n"
+        f"conversation: [{{user: slow {i}}}]\n", f"slow{i}.yaml")) for i in range(8)]
+    fast = [load_spec(write_spec(f"assistant: {{model: echo}}\nconversation: [{{user: fast {i}}}]\n",
+                                 f"fast{i}.yaml")) for i in range(2)]
+    finished: list[str] = []
+    jobs = [Job(s, resolve_backend(s)) for s in slow + fast]
+    run_async(run_batch(jobs, EngineOptions(), concurrency=4, on_done=lambda j, t: finished.append(t.turns[0].user)))
+    assert set(finished[:4]) >= {"fast 0", "fast 1"}, finished  # not behind the eight slow ones
+    assert backend_share(4, 1) == 4 and backend_share(4, 2) == 3 and backend_share(1, 3) == 1

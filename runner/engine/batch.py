@@ -57,6 +57,12 @@ def _unavailable(job: Job, error: str) -> Transcript:
     )
 
 
+def backend_share(concurrency: int, backends: int) -> int:
+    """How many of the batch's slots one backend may hold: all of them when it is alone, else three quarters,
+    so a slow provider never starves the others."""
+    return max(1, concurrency if backends <= 1 else (concurrency * 3) // 4)
+
+
 async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
                     after: Callable[[Job, Transcript], Awaitable[None]] | None = None,
                     on_done: Callable[[Job, Transcript], None] | None = None,
@@ -74,10 +80,14 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
             sessions[key] = _BackendSession(job.target)
             sessions[key].open(options.record_mode in REPLAYING_MODES)
     limit = asyncio.Semaphore(max(1, concurrency))
+    share = backend_share(concurrency, len(sessions))
+    backend_limits = {key: asyncio.Semaphore(share) for key in sessions}
 
     async def one(job: Job) -> Transcript | None:
-        session = sessions[job.target.config.key()]
-        async with limit:
+        key = job.target.config.key()
+        session = sessions[key]
+        # the backend's own limit first: a conversation waiting for a busy backend holds no global slot
+        async with backend_limits[key], limit:
             if stop is not None and stop():
                 return None
             if session.error is not None or session.pool is None:
