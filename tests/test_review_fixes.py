@@ -174,3 +174,62 @@ def test_served_connections_have_nagle_off() -> None:
         return flags[0]
 
     assert run_async(go()) != 0
+
+
+def test_a_retried_request_never_adds_the_users_message_twice(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """The backend acts on a message, the answer is lost on the way back, the SDK retries with the same
+    Idempotency-Key: the thread holds the message once, and the conversation goes on."""
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import Backend, create_app
+
+    backend = Backend()
+    app = create_app(backend)
+    dropped: list[str] = []
+
+    async def loses_the_first_answer(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["method"] == "POST" and scope["path"].endswith("/messages") and not dropped:
+            async def nowhere(message):  # type: ignore[no-untyped-def]
+                pass
+
+            await app(scope, receive, nowhere)  # the backend acts...
+            dropped.append(scope["path"])
+            # ...and the client never hears of it, as when a connection drops before the response
+            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+        await app(scope, receive, send)
+
+    spec = load_spec(write_spec("assistant: {model: echo}\nconversation: [{user: first}, {user: second}]\n"))
+
+    async def go():  # type: ignore[no-untyped-def]
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(loses_the_first_answer), base_url="http://x/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://x/v1", http_client=http, max_retries=1)
+        transcript = await run_conversation(spec, client, BackendTarget(BackendConfig()), AssistantPool(client),
+                                            EngineOptions())
+        await client.close()
+        return transcript
+
+    transcript = run_async(go())
+    assert dropped and transcript.error is None, transcript.error
+    assert [t.reply for t in transcript.turns] == ["first", "second"]
+    texts = [m["content"][0]["text"]["value"] for m in backend.store.children("message", transcript.thread_id)]
+    assert texts == ["first", "first", "second", "second"]  # each user message once, each echoed once
+
+
+def test_a_repeated_idempotency_key_gets_the_first_answer() -> None:
+    from starlette.testclient import TestClient
+
+    from runner.server.app import Backend, create_app
+
+    backend = Backend()
+    client = TestClient(create_app(backend))
+    thread = client.post("/v1/threads", json={}).json()
+    headers = {"Idempotency-Key": "k-1"}
+    first = client.post(f"/v1/threads/{thread['id']}/messages", json={"role": "user", "content": "hi"}, headers=headers)
+    again = client.post(f"/v1/threads/{thread['id']}/messages", json={"role": "user", "content": "hi"}, headers=headers)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    other = client.post(f"/v1/threads/{thread['id']}/messages", json={"role": "user", "content": "hi"},
+                        headers={"Idempotency-Key": "k-2"})
+    assert other.json()["id"] != first.json()["id"]
+    assert len(backend.store.children("message", thread["id"])) == 2

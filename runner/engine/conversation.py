@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -183,9 +184,10 @@ class _Conversation:
             async with asyncio.timeout(self.options.timeout):
                 if self.thread_id is None and "additional_instructions" in options:
                     # create_and_run has no additional_instructions: make the thread first
-                    self.thread_id = (await self.threads.create()).id
+                    self.thread_id = (await self.threads.create(**_once())).id
                 if self.thread_id is not None:
-                    await self.threads.messages.create(thread_id=self.thread_id, role="user", content=turn.user)
+                    await self.threads.messages.create(thread_id=self.thread_id, role="user", content=turn.user,
+                                                       **_once())
             start = time.perf_counter()
             async with asyncio.timeout(self.options.timeout):
                 await self._follow(turn, record, assistant_id, options, state)
@@ -220,10 +222,10 @@ class _Conversation:
         if self.thread_id is None:
             create_and_run = (self.threads.with_streaming_response.create_and_run if stream
                               else self.threads.create_and_run)
-            return create_and_run(assistant_id=assistant_id, stream=stream, **options,
+            return create_and_run(assistant_id=assistant_id, stream=stream, **options, **_once(),
                                   thread={"messages": [{"role": "user", "content": turn.user}]})
         create = self.threads.runs.with_streaming_response.create if stream else self.threads.runs.create
-        return create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream, **options)
+        return create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream, **options, **_once())
 
     async def _follow(self, turn: Turn, record: TurnRecord, assistant_id: str, options: dict[str, Any],
                       state: _RunState) -> None:
@@ -267,7 +269,7 @@ class _Conversation:
                 return
             outputs = await self._answer_calls(run, turn, record)
             stream = self.threads.runs.with_streaming_response.submit_tool_outputs(
-                run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True)
+                run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True, **_once())
 
     async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
         state.run = run
@@ -278,7 +280,7 @@ class _Conversation:
                 break
             outputs = await self._answer_calls(run, turn, record)
             state.run = run = await self.threads.runs.submit_tool_outputs(
-                run_id=run.id, thread_id=thread_id, tool_outputs=outputs)
+                run_id=run.id, thread_id=thread_id, tool_outputs=outputs, **_once())
         page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
         state.messages = [m for m in page.data if m.role == "assistant"]
 
@@ -329,6 +331,12 @@ class _Conversation:
                 await self.threads.runs.cancel(run_id=run.id, thread_id=thread_id)
         except Exception:  # the turn already failed; a run we could not cancel expires on its own
             pass
+
+
+def _once() -> dict[str, Any]:
+    """An Idempotency-Key for one acting request: the SDK's retries of it resend the same key, and a backend
+    that honours it (this project's does) acts once, so a retry never adds a user message twice."""
+    return {"extra_headers": {"Idempotency-Key": uuid.uuid4().hex}}
 
 
 async def _sse_events(response: Any) -> AsyncIterator[tuple[str, str]]:

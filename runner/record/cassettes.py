@@ -30,8 +30,9 @@ REPLAYING_MODES = ("none", "once", "new_episodes")  # modes in which a cassette 
 # headers that carry credentials: never written to a cassette
 SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie",
                   "set-cookie", "proxy-authorization")
-# headers that only say which SDK build sent the request: dropped so cassettes diff clean across machines
-_NOISE_HEADER_PREFIXES = ("x-stainless-",)
+# headers that only say which SDK build sent the request, or are random per request: dropped so cassettes
+# diff clean across machines and recordings
+_NOISE_HEADER_PREFIXES = ("x-stainless-", "idempotency-key")
 MATCH_ON = ("method", "uri", "body")
 
 

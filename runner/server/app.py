@@ -570,10 +570,27 @@ _ROUTES: list[tuple[str, str, Handler]] = [
 
 def _endpoint(backend: Backend, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        if key:
+            # a retry of a request already acted on gets the first answer, never a second effect
+            remembered = f"POST {request.url.path} {key}"
+            answered = backend.store.answer_for(remembered)
+            if answered is not None:
+                status, body = answered
+                if status == 0:  # the first answer was a stream: it cannot be replayed
+                    raise_conflict = APIError(409, f"The request with Idempotency-Key '{key}' was already "
+                                                   "answered with a stream; it is not repeated.")
+                    return JSONResponse(raise_conflict.body(), status_code=409)
+                return Response(body, status_code=status, media_type="application/json")
         try:
-            return await handler(backend, request)
+            response = await handler(backend, request)
         except APIError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
+        if key:
+            streamed = isinstance(response, StreamingResponse)
+            backend.store.remember_answer(remembered, 0 if streamed else response.status_code,
+                                          "" if streamed else bytes(response.body).decode())
+        return response
 
     return endpoint
 

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
 CREATE INDEX IF NOT EXISTS objects_parent ON objects (parent);
 CREATE INDEX IF NOT EXISTS objects_run ON objects (run_id);
+CREATE TABLE IF NOT EXISTS answered (
+    request TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step"}
@@ -206,6 +211,16 @@ class Store:
             "SELECT body FROM objects WHERE run_id = ? AND kind = ? ORDER BY seq ASC", (run_id, kind)
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def answer_for(self, request: str) -> tuple[int, str] | None:
+        """The stored answer to an idempotent request (`METHOD path key`), if it was answered before."""
+        row = self._db.execute("SELECT status, body FROM answered WHERE request = ?", (request,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def remember_answer(self, request: str, status: int, body: str) -> None:
+        """Keep the answer to an idempotent request, so its retries get it instead of a second effect."""
+        self._db.execute("INSERT OR REPLACE INTO answered (request, status, body) VALUES (?, ?, ?)",
+                         (request, status, body))
 
     def children(self, kind: Kind, parent: str) -> builtins.list[dict[str, Any]]:
         """Every object of a kind under a parent, oldest first (e.g. a thread's messages)."""
