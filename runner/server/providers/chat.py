@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.server.providers.base import ModelError, ModelReply, ModelRequest, ToolCallRequest
-from runner.server.providers.upstream import UpstreamConfig, client_for, upstream_error
+from runner.server.providers.upstream import UpstreamProvider, upstream_error
 
 
 def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
@@ -29,20 +29,10 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
     return messages
 
 
-class ChatCompletionsProvider:
+class ChatCompletionsProvider(UpstreamProvider):
     """Answers through `/chat/completions`."""
 
     name = "chat"
-
-    def __init__(self, config: UpstreamConfig, secrets: list[str]) -> None:
-        self.config = config
-        self.secrets = secrets
-        self._client: Any = None
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = client_for(self.config)
-        return self._client
 
     async def respond(self, request: ModelRequest) -> ModelReply:
         """One Chat Completions call; its tool calls become the run's required action."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.server.providers.base import ModelError, ModelReply, ModelRequest, ToolCallRequest
-from runner.server.providers.upstream import UpstreamConfig, client_for, upstream_error
+from runner.server.providers.upstream import UpstreamProvider, upstream_error
 
 
 def responses_input(request: ModelRequest) -> list[dict[str, Any]]:
@@ -59,20 +59,10 @@ def responses_text_format(response_format: Any) -> dict[str, Any] | None:
     return {"type": response_format.get("type", "text")}
 
 
-class OpenAIResponsesProvider:
+class OpenAIResponsesProvider(UpstreamProvider):
     """Answers through the Responses API."""
 
     name = "openai"
-
-    def __init__(self, config: UpstreamConfig, secrets: list[str]) -> None:
-        self.config = config
-        self.secrets = secrets
-        self._client: Any = None
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = client_for(self.config)
-        return self._client
 
     async def respond(self, request: ModelRequest) -> ModelReply:
         """One Responses call; its function calls become the run's required action."""

@@ -114,6 +114,23 @@ def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> Mod
     return ModelError(scrub(text, secrets), code)
 
 
+class UpstreamProvider:
+    """What the live providers share: their upstream, the secrets to scrub, and one SDK client made on
+    first use (in the event loop that uses it)."""
+
+    name = "upstream"
+
+    def __init__(self, config: UpstreamConfig, secrets: list[str]) -> None:
+        self.config = config
+        self.secrets = secrets
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            self._client = client_for(self.config)
+        return self._client
+
+
 def client_for(config: UpstreamConfig) -> Any:
     """An AsyncOpenAI client for an upstream (the SDK's own bounded retries honour retry-after)."""
     from openai import AsyncOpenAI
