@@ -17,6 +17,26 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
 
 pytest_plugins = ["pytester"]
 
+# the spec pinned by the issue that introduced the format, shared by the spec tests
+GREETING = """\
+name: greeting
+assistant:
+  model: echo
+  name: Greeter
+  instructions: You are a friendly assistant.
+vars:
+  who: world
+conversation:
+  - user: "你好呀, {{ who }}"
+    expect:
+      - contains: 你好呀
+      - regex: "^你好"
+      - not_contains: error
+  - user: Say it again
+    expect:
+      - icontains: "say it"
+"""
+
 
 @pytest.fixture
 def write_spec(tmp_path: Path) -> Callable[..., Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -619,11 +620,27 @@ class _SlowProvider:
         return ModelReply(text="slow answer", prompt_tokens=1, completion_tokens=2)
 
 
+def _install_slow(env: Env) -> _SlowProvider:
+    """A slow model answering "slow" (it routes to the default live provider)."""
+    slow = _SlowProvider()
+    env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]
+    return slow
+
+
+async def _slow_run_in_progress(env: Env) -> tuple[_SlowProvider, Any, Any]:
+    """A thread with one message and a run of the slow model that has started: (model, thread, run)."""
+    slow = _install_slow(env)
+    a = await env.assistant()
+    t = await env.thread("hi")
+    run = await env.client.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
+    await asyncio.wait_for(slow.started.wait(), 5)
+    return slow, t, run
+
+
 def test_cancel_an_in_progress_run() -> None:
     async def body(env: Env) -> None:
         c = env.client
-        slow = _SlowProvider()
-        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
+        slow = _install_slow(env)
         a = await env.assistant()
         t = await env.thread("hi")
         # httpx2's ASGITransport hands the response over only once the app has finished it, so the
@@ -652,12 +669,7 @@ def test_cancel_an_in_progress_run() -> None:
 def test_slow_run_completes_when_released() -> None:
     async def body(env: Env) -> None:
         c = env.client
-        slow = _SlowProvider()
-        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
-        a = await env.assistant()
-        t = await env.thread("hi")
-        run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
-        await asyncio.wait_for(slow.started.wait(), 5)
+        slow, t, run = await _slow_run_in_progress(env)
         assert (await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)).status == "in_progress"
         slow.release.set()
         await env.settle()
@@ -701,12 +713,7 @@ def test_shutdown_cancels_queued_runs() -> None:
 def test_deleting_a_thread_during_a_run_leaves_nothing_behind() -> None:
     async def body(env: Env) -> None:
         c = env.client
-        slow = _SlowProvider()
-        env.backend.providers.providers["openai"] = slow  # type: ignore[assignment]  # "slow" routes to the default live provider
-        a = await env.assistant()
-        t = await env.thread("hi")
-        run = await c.beta.threads.runs.create(t.id, assistant_id=a.id, model="slow")
-        await asyncio.wait_for(slow.started.wait(), 5)
+        slow, t, run = await _slow_run_in_progress(env)
         await c.beta.threads.delete(t.id)
         slow.release.set()
         results = await asyncio.gather(*env.backend.executor._tasks.values(), return_exceptions=True)

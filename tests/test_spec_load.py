@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import GREETING
 
 from runner.spec import (
     AssistantConfig,
@@ -19,25 +20,6 @@ from runner.spec import (
     find_specs,
     load_spec,
 )
-
-GREETING = """\
-name: greeting
-assistant:
-  model: echo
-  name: Greeter
-  instructions: You are a friendly assistant.
-vars:
-  who: world
-conversation:
-  - user: "你好呀, {{ who }}"
-    expect:
-      - contains: 你好呀
-      - regex: "^你好"
-      - not_contains: error
-  - user: Say it again
-    expect:
-      - icontains: "say it"
-"""
 
 TOOLS_HEAD = """\
 assistant:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import GREETING
 
 from runner.spec.errors import SpecError, SpecInvalid
 from runner.spec.load import load_spec
@@ -16,24 +17,6 @@ from runner.spec.yamlpos import load_yaml
 
 FILE = "spec.yaml"
 
-GREETING = """\
-name: greeting
-assistant:
-  model: echo
-  name: Greeter
-  instructions: You are a friendly assistant.
-vars:
-  who: world
-conversation:
-  - user: "你好呀, {{ who }}"
-    expect:
-      - contains: 你好呀
-      - regex: "^你好"
-      - not_contains: error
-  - user: Say it again
-    expect:
-      - icontains: "say it"
-"""
 
 
 def errors_of(text: str) -> list[SpecError]:
