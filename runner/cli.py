@@ -107,6 +107,8 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
 @click.option("-j", "--jobs", "--concurrency", "jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
+@click.option("--processes", type=click.IntRange(min=1), metavar="N",
+              help="Processes sharing the batch (Linux). Default: one per core for large batches, else one.")
 @click.option("--record", "record_mode", type=click.Choice(["none", "once", "new_episodes", "all"]),
               help="Cassette mode for model-provider (or remote endpoint) traffic: replay only, record what is "
                    "missing once, add new requests, or record everything again. Default: none when CI is set, "
@@ -141,7 +143,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
         cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
         tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
-        min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...]) -> None:
+        min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
+        processes: int | None) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
@@ -181,7 +184,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
                       Path(summary_file) if summary_file else None, quiet, json_output)
     rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
-    sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating))
+    sys.exit(_run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes))
 
 
 @dataclass(frozen=True)
@@ -205,13 +208,11 @@ class Rating:
 
 
 def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
-              max_failures: int | None = None, rating: Rating | None = None) -> int:
-    import asyncio
-
+              max_failures: int | None = None, rating: Rating | None = None, processes: int | None = None) -> int:
+    from runner.parallel import Finished, default_processes, run_jobs
     from runner.report.progress import Reporter, choose_mode
     from runner.report.transcript import Transcript
     from runner.report.writers import write_transcript
-    from runner.run import execute
 
     done: list[Transcript] = []
 
@@ -220,37 +221,54 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
 
     paths: dict[str, Path] = {}
     write_failures: list[str] = []
-
     mode = choose_mode(quiet=outputs.quiet, json_output=outputs.json_output, stream=sys.stdout, environ=os.environ)
-    reporter = Reporter(mode, len(jobs), err=outputs.json_output)  # --json: stdout is for the JSON alone
+    reporters: list[Reporter] = []  # made once the helper processes exist: its live display runs a thread
 
-    def finished(job: Any, transcript: Transcript) -> None:
-        try:
-            paths[transcript.key] = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
-        except OSError as exc:
-            write_failures.append(f"cannot write the transcript of {transcript.spec_file}: {exc}")
-        done.append(transcript)
-        reporter.finished(transcript, running=min(concurrency, len(jobs) - len(done)))
+    def start() -> None:
+        reporters.append(Reporter(mode, len(jobs), err=outputs.json_output))  # --json: stdout is for the JSON
+
+    def running() -> int:
+        return min(concurrency, len(jobs) - len(done))
+
+    def finished(item: Finished) -> None:
+        if item.write_error is not None:
+            write_failures.append(item.write_error)
+        elif item.path is not None:
+            paths[item.transcript.key] = item.path
+        done.append(item.transcript)
+        reporters[0].finished(item.transcript, running=running())
+
+    def interrupted(presses: int) -> None:
+        if presses == 1:
+            reporters[0].echo(click.style(f"stopping: no new conversation starts, the {running()} running finish "
+                                          "(Ctrl-C again to cancel them)", fg="yellow"))
+        elif presses == 2:
+            reporters[0].echo(click.style("cancelling the running conversations (Ctrl-C again to kill them)",
+                                          fg="yellow"))
+
+    def write(transcript: Transcript) -> Path:
+        return write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
 
     import openai  # noqa: F401  # importing the SDK is start-up: the batch's time begins after it
 
     import runner.server.app  # noqa: F401
 
-    start = time.perf_counter()
-    interrupted = False
-    try:
-        asyncio.run(execute(jobs, options, concurrency=concurrency, on_done=finished,
-                            stop=lambda: max_failures is not None and failures() >= max_failures))
-    except KeyboardInterrupt:
-        interrupted = True
-    seconds = time.perf_counter() - start
-    done.sort(key=lambda t: t.spec_file)  # reports in a stable order, whatever order runs finished in
+    start_time = time.perf_counter()
+    end = run_jobs(jobs, options, concurrency=concurrency,
+                   processes=processes or default_processes(len(jobs), concurrency), write=write,
+                   on_finished=finished, on_start=start, on_interrupt=interrupted,
+                   should_stop=lambda: max_failures is not None and failures() >= max_failures)
+    seconds = time.perf_counter() - start_time
+    reporter = reporters[0]
+    order = {job.spec.key: i for i, job in enumerate(jobs)}
+    done.sort(key=lambda t: order[t.key])  # reports in spec order, whatever order runs finished in
+    write_failures.extend(end.errors)
     write_failures.extend(_write_reports(outputs, done, seconds, paths))
     if outputs.json_output:
         from runner.report.summary import to_summary
 
         click.echo(json.dumps(to_summary(done, seconds), ensure_ascii=False, indent=2))
-    if interrupted:
+    if end.interrupted:
         reporter.stop()
         for line in write_failures:
             click.secho(line, fg="red", err=True)
@@ -261,14 +279,16 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     for line in write_failures:
         click.secho(line, fg="red", err=True)
     if len(done) < len(jobs):
-        click.secho(f"stopped after {failures()} failure{'s' if failures() != 1 else ''}: {len(jobs) - len(done)} "
-                    f"conversation{'s' if len(jobs) - len(done) != 1 else ''} not run", fg="red", err=True)
+        stopped = (f"stopped after {failures()} failure{'s' if failures() != 1 else ''}" if max_failures is not None
+                   and failures() >= max_failures else "the batch ended early")
+        click.secho(f"{stopped}: {len(jobs) - len(done)} conversation{'s' if len(jobs) - len(done) != 1 else ''} "
+                    "not run", fg="red", err=True)
     complete = len(done) == len(jobs)
     if rating is not None:
         verdicts_ok = _report_pass_rates(done, rating, reporter)
     else:
         verdicts_ok = complete and all(t.passed for t in done)
-    return EXIT_OK if verdicts_ok and not write_failures else EXIT_FAILED
+    return EXIT_OK if verdicts_ok and complete and not write_failures else EXIT_FAILED
 
 
 def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any) -> bool:

@@ -108,12 +108,14 @@ def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
 
 async def execute(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
                   on_done: Callable[[Job, Transcript], Any] | None = None,
-                  stop: Callable[[], bool] | None = None) -> list[Transcript]:
+                  stop: Callable[[], bool] | None = None,
+                  claim: Callable[[int], bool] | None = None) -> list[Transcript]:
     """Run and judge every job; `on_done` sees each judged transcript as soon as it exists; once `stop()`
-    is true no further conversation starts."""
+    is true no further conversation starts; with `claim`, only the jobs it grants run (see `run_batch`)."""
     contexts = check_contexts(jobs)
 
     async def checked(job: Job, transcript: Transcript) -> None:
         await judge(job.spec, transcript, contexts[job.spec.key])
 
-    return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done, stop=stop)
+    return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done, stop=stop,
+                           claim=claim)

@@ -66,12 +66,15 @@ def backend_share(concurrency: int, backends: int) -> int:
 async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency: int = 8,
                     after: Callable[[Job, Transcript], Awaitable[None]] | None = None,
                     on_done: Callable[[Job, Transcript], None] | None = None,
-                    stop: Callable[[], bool] | None = None) -> list[Transcript]:
+                    stop: Callable[[], bool] | None = None,
+                    claim: Callable[[int], bool] | None = None) -> list[Transcript]:
     """Run every job, at most `concurrency` at a time; `on_done` sees each transcript as soon as it exists.
 
     `after` runs right after each conversation, still inside its cassette, for work whose traffic belongs
     there (a grader's model calls). Once `stop()` is true, conversations not yet started are not started
-    (running ones finish). Transcripts of the conversations that ran come back in the order of `jobs`.
+    (running ones finish). With `claim`, a job runs only if `claim(its index)` is true when a slot is free
+    for it (other processes share the list). Transcripts of the conversations that ran come back in the order
+    of `jobs`.
     """
     sessions: dict[str, _BackendSession] = {}
     for job in jobs:
@@ -83,12 +86,12 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     share = backend_share(concurrency, len(sessions))
     backend_limits = {key: asyncio.Semaphore(share) for key in sessions}
 
-    async def one(job: Job) -> Transcript | None:
+    async def one(index: int, job: Job) -> Transcript | None:
         key = job.target.config.key()
         session = sessions[key]
         # the backend's own limit first: a conversation waiting for a busy backend holds no global slot
         async with backend_limits[key], limit:
-            if stop is not None and stop():
+            if (stop is not None and stop()) or (claim is not None and not claim(index)):
                 return None
             if session.error is not None or session.pool is None:
                 transcript = _unavailable(job, session.error or "not opened")
@@ -116,6 +119,6 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
         return transcript
 
     try:
-        return [t for t in await asyncio.gather(*(one(job) for job in jobs)) if t is not None]
+        return [t for t in await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs))) if t is not None]
     finally:
         await asyncio.gather(*(s.close(options.keep) for s in sessions.values()), return_exceptions=True)
