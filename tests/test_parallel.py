@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -177,3 +178,32 @@ def test_second_ctrl_c_cancels_a_hanging_conversation(tmp_path: Path, processes:
     assert "Traceback" not in output
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.md", "b.json", "b.md", "c.json", "c.md"]
     assert (tmp_path / "j.xml").read_text(encoding="utf-8").count("<testcase") == 3
+
+
+def test_second_ctrl_c_cancels_the_run_on_a_remote_backend(tmp_path: Path) -> None:
+    import sqlite3
+
+    from openai import OpenAI
+    from serve_process import serving
+
+    (tmp_path / "slow.rules.yaml").write_text("- {user: '.*', reply: late, delay_ms: 60000}\n", encoding="utf-8")
+    (tmp_path / "slow.yaml").write_text("assistant: {model: scripted}\nconversation: [{user: hi}]\n",
+                                        encoding="utf-8")
+    with serving(tmp_path, "--rules", "slow.rules.yaml") as server:
+        # polled: while a cassette records, a streamed run's events only arrive once it has ended
+        proc = runner_process(tmp_path, "run", "slow.yaml", "--base-url", server.url, "--keep", "--poll")
+        runs: list[tuple[str, str]] = []
+        deadline = time.monotonic() + 60
+        while not runs and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            with contextlib.closing(sqlite3.connect(tmp_path / "backend.sqlite3")) as db:
+                runs = db.execute("SELECT id, parent FROM objects WHERE kind = 'run'").fetchall()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        code, output = finish(proc)
+        assert code == 130, output
+        ((run_id, thread_id),) = runs
+        run = OpenAI(base_url=server.url, api_key="unused").beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        assert run.status in ("cancelling", "cancelled"), run.status
+    assert not (tmp_path / "cassettes" / "slow.yaml").exists()  # half a conversation would fail its replay

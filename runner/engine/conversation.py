@@ -203,6 +203,10 @@ class _Conversation:
         except Exception as exc:
             record.error = _describe_error(exc, self.secrets)
             await self._cancel_quietly(state.run)
+        except asyncio.CancelledError:
+            if not self.target.embedded:  # the batch was cancelled (Ctrl-C twice): leave no run going remotely
+                await self._cancel_quietly(state.run)
+            raise
         record.latency_ms = (time.perf_counter() - start) * 1000
         run = state.run
         if run is not None:

@@ -149,14 +149,15 @@ _current: contextvars.ContextVar[CassetteSession | None] = contextvars.ContextVa
 @contextlib.contextmanager
 def recording(path: Path, mode: str, spec_file: str, secrets: Mapping[str, str]) -> Iterator[CassetteSession]:
     """Route this conversation's traffic (and that of the runs it starts) through its cassette; save it at
-    the end when anything new was recorded."""
+    the end when anything new was recorded, unless the conversation was cut short (Ctrl-C, cancelled): half a
+    conversation's cassette would fail its next replay."""
     session = CassetteSession(load_cassette(path, mode, secrets), spec_file, path)
     token = _current.set(session)
     try:
         yield session
     finally:
         _current.reset(token)
-        session.cassette._save()
+    session.cassette._save()
 
 
 class CassetteRouter(httpx2.AsyncBaseTransport):
