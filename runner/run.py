@@ -32,8 +32,8 @@ def repeated(specs: Sequence[Spec], times: int) -> list[tuple[Spec, str]]:
 
     if times <= 1:
         return [(spec, spec.label) for spec in specs]
-    return [(dataclasses.replace(spec, case=",".join(filter(None, (spec.case, f"repeat={r}")))), spec.label)
-            for spec in specs for r in range(1, times + 1)]
+    return [(dataclasses.replace(spec, case=",".join(filter(None, (spec.case, f"repeat={r}"))), repeats=spec.case),
+             spec.label) for spec in specs for r in range(1, times + 1)]
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,7 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
 
     found = [problem for job in jobs
              for problem in preflight(job.spec, job.target,
-                                      replaying=can_replay(options.record_mode, options.cassettes, job.spec.file,
-                                                           job.spec.case))]
+                                      replaying=can_replay(options.record_mode, options.cassettes, job.spec))]
     return list(dict.fromkeys(found))  # cases and repeats of one spec share its problems: say each once
 
 

@@ -51,3 +51,31 @@ def test_a_changed_prompt_fails_the_ci_example(repo_copy: Path) -> None:
     assert result.exit_code == 1
     assert ("replay: turn 1 of specs/ci/support_reply.yaml sent POST https://api.openai.com/v1/responses, but it "
             "differs from the recording in cassettes/specs/ci/support_reply.yaml in its body") in result.output
+
+
+@pytest.mark.parametrize("mode", ["none", "once"])
+def test_repeats_replay_the_conversations_cassette(repo_copy: Path, mode: str) -> None:
+    """`--repeat 3` on a suite recorded once runs offline: each repeat without a cassette of its own
+    replays its conversation's, which stays as it was."""
+    cassettes = repo_copy / "cassettes" / "specs" / "ci"
+    before = {p.name: p.read_bytes() for p in cassettes.iterdir()}
+    result = CliRunner().invoke(cli, ["run", "specs/ci", "--repeat", "3", "--record", mode], env={"CI": "true"})
+    assert result.exit_code == 0, result.output
+    assert "3/3 runs passed" in result.output
+    written = sorted(p.name for p in (repo_copy / "transcripts" / "specs" / "ci").glob("*.json"))
+    assert written == [f"support_reply[repeat={r}].json" for r in (1, 2, 3)]
+    assert {p.name: p.read_bytes() for p in cassettes.iterdir()} == before
+
+
+def test_a_repeat_with_a_cassette_of_its_own_replays_that(repo_copy: Path) -> None:
+    cassettes = repo_copy / "cassettes" / "specs" / "ci"
+    # the recorded reply changed (the requests stay as they were, so they still match)
+    recorded = (cassettes / "support_reply.yaml").read_text(encoding="utf-8")
+    own = recorded.replace('arrive on Friday.","annotations"', 'arrive on Monday.","annotations"')
+    assert own != recorded
+    (cassettes / "support_reply[repeat=2].yaml").write_text(own, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "specs/ci", "--repeat", "2"], env={"CI": "true"})
+    assert "2/2 runs passed" not in result.output
+    second = json.loads((repo_copy / "transcripts" / "specs" / "ci" / "support_reply[repeat=2].json").read_text(
+        encoding="utf-8"))
+    assert "Monday" in second["turns"][0]["reply"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.engine.backend import BackendTarget, BackendUnavailable, open_client, secret_values
 from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
-from runner.record.cassettes import REPLAYING_MODES, cassette_path, recording
+from runner.record.cassettes import REPLAYING_MODES, cassette_for, recording
 from runner.report.transcript import Transcript, TurnRecord
 from runner.spec.model import Spec
 
@@ -101,9 +101,9 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                 if after is not None:
                     await after(job, transcript)
             else:
-                path = cassette_path(options.cassettes, job.spec.file, job.spec.case)
+                path, mode = cassette_for(options.cassettes, job.spec, options.record_mode)
                 shown = f"{job.spec.file}[{job.spec.case}]" if job.spec.case else job.spec.file
-                with recording(path, options.record_mode, shown,
+                with recording(path, mode, shown,
                                secret_values(job.target, options.secret_env)) as cassette:
                     # a remote endpoint's traffic is recorded: a shared assistant would put its calls in
                     # whichever cassette came first, so each conversation makes (and removes) its own

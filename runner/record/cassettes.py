@@ -23,6 +23,7 @@ import httpx2
 from openai import OpenAIError
 
 from runner.report.writers import atomic_write
+from runner.spec.model import Spec
 from runner.spec.paths import output_stem
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
@@ -36,11 +37,25 @@ _NOISE_HEADER_PREFIXES = ("x-stainless-", "idempotency-key")
 MATCH_ON = ("method", "uri", "body")
 
 
-def can_replay(mode: str | None, directory: Path, spec_file: str, case: str = "") -> bool:
+def can_replay(mode: str | None, directory: Path, spec: Spec) -> bool:
     """Whether a cassette will answer this conversation's calls (so live providers need no key)."""
     if mode == "none":
         return True
-    return mode in REPLAYING_MODES and cassette_path(directory, spec_file, case).is_file()
+    return mode in REPLAYING_MODES and cassette_for(directory, spec, mode)[0].is_file()
+
+
+def cassette_for(directory: Path, spec: Spec, mode: str) -> tuple[Path, str]:
+    """The cassette a conversation records to or replays from, and in which mode.
+
+    A repeat (`--repeat`) without a cassette of its own replays its conversation's, read-only, when the mode
+    only replays or records what is missing: a suite recorded once runs offline with any `--repeat`.
+    """
+    own = cassette_path(directory, spec.file, spec.case)
+    if spec.repeats is not None and mode in ("none", "once") and not own.is_file():
+        shared = cassette_path(directory, spec.file, spec.repeats)
+        if shared.is_file():
+            return shared, "none"
+    return own, mode
 
 
 def default_record_mode(environ: dict[str, str] | os._Environ[str]) -> str:

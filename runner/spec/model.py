@@ -135,6 +135,7 @@ class Spec:
     expect: tuple[Check, ...] = ()  # checks on the whole conversation
     model_where: str = ""
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
+    repeats: str | None = None  # with --repeat: the case this run repeats, whose cassette it may replay
 
     @property
     def key(self) -> str:
