@@ -467,3 +467,20 @@ def test_to_dict_has_verdict_counts_and_is_json_serialisable() -> None:
     }
     assert back["turns"][0]["checks"][1]["where"] == "s.yaml:3:5"
     assert back["turns"][1]["skipped"] is True
+
+
+def test_to_dict_holds_every_field_of_the_transcript() -> None:
+    """to_dict is written out field by field (for speed): it must still hold every field, as asdict would."""
+    import dataclasses
+
+    turn = failing_turn(0)
+    turn.tool_calls = [ToolCallRecord("call_1", "f", {"a": 1}, "out")]
+    turn.latency_ms = 12.345
+    t = transcript([turn], tags=["smoke"])
+    t.conversation_checks = [CheckResult("jinja", "x", True, "ok")]
+    t.duration_ms = 99.96
+    reference = dataclasses.asdict(t)
+    reference.update(verdict="failed", checks={"passed": 2, "failed": 1}, duration_ms=100.0)
+    reference["turns"][0]["latency_ms"] = 12.3
+    assert t.to_dict() == reference
+    assert list(t.to_dict())[:3] == ["version", "name", "verdict"]

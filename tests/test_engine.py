@@ -398,3 +398,34 @@ def test_a_slow_backend_does_not_starve_the_others(write_spec) -> None:  # type:
     run_async(run_batch(jobs, EngineOptions(), concurrency=4, on_done=lambda j, t: finished.append(t.turns[0].user)))
     assert set(finished[:4]) >= {"fast 0", "fast 1"}, finished  # not behind the eight slow ones
     assert backend_share(4, 1) == 4 and backend_share(4, 2) == 3 and backend_share(1, 3) == 1
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+def test_sse_events_from_bytes_cut_anywhere(size: int) -> None:
+    """Events split across chunks at any byte (mid-line, mid-CRLF, mid-UTF-8), comments, multi-line data,
+    CRLF endings, a last event with no blank line after it, and nothing after `done`."""
+    from types import SimpleNamespace
+
+    from runner.engine.conversation import _sse_events
+
+    body = ("event: thread.run.created\r\ndata: {\"a\": \"é\"}\r\n\r\n"
+            ": keep-alive\n\n"
+            "event: thread.message.delta\ndata: line one\ndata: line two\n\n"
+            "data: no event name\n\n"
+            "event: thread.run.completed\ndata: {}").encode()
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for start in range(0, len(body), size):
+            yield body[start:start + size]
+
+    async def collect(raw: bytes) -> list[tuple[str, str]]:
+        nonlocal body
+        body = raw
+        response = SimpleNamespace(http_response=SimpleNamespace(aiter_bytes=chunks))
+        return [event async for event in _sse_events(response)]
+
+    assert run_async(collect(body)) == [
+        ("thread.run.created", '{"a": "é"}'), ("thread.message.delta", "line one\nline two"),
+        ("message", "no event name"), ("thread.run.completed", "{}")]
+    done = b"event: a\ndata: 1\n\nevent: done\ndata: [DONE]\n\nevent: b\ndata: 2\n\n"
+    assert run_async(collect(done)) == [("a", "1")]

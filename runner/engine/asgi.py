@@ -60,7 +60,10 @@ class StreamingASGITransport(httpx2.AsyncBaseTransport):
         """Run the app for one request and return as soon as the response starts."""
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+            # spec 2.4: the app learns of a disconnect by cancellation (see _BodyStream.aclose), so Starlette
+            # streams without a task group listening for it
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+            "method": request.method,
             "headers": [(k.lower(), v) for k, v in request.headers.raw], "scheme": request.url.scheme,
             "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
             "query_string": request.url.query, "server": (request.url.host, request.url.port),

@@ -128,13 +128,26 @@ class ReplayMismatch(OpenAIError):
 
 @dataclass
 class CassetteSession:
-    """One conversation's cassette and what the engine tells it (which turn is running)."""
+    """One conversation's cassette and what the engine tells it (which turn is running).
 
-    cassette: Any
+    The cassette is loaded on the first request that goes through it: most conversations on the offline
+    models make none, and loading one costs more than the whole conversation.
+    """
+
     spec_file: str
     path: Path
+    mode: str
+    secrets: Mapping[str, str]
     turn: int | None = None
     mismatches: list[tuple[int | None, str]] = field(default_factory=list)
+    loaded: Any = None
+
+    @property
+    def cassette(self) -> Any:
+        """The vcrpy cassette, loaded now if it was not yet."""
+        if self.loaded is None:
+            self.loaded = load_cassette(self.path, self.mode, self.secrets)
+        return self.loaded
 
     def explain(self, exc: Any) -> str:
         """A one-line account of a request the cassette cannot answer."""
@@ -166,13 +179,14 @@ def recording(path: Path, mode: str, spec_file: str, secrets: Mapping[str, str])
     """Route this conversation's traffic (and that of the runs it starts) through its cassette; save it at
     the end when anything new was recorded, unless the conversation was cut short (Ctrl-C, cancelled): half a
     conversation's cassette would fail its next replay."""
-    session = CassetteSession(load_cassette(path, mode, secrets), spec_file, path)
+    session = CassetteSession(spec_file, path, mode, secrets)
     token = _current.set(session)
     try:
         yield session
     finally:
         _current.reset(token)
-    session.cassette._save()
+    if session.loaded is not None:
+        session.loaded._save()
 
 
 class CassetteRouter(httpx2.AsyncBaseTransport):

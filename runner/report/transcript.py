@@ -6,7 +6,7 @@ The engine fills it, the checks add their results, the writers render it. It is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 TRANSCRIPT_VERSION = 1
@@ -111,17 +111,27 @@ class Transcript:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The transcript as JSON-ready data, verdict included."""
-        data = asdict(self)
-        data["verdict"] = self.verdict
-        # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
-        data["duration_ms"] = round(self.duration_ms, 1)
-        for turn in data["turns"]:
-            if turn["latency_ms"] is not None:
-                turn["latency_ms"] = round(turn["latency_ms"], 1)
+        """The transcript as JSON-ready data, verdict included (shares nested values with the transcript:
+        serialise it, do not change it)."""
+        # field by field: dataclasses.asdict deep-copies everything, and cost more than the conversation
         counts = [c.passed for t in self.turns for c in t.checks] + [c.passed for c in self.conversation_checks]
-        data["checks"] = {"passed": sum(counts), "failed": len(counts) - sum(counts)}
-        order = ["version", "name", "verdict", "spec_file", "case", "description", "tags", "backend", "model",
-                 "assistant", "assistant_id", "thread_id", "started_at", "duration_ms", "error", "checks",
-                 "conversation_checks", "turns"]
-        return {key: data[key] for key in order}
+        return {
+            "version": self.version, "name": self.name, "verdict": self.verdict, "spec_file": self.spec_file,
+            "case": self.case, "description": self.description, "tags": list(self.tags), "backend": self.backend,
+            "model": self.model, "assistant": self.assistant, "assistant_id": self.assistant_id,
+            "thread_id": self.thread_id, "started_at": self.started_at,
+            # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
+            "duration_ms": round(self.duration_ms, 1), "error": self.error,
+            "checks": {"passed": sum(counts), "failed": len(counts) - sum(counts)},
+            "conversation_checks": [vars(c).copy() for c in self.conversation_checks],
+            "turns": [_turn_dict(t) for t in self.turns],
+        }
+
+
+def _turn_dict(turn: TurnRecord) -> dict[str, Any]:
+    data = vars(turn).copy()  # the fields, in their order
+    data["tool_calls"] = [vars(call).copy() for call in turn.tool_calls]
+    data["checks"] = [vars(check).copy() for check in turn.checks]
+    if turn.latency_ms is not None:
+        data["latency_ms"] = round(turn.latency_ms, 1)
+    return data

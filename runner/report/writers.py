@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from runner.report.transcript import Transcript
@@ -21,19 +21,37 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()  # what open() would give; mkstemp's private 0600 is not meant for reports
 
 
+_made: set[Path] = set()  # folders this process has made (or found): a batch writes thousands of files in few
+_numbers = itertools.count()
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new file beside `path`, open for writing, named for this process alone (helpers write in parallel)."""
+    folder = path.parent
+    if folder not in _made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
+    while True:
+        tmp = f"{folder}{os.sep}.{path.name}.{os.getpid()}.{next(_numbers)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE), tmp
+        except FileExistsError:  # left by an earlier process with this pid: take the next number
+            continue
+        except FileNotFoundError:  # the folder was removed since: make it again
+            folder.mkdir(parents=True, exist_ok=True)
 
 
 def transcript_stem(out_dir: Path, spec_file: str, case: str = "") -> Path:
