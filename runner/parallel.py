@@ -269,16 +269,23 @@ def _helper(jobs: Sequence[Job], options: EngineOptions, concurrency: int, share
 
 def _receive(loop: asyncio.AbstractEventLoop, helper: _Helper, closed: asyncio.Future[None],
              finished: Callable[[Finished], None], end: BatchEnd) -> None:
-    """Take one message from a helper: a finished conversation, or the traceback it died of."""
-    try:
-        message = helper.conn.recv()
-    except (EOFError, OSError):
-        loop.remove_reader(helper.conn.fileno())
-        helper.conn.close()
-        closed.set_result(None)
-        return
-    if isinstance(message, Finished):
-        finished(message)
-    else:
-        helper.failed = True
-        end.errors.append(f"helper process {helper.index} failed:\n{message}")
+    """Take every message a helper has sent: finished conversations, or the traceback it died of.
+
+    All of them at once: a helper whose pipe is full waits, and this process has its own conversations
+    to run between two calls.
+    """
+    while True:
+        try:
+            message = helper.conn.recv()
+        except (EOFError, OSError):
+            loop.remove_reader(helper.conn.fileno())
+            helper.conn.close()
+            closed.set_result(None)
+            return
+        if isinstance(message, Finished):
+            finished(message)
+        else:
+            helper.failed = True
+            end.errors.append(f"helper process {helper.index} failed:\n{message}")
+        if not helper.conn.poll():
+            return

@@ -84,6 +84,8 @@ class StreamingASGITransport(httpx2.AsyncBaseTransport):
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
+            if disconnected.is_set():  # as ASGI 2.4 asks of a server whose client has gone
+                raise OSError("the client disconnected")
             if message["type"] == "http.response.start":
                 started.set_result((message["status"], list(message.get("headers", []))))
             elif message["type"] == "http.response.body":
