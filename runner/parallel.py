@@ -261,8 +261,8 @@ def _helper(jobs: Sequence[Job], options: EngineOptions, concurrency: int, share
     try:
         asyncio.run(main())
     except BaseException:
-        conn.send(traceback.format_exc())
-        raise
+        conn.send(traceback.format_exc())  # the main process shows it: the helper itself prints nothing
+        sys.exit(1)
     finally:
         conn.close()
 

@@ -120,6 +120,23 @@ def test_a_helper_that_dies_is_reported_and_the_rest_is_kept(tmp_path: Path) -> 
     assert "c003" not in names and len(names) == 11, names
 
 
+@needs_fork
+def test_a_helper_that_fails_shows_its_traceback_once_and_the_others_carry_on(tmp_path: Path) -> None:
+    write_delayed(tmp_path / "s", 12, 20)
+    code, output = finish(runner_process(
+        tmp_path, "run", "s", "--processes", "2", "-j", "2",
+        code="import multiprocessing, runner.parallel as p\n"
+             "real = p.execute\n"
+             "async def execute(*args, **kwargs):\n"
+             "    if multiprocessing.parent_process() is not None:\n"
+             "        raise RuntimeError('a bug in the helper')\n"
+             "    return await real(*args, **kwargs)\n"
+             "p.execute = execute\n"))
+    assert code == 1, output
+    assert "helper process 1 failed:" in output and output.count("RuntimeError: a bug in the helper") == 1
+    assert len(list((tmp_path / "transcripts" / "s").glob("*.json"))) == 12  # the main process took them all
+
+
 def wait_for_transcripts(folder: Path, count: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while len(list(folder.glob("*.json"))) < count and time.monotonic() < deadline and proc.poll() is None:
