@@ -233,3 +233,60 @@ def test_a_repeated_idempotency_key_gets_the_first_answer() -> None:
                         headers={"Idempotency-Key": "k-2"})
     assert other.json()["id"] != first.json()["id"]
     assert len(backend.store.children("message", thread["id"])) == 2
+
+
+@pytest.mark.parametrize(("headers", "waits"), [
+    ([(b"retry-after", b"3")], [3.0]),  # the backend's wait, to the second
+    ([(b"retry-after-ms", b"1500")], [1.5]),
+    ([], None),  # no header: exponential back-off with jitter, bounded
+])
+def test_a_rate_limited_turn_waits_as_told_then_goes_on_once(write_spec, monkeypatch, headers, waits) -> None:  # type: ignore[no-untyped-def]
+    """A 429 on a remote backend: the engine waits what retry-after says (else backs off with jitter), retries
+    with the same Idempotency-Key, and the conversation goes on with the user's message in the thread once."""
+    import anyio
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from runner.engine.asgi import StreamingASGITransport
+    from runner.server.app import Backend, create_app
+
+    backend = Backend()
+    app = create_app(backend)
+    keys: list[str] = []
+
+    async def limits_the_first_run(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["method"] == "POST" and scope["path"].endswith("/runs"):
+            keys.append(dict(scope["headers"]).get(b"idempotency-key", b"").decode())
+            if len(keys) == 1:
+                body = b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}'
+                await send({"type": "http.response.start", "status": 429,
+                            "headers": [(b"content-type", b"application/json"), *headers]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(anyio, "sleep", sleep)
+    spec = load_spec(write_spec("assistant: {model: echo}\nconversation: [{user: first}, {user: second}]\n"))
+
+    async def go():  # type: ignore[no-untyped-def]
+        http = httpx2.AsyncClient(transport=StreamingASGITransport(limits_the_first_run), base_url="http://x/v1")
+        client = AsyncOpenAI(api_key="x", base_url="http://x/v1", http_client=http, max_retries=2)
+        transcript = await run_conversation(spec, client, BackendTarget(BackendConfig(base_url="http://x/v1")),
+                                            AssistantPool(client), EngineOptions(keep=True))
+        await client.close()
+        return transcript
+
+    transcript = run_async(go())
+    assert transcript.error is None and [t.reply for t in transcript.turns] == ["first", "second"]
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]  # the retry is the same request; turn 2 a new one
+    if waits is not None:
+        assert slept == waits
+    else:
+        assert len(slept) == 1 and 0.375 <= slept[0] <= 0.5  # 0.5 s, less up to a quarter of jitter
+    texts = [m["content"][0]["text"]["value"] for m in backend.store.children("message", transcript.thread_id)]
+    assert texts == ["first", "first", "second", "second"]
