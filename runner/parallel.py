@@ -165,15 +165,13 @@ def _run(jobs: Sequence[Job], options: EngineOptions, concurrency: int, processe
             shared.stop()
             if presses >= 2:
                 batch.cancel()
-                for helper in helpers:
-                    if helper.process.is_alive():
-                        os.kill(helper.process.pid, signal.SIGTERM if presses == 2 else signal.SIGKILL)
+                _signal(helpers, signal.SIGTERM if presses == 2 else signal.SIGKILL)
             on_interrupt(presses)
 
         # no signal handlers on Windows: there Ctrl-C stops at once
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, interrupted)
-        closed = [asyncio.get_running_loop().create_future() for _ in helpers]
+        closed = [loop.create_future() for _ in helpers]
         for helper, done in zip(helpers, closed, strict=True):
             loop.add_reader(helper.conn.fileno(), _receive, loop, helper, done, finished, end)
         try:
@@ -189,9 +187,7 @@ def _run(jobs: Sequence[Job], options: EngineOptions, concurrency: int, processe
         end.interrupted = True
     except BaseException:
         shared.stop()  # a failure here must not leave helpers running the batch on their own
-        for helper in helpers:
-            if helper.process.is_alive():
-                os.kill(helper.process.pid, signal.SIGTERM)
+        _signal(helpers, signal.SIGTERM)
         raise
     finally:
         for helper in helpers:
@@ -213,6 +209,12 @@ class _Helper:
     process: Any
     conn: Connection
     failed: bool = False  # it sent the traceback it died of
+
+
+def _signal(helpers: list[_Helper], signum: int) -> None:
+    for helper in helpers:
+        if helper.process.is_alive():
+            os.kill(helper.process.pid, signum)
 
 
 def _written(transcript: Transcript, write: Callable[[Transcript], Path]) -> Finished:

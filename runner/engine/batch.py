@@ -77,8 +77,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     of `jobs`.
     """
     sessions: dict[str, _BackendSession] = {}
-    for job in jobs:
-        key = job.target.config.key()
+    keys = [job.target.config.key() for job in jobs]
+    for job, key in zip(jobs, keys, strict=True):
         if key not in sessions:
             sessions[key] = _BackendSession(job.target)
             sessions[key].open(options.record_mode in REPLAYING_MODES)
@@ -87,7 +87,7 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     backend_limits = {key: asyncio.Semaphore(share) for key in sessions}
 
     async def one(index: int, job: Job) -> Transcript | None:
-        key = job.target.config.key()
+        key = keys[index]
         session = sessions[key]
         # the backend's own limit first: a conversation waiting for a busy backend holds no global slot
         async with backend_limits[key], limit:
@@ -102,8 +102,7 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                     await after(job, transcript)
             else:
                 path, mode = cassette_for(options.cassettes, job.spec, options.record_mode)
-                shown = f"{job.spec.file}[{job.spec.case}]" if job.spec.case else job.spec.file
-                with recording(path, mode, shown,
+                with recording(path, mode, job.spec.key,
                                secret_values(job.target, options.secret_env)) as cassette:
                     # a remote endpoint's traffic is recorded: a shared assistant would put its calls in
                     # whichever cassette came first, so each conversation makes (and removes) its own

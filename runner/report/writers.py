@@ -18,7 +18,7 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-_FILE_MODE = _file_mode()  # what open() would give; mkstemp's private 0600 is not meant for reports
+_FILE_MODE = _file_mode()  # what open() would give the files, under the user's umask
 
 
 _made: set[Path] = set()  # folders this process has made (or found): a batch writes thousands of files in few
