@@ -10,7 +10,9 @@ b. the same with each run delayed 200 ms (a scripted rule with delay_ms): batch 
    N x 0.2 s / C, at C = 1, 16, 64, 256, as a ratio (the runner's own batch time, process start excluded).
 c. result latency: milliseconds from the run's completion inside the backend to the engine holding the
    reply, streaming and polling (in-process, median over many runs).
-d. start-up: `runner --help`, and `runner validate` of 100 specs (which must not import the SDK).
+d. start-up: `runner --help`, and `runner validate` of 100 specs (which must not import the SDK); and
+   `runner run specs/examples/hello.yaml` (one conversation on the embedded backend) against `runner --help`,
+   run in turn, as the median of the pairwise wall-time ratios (issue 10: at most 3x).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"a_wall": 3.9, "a_rss": 240.0, "b_64": 1.10, "b_256": 1.25, "c_stream": 10.0, "d_help": 0.3,
-           "d_validate": 1.0}
+           "d_validate": 1.0, "d_hello_ratio": 3.0}
 
 
 def write_specs(folder: Path, n: int, delay_ms: int = 0) -> None:
@@ -179,7 +181,17 @@ def bench_d(work: Path, repeats: int) -> dict:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    return {"help": timed(["--help"]), "validate": timed(["validate", "d"])}
+    def wall(args: list[str]) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "runner", *args], cwd=work, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    hello = str(ROOT / "specs" / "examples" / "hello.yaml")
+    pairs = [(wall(["run", hello, "--out", "hello-out"]), wall(["--help"])) for _ in range(max(repeats, 9))]
+    return {"help": timed(["--help"]), "validate": timed(["validate", "d"]),
+            "hello": statistics.median(run for run, _ in pairs),
+            "hello_ratio": statistics.median(run / help_ for run, help_ in pairs)}
 
 
 def main() -> None:
@@ -216,6 +228,8 @@ def main() -> None:
             f"{c[mode]['median']:.2f} / {c[mode]['p95']:.2f} ms", c[mode]["median"], target, " ms")
     row("d", "runner --help", f"{d['help']:.3f} s", d["help"], TARGETS["d_help"], " s")
     row("d", "runner validate (100 specs)", f"{d['validate']:.3f} s", d["validate"], TARGETS["d_validate"], " s")
+    row("d", f"runner run hello.yaml ({d['hello']:.3f} s) / runner --help, side by side", f"{d['hello_ratio']:.2f}x",
+        d["hello_ratio"], TARGETS["d_hello_ratio"], "x")
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     header = ("", "measure", "value", "target", "")
     table = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",

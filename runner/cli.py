@@ -158,9 +158,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         selected = select(specs, keyword=keyword, tags=tags, shard=parse_shard(shard) if shard else None)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from None
-    if not selected and (keyword or tags or shard):
-        click.echo(f"no conversation selected out of {len(specs)}", err=True)
-        sys.exit(EXIT_OK)
+    if not selected:
+        _nothing_selected(specs, keyword, tags, shard)
     from runner.run import repeated
 
     runs = repeated(selected, repeat)
@@ -189,6 +188,21 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
 
     gc.freeze()  # the interpreter's last collections would walk every object of the batch (0.4 s after 1,000)
     sys.exit(code)
+
+
+def _nothing_selected(specs: list[Spec], keyword: str | None, tags: tuple[str, ...], shard: str | None) -> None:
+    """Exit when the selection is empty: a usage error when -k/--tag match nothing (a typo must not pass CI),
+    success when only the shard is empty (a small suite leaves some of N machines without work)."""
+    from runner.select import select
+
+    if (keyword or tags) and not select(specs, keyword=keyword, tags=tags):
+        asked = " and ".join(filter(None, (f"-k {keyword!r}" if keyword else "",
+                                           " ".join(f"--tag {t}" for t in tags))))
+        known = sorted({t for spec in specs for t in spec.tags})
+        hint = f" (tags in these specs: {', '.join(known)})" if tags and known else ""
+        raise click.UsageError(f"{asked} selects none of the {len(specs)} conversations{hint}; nothing was run")
+    click.echo(f"shard {shard} holds none of the {len(specs)} conversations selected; nothing to run", err=True)
+    sys.exit(EXIT_OK)
 
 
 @dataclass(frozen=True)
@@ -253,8 +267,9 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     def write(transcript: Transcript) -> Path:
         return write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
 
-    import openai  # noqa: F401  # importing the SDK is start-up: the batch's time begins after it
-    import openai.resources.beta.beta  # noqa: F401  # (its Assistants resources load on first use)
+    # importing the SDK is start-up: the batch's time begins after it (its Assistants resources load on first use)
+    import openai.resources.beta.assistants  # noqa: F401
+    import openai.resources.beta.threads.threads  # noqa: F401
 
     import runner.server.app  # noqa: F401
 
@@ -388,4 +403,7 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
 
 def main() -> None:
     """Console-script entry point."""
+    from runner.sdk import install_lazy_imports
+
+    install_lazy_imports()
     cli(prog_name="runner")

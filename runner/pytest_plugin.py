@@ -109,6 +109,9 @@ class SpecItem(pytest.Item):
             raise SpecProblem("\n".join(self.errors))
         import asyncio
 
+        from runner.sdk import install_lazy_imports
+
+        install_lazy_imports()  # before the engine's first import of the SDK
         from runner.engine import EngineOptions
         from runner.record.cassettes import default_record_mode
         from runner.report.writers import write_transcript

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.sdk import install_lazy_imports
+
+install_lazy_imports()  # the suite loads the SDK as `runner` does, so the lazy packages are what it tests
 warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*Assistants API.*")
 warnings.filterwarnings("ignore", category=DeprecationWarning, message="deprecated")
 

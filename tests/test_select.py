@@ -73,8 +73,26 @@ def test_cli_selection(suite: Path) -> None:
         CliRunner().invoke(cli, ["run", ".", "--shard", f"{k}/3", "--summary", f"s{k}.json"])
         parts += [c["name"] for c in json.loads((suite / f"s{k}.json").read_text())["conversations"]]
     assert sorted(parts) == [f"conv-{i}" for i in range(6)]
+
+def test_a_selection_that_matches_nothing_is_a_usage_error(suite: Path) -> None:
     none = CliRunner().invoke(cli, ["run", ".", "-k", "nothing-like-this"])
-    assert none.exit_code == 0 and "no conversation selected out of 6" in none.output
+    assert none.exit_code == 2
+    assert "-k 'nothing-like-this' selects none of the 6 conversations; nothing was run" in none.output
+    tag = CliRunner().invoke(cli, ["run", ".", "--tag", "smoke"])
+    assert tag.exit_code == 2
+    assert "--tag smoke selects none of the 6 conversations (tags in these specs: even, odd)" in tag.output
+    assert not (suite / "transcripts").exists()
+
+
+def test_an_empty_shard_is_not_a_failure(suite: Path) -> None:
+    # 6 conversations over 40 machines: most shards are empty, and that is how the suite is split
+    empty = next(k for k in range(1, 41) if CliRunner().invoke(cli, ["run", ".", "--shard", f"{k}/40"]).output
+                 .startswith(f"shard {k}/40 holds none"))
+    result = CliRunner().invoke(cli, ["run", ".", "--shard", f"{empty}/40", "-k", "conv"])
+    assert result.exit_code == 0 and f"shard {empty}/40 holds none of the 6 conversations" in result.output
+
+
+def test_shard_syntax(suite: Path) -> None:
     bad = CliRunner().invoke(cli, ["run", ".", "--shard", "4/3"])
     assert bad.exit_code == 2 and "expected K/N" in bad.output
 

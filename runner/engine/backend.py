@@ -103,15 +103,15 @@ def _uses_check(spec: Spec, kind: str) -> bool:
 def embedded_client(backend: Backend) -> AsyncOpenAI:
     """An AsyncOpenAI client reaching `backend` in-process (no socket), responses streamed as produced."""
     import httpx2
-    from openai import AsyncOpenAI
 
     from runner.engine.asgi import StreamingASGITransport
+    from runner.sdk import async_client
     from runner.server.app import create_app
 
     transport = StreamingASGITransport(create_app(backend), on_close=backend.aclose)
     http_client = httpx2.AsyncClient(transport=transport, base_url=EMBEDDED_BASE_URL)
     # in-process calls cannot be rate limited or dropped: retries would only hide bugs
-    return AsyncOpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
+    return async_client(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, max_retries=0)
 
 
 def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dict[str, str]:
@@ -125,7 +125,7 @@ def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dic
 def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool = False) -> AsyncOpenAI:
     """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance, whose
     `openai` provider needs no key when cassettes may answer (`replaying`)."""
-    from openai import AsyncOpenAI
+    from runner.sdk import async_client
 
     if target.embedded:
         from runner.record.cassettes import routed_http_client
@@ -147,5 +147,5 @@ def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool 
         raise BackendUnavailable(f"the environment variable {env_name} (backend.api_key_env) is not set")
     from runner.record.cassettes import routed_http_client
 
-    return AsyncOpenAI(api_key=key or "unused", base_url=target.config.base_url, max_retries=max_retries,
+    return async_client(api_key=key or "unused", base_url=target.config.base_url, max_retries=max_retries,
                        http_client=routed_http_client())

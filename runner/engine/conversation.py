@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runner.engine.backend import BackendTarget, secret_values
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
+from runner.sdk import threads as sdk_threads
 from runner.server.providers.upstream import scrub
 from runner.spec.model import AssistantConfig, Spec, Turn
 
@@ -55,7 +56,9 @@ class AssistantPool:
     """One assistant per distinct config on a backend, shared by the conversations that use it."""
 
     def __init__(self, client: AsyncOpenAI) -> None:
-        self.client = client
+        from runner.sdk import assistants
+
+        self.assistants = assistants(client)
         self._ids: dict[str, asyncio.Future[str]] = {}
         self.created: list[str] = []
 
@@ -68,12 +71,12 @@ class AssistantPool:
         return await self._once("id:" + assistant_id, self._retrieve, assistant_id)
 
     async def _create(self, config: AssistantConfig) -> str:
-        assistant = await self.client.beta.assistants.create(**config.to_create_params())
+        assistant = await self.assistants.create(**config.to_create_params())
         self.created.append(assistant.id)
         return assistant.id
 
     async def _retrieve(self, assistant_id: str) -> str:
-        return (await self.client.beta.assistants.retrieve(assistant_id)).id
+        return (await self.assistants.retrieve(assistant_id)).id
 
     async def _once(self, key: str, make: Any, arg: Any) -> str:
         future = self._ids.get(key)
@@ -93,7 +96,7 @@ class AssistantPool:
         """Delete the assistants this pool created (remote backends, unless --keep)."""
         for assistant_id in self.created:
             with contextlib.suppress(Exception):  # cleanup is best effort: the verdicts are already in
-                await self.client.beta.assistants.delete(assistant_id)
+                await self.assistants.delete(assistant_id)
         self.created.clear()
 
 
@@ -108,7 +111,7 @@ class _Conversation:
                  options: EngineOptions, streaming: dict[str, bool], cassette: CassetteSession | None) -> None:
         self.spec = spec
         self.client = client
-        self.threads = client.beta.threads
+        self.threads = sdk_threads(client)
         self.target = target
         self.pool = pool
         self.options = options
