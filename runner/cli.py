@@ -110,9 +110,9 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--processes", type=click.IntRange(min=1), metavar="N",
               help="Processes sharing the batch (Linux). Default: one per core for large batches, else one.")
 @click.option("--record", "record_mode", type=click.Choice(["none", "once", "new_episodes", "all"]),
-              help="Cassette mode for model-provider (or remote endpoint) traffic: replay only, record what is "
-                   "missing once, add new requests, or record everything again. Default: none when CI is set, "
-                   "once otherwise.")
+              help="Cassette mode for model-provider traffic: replay only, record what is missing once, add new "
+                   "requests, or record everything again. Default: none when CI is set, once otherwise. A remote "
+                   "endpoint (--base-url) is recorded or replayed only when this is given.")
 @click.option("--cassettes", "cassette_dir", default="cassettes", show_default=True,
               type=click.Path(file_okay=False), help="Folder of the cassettes (one per conversation).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False),
@@ -174,7 +174,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     from runner.run import BackendChoice, make_jobs, problems
 
     options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
-                            cassettes=Path(cassette_dir), secret_env=secret_env)
+                            remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env)
     jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
     found = problems(jobs_list, options)
     if found:

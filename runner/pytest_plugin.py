@@ -122,6 +122,7 @@ class SpecItem(pytest.Item):
                                                     option("runner_poll")))
         options = EngineOptions(timeout=option("runner_timeout"),
                                 record_mode=option("runner_record") or default_record_mode(os.environ),
+                                remote_record_mode=option("runner_record"),
                                 cassettes=Path(option("runner_cassettes")))
         found = problems(jobs, options)
         if found:

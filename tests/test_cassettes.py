@@ -109,7 +109,7 @@ def test_a_changed_prompt_fails_the_replay_naming_spec_and_turn(workdir: Path,
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert no_network == []
     assert "replay: turn 2 of specs/weather.yaml sent POST http://127.0.0.1:" in output
-    assert "differs from the recording in cassettes/specs/weather.yaml in its body" in output
+    assert "differs from the closest request recorded in cassettes/specs/weather.yaml: its body at" in output
     assert "--record new_episodes" in output and "--record all" in output
     assert KEY not in output and TOKEN not in output
 
@@ -156,9 +156,54 @@ def test_a_remote_endpoints_traffic_is_recorded_and_replayed(workdir: Path, monk
     cassette = (workdir / "cassettes" / "specs" / "multi_turn.yaml").read_text(encoding="utf-8")
     assert "/v1/assistants" in cassette and "/v1/threads" in cassette
     no_network = block_network(monkeypatch)
-    replayed = _run("--base-url", url, env={"CI": "1"})
+    # the next `runner serve --port 0` listens elsewhere: recordings match on method, path, query and body
+    elsewhere = "http://127.0.0.1:9/v1"
+    replayed = _run("--base-url", elsewhere, "--record", "none", env={"CI": "1"})
     assert replayed.exit_code == 0, replayed.output  # type: ignore[attr-defined]
     assert "2 passed, 0 failed" in replayed.output  # type: ignore[attr-defined]
+    assert no_network == []
+
+
+def test_a_remote_endpoint_is_recorded_only_when_asked(workdir: Path) -> None:
+    """Pointing the runner at an endpoint means talking to it: no cassette is written or replayed unless
+    --record says so (a stale one would silently answer instead of the server)."""
+    from conftest import EXAMPLES
+    from serve_process import serving
+
+    (workdir / "specs" / "weather.yaml").unlink()
+    (workdir / "specs" / "hello.yaml").write_text((EXAMPLES / "hello.yaml").read_text(encoding="utf-8"),
+                                                  encoding="utf-8")
+    stale = workdir / "cassettes" / "specs" / "hello.yaml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("interactions: []\nversion: 1\n", encoding="utf-8")  # would fail any replay
+    for ci in ({}, {"CI": "1"}):
+        with serving(workdir, "--provider", "echo") as server:
+            result = _run("--base-url", server.url, env=ci)
+            assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert stale.read_text(encoding="utf-8") == "interactions: []\nversion: 1\n"
+    assert sorted(p.name for p in (workdir / "cassettes").rglob("*.yaml")) == ["hello.yaml"]
+
+
+def test_a_replay_mismatch_says_what_differs(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _record(workdir)
+    block_network(monkeypatch)
+    spec = workdir / "specs" / "weather.yaml"
+    spec.write_text(SPEC.replace("Thanks!", "Thank you!"), encoding="utf-8")
+    result = _run("--secret-env", "MY_TOKEN", "--var", f"token={TOKEN}", env=env)
+    output = result.output  # type: ignore[attr-defined]
+    assert "it differs from the closest request recorded in cassettes/specs/weather.yaml: its body at input[" \
+        in output
+    assert '.content: the recording has "Thanks!", this run sent "Thank you!"' in output \
+        or '.text: the recording has "Thanks!", this run sent "Thank you!"' in output, output
+
+
+def test_a_provider_recording_replays_whatever_the_providers_address(workdir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _record(workdir)
+    no_network = block_network(monkeypatch)
+    moved = {**env, "OPENAI_BASE_URL": "https://models.example.invalid:8443/v1"}
+    result = _run("--var", f"token={TOKEN}", "--secret-env", "MY_TOKEN", env=moved)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert no_network == []
 
 

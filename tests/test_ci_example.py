@@ -50,7 +50,8 @@ def test_a_changed_prompt_fails_the_ci_example(repo_copy: Path) -> None:
     result = CliRunner().invoke(cli, ["run", "specs/ci"], env={"CI": "true"})
     assert result.exit_code == 1
     assert ("replay: turn 1 of specs/ci/support_reply.yaml sent POST https://api.openai.com/v1/responses, but it "
-            "differs from the recording in cassettes/specs/ci/support_reply.yaml in its body") in result.output
+            "differs from the closest request recorded in cassettes/specs/ci/support_reply.yaml: its body at") \
+        in result.output
 
 
 @pytest.mark.parametrize("mode", ["none", "once"])

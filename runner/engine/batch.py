@@ -95,13 +95,13 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                 return None
             if session.error is not None or session.pool is None:
                 transcript = _unavailable(job, session.error or "not opened")
-            elif options.record_mode is None:
+            elif (mode := options.record_mode if job.target.embedded else options.remote_record_mode) is None:
                 transcript = await run_conversation(job.spec, session.client, job.target, session.pool, options,
                                                     session.streaming)
                 if after is not None:
                     await after(job, transcript)
             else:
-                path, mode = cassette_for(options.cassettes, job.spec, options.record_mode)
+                path, mode = cassette_for(options.cassettes, job.spec, mode)
                 with recording(path, mode, job.spec.key,
                                secret_values(job.target, options.secret_env)) as cassette:
                     # a remote endpoint's traffic is recorded: a shared assistant would put its calls in

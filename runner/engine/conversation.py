@@ -48,6 +48,9 @@ class EngineOptions:
     timeout: float = 60.0
     keep: bool = False
     record_mode: str | None = None  # none | once | new_episodes | all; None: no cassettes
+    # a remote endpoint's traffic goes to cassettes only when a mode was asked for (`--record ...`): by
+    # default the runner talks to the endpoint, which is what pointing it at one means
+    remote_record_mode: str | None = None
     cassettes: Path = Path("cassettes")
     secret_env: tuple[str, ...] = ()  # more variables whose values are secrets
 

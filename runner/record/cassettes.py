@@ -34,7 +34,9 @@ SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization"
 # headers that only say which SDK build sent the request, or are random per request: dropped so cassettes
 # diff clean across machines and recordings
 _NOISE_HEADER_PREFIXES = ("x-stainless-", "idempotency-key")
-MATCH_ON = ("method", "uri", "body")
+# where a request went is not what it asked: a recording replays whatever host, port or scheme the model
+# provider or the endpoint has today (`runner serve --port 0`, another RUNNER_CHAT_BASE_URL)
+MATCH_ON = ("method", "path", "query", "body")
 
 
 def can_replay(mode: str | None, directory: Path, spec: Spec) -> bool:
@@ -160,8 +162,9 @@ class CassetteSession:
             fix = "record it with `--record once` (the default outside CI)"
         else:
             if reason == "no_match" and exc.similar_requests:
-                differing = sorted({name for name, _ in exc.similar_requests[0][2]})
-                why = f"it differs from the recording in {self.path} in its {', '.join(differing)}"
+                recorded, _, failed = _closest(exc)
+                why = (f"it differs from the closest request recorded in {self.path}: "
+                       f"{difference(recorded, request, [name for name, _ in failed])}")
             elif reason == "already_played":
                 why = f"the recording in {self.path} has no more answers for it (the conversation made more calls)"
             else:
@@ -169,6 +172,74 @@ class CassetteSession:
             fix = ("the prompt or the conversation changed since the recording: re-record with "
                    "`--record new_episodes` (add the new requests) or `--record all` (record everything again)")
         return f"replay: {where} sent {sent}, but {why}; {fix}"
+
+
+def _closest(exc: Any) -> Any:
+    """Of the recorded requests that match as well as any, the first not yet played: the one this request
+    stands in for (the ones before it were answered already)."""
+    cassette = exc.cassette
+    played = {id(request) for index, request in enumerate(getattr(cassette, "requests", []))
+              if getattr(cassette, "play_counts", {}).get(index)}
+    return next((similar for similar in exc.similar_requests if id(similar[0]) not in played),
+                exc.similar_requests[0])
+
+
+def difference(recorded: Any, sent: Any, parts: list[str]) -> str:
+    """What differs between a recorded request and the one sent, part by part (`parts`: vcrpy's matcher
+    names that failed), down to the first differing field of a JSON body."""
+    said = []
+    for part in parts:
+        if part == "body":
+            said.append(f"its body {_body_difference(recorded.body, sent.body)}")
+        elif part in ("method", "path", "query"):
+            said.append(f"its {part}: the recording has {_clip(getattr(recorded, part))}, this run sent "
+                        f"{_clip(getattr(sent, part))}")
+        else:
+            said.append(f"its {part}")
+    return "; ".join(said) or "nothing the matchers name"
+
+
+def _body_difference(recorded: Any, sent: Any) -> str:
+    import json
+
+    def parsed(body: Any) -> Any:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body or ""
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    where, old, new = _first_difference(parsed(recorded), parsed(sent), "")
+    at = f"at {where}" if where else "as a whole"
+    return f"{at}: the recording has {_clip(old)}, this run sent {_clip(new)}"
+
+
+_MISSING = object()
+
+
+def _first_difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any]:
+    """The path to the first place two JSON values differ, and the two values there."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            if old.get(key, _MISSING) != new.get(key, _MISSING):
+                return _first_difference(old.get(key, _MISSING), new.get(key, _MISSING),
+                                         f"{where}.{key}" if where else str(key))
+    elif isinstance(old, list) and isinstance(new, list):
+        for index in range(max(len(old), len(new))):
+            left = old[index] if index < len(old) else _MISSING
+            right = new[index] if index < len(new) else _MISSING
+            if left != right:
+                return _first_difference(left, right, f"{where}[{index}]")
+    return where, old, new
+
+
+def _clip(value: Any, limit: int = 120) -> str:
+    import json
+
+    if value is _MISSING:
+        return "nothing"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 _current: contextvars.ContextVar[CassetteSession | None] = contextvars.ContextVar("runner_cassette", default=None)
