@@ -64,7 +64,9 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
     `replaying`: cassettes answer the model calls, so a live provider needs no key.
     """
     problems = _code_problems(spec)
-    if not target.embedded or spec.assistant is None:
+    if not target.embedded:
+        return problems + _embedded_only(spec, target)
+    if spec.assistant is None:
         return problems
     try:
         live = LiveSettings.from_env(os.environ, assume_openai=replaying)
@@ -73,6 +75,22 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
     problem = model_problem(spec.assistant.model, force=target.config.provider,
                             has_rules=target.config.rules is not None, live=live)
     return problems + ([f"{spec.model_where}: assistant.model: {problem}"] if problem else [])
+
+
+def _embedded_only(spec: Spec, target: BackendTarget) -> list[str]:
+    """What a spec asks of the embedded backend that a remote endpoint cannot honour: run there, it would
+    fail as if the prompt had regressed."""
+    found = []
+    where = spec.backend_where or spec.file
+    if spec.backend.rules is not None:
+        found.append(f"{where}: backend.rules: the rules of the `scripted` model configure the embedded backend, "
+                     f"and {target.config.base_url} answers with its own provider; run it without --base-url, or "
+                     "give the server the rules (`runner serve --rules FILE`) and drop them from the spec")
+    if spec.backend.provider is not None:
+        found.append(f"{where}: backend.provider: {spec.backend.provider!r} configures the embedded backend, and "
+                     f"{target.config.base_url} answers with its own provider; run it without --base-url, or "
+                     f"start the server with `--provider {spec.backend.provider}`")
+    return found
 
 
 def _code_problems(spec: Spec) -> list[str]:

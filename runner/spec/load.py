@@ -151,6 +151,7 @@ class _Builder:
             expect=self.build_checks(data.get("expect", []), ("expect",), tool_names),
             case=case_id(self.case),
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
+            backend_where=self.where(("backend",)) if "backend" in data else "",
         )
         if self.errors:
             raise SpecInvalid(self.errors)

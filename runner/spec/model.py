@@ -134,6 +134,7 @@ class Spec:
     vars: dict[str, Any] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()  # checks on the whole conversation
     model_where: str = ""
+    backend_where: str = ""  # where `backend` is written, for problems with it on another backend
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
     repeats: str | None = None  # with --repeat: the case this run repeats, whose cassette it may replay
 
