@@ -454,7 +454,7 @@ def test_to_dict_has_verdict_counts_and_is_json_serialisable() -> None:
     t = transcript([turn, TurnRecord(index=1, user="b", skipped=True)], tags=["smoke"])
     data = t.to_dict()
     assert data["verdict"] == "failed"
-    assert data["checks"] == {"passed": 1, "failed": 1}
+    assert data["checks"] == {"passed": 1, "failed": 1, "not_judged": 0}
     assert data["version"] == 1
     assert list(data)[:3] == ["version", "name", "verdict"]
     back = json.loads(json.dumps(data))
@@ -480,7 +480,7 @@ def test_to_dict_holds_every_field_of_the_transcript() -> None:
     t.conversation_checks = [CheckResult("jinja", "x", True, "ok")]
     t.duration_ms = 99.96
     reference = dataclasses.asdict(t)
-    reference.update(verdict="failed", checks={"passed": 2, "failed": 1}, duration_ms=100.0)
+    reference.update(verdict="failed", checks={"passed": 2, "failed": 1, "not_judged": 0}, duration_ms=100.0)
     reference["turns"][0]["latency_ms"] = 12.3
     assert t.to_dict() == reference
     assert list(t.to_dict())[:3] == ["version", "name", "verdict"]

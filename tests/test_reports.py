@@ -199,7 +199,7 @@ def test_junit_and_summary_show_failed_conversation_checks() -> None:
     assert failure is not None
     assert failure.get("message") == "conversation max_turns [specs/ok.yaml:20:3]: expected at most 3 turns; there were 2"
     (conv,) = to_summary([t], 1.0)["conversations"]
-    assert conv["checks"] == {"passed": 2, "failed": 1}
+    assert conv["checks"] == {"passed": 2, "failed": 1, "not_judged": 0}
     assert conv["failures"] == [{"turn": None, "kind": "check", "check": "max_turns", "where": "specs/ok.yaml:20:3",
                                  "reason": "expected at most 3 turns; there were 2"}]
 
@@ -227,7 +227,7 @@ def test_summary_totals() -> None:
     assert summary["version"] == 1
     assert summary["totals"] == {
         "conversations": 4, "passed": 1, "failed": 1, "errors": 2,
-        "checks": {"passed": 4, "failed": 3}, "seconds": 3.142,
+        "checks": {"passed": 4, "failed": 3, "not_judged": 0}, "seconds": 3.142,
     }
     json.dumps(summary)  # JSON-ready
 
@@ -235,9 +235,9 @@ def test_summary_totals() -> None:
 def test_summary_conversations_and_failures() -> None:
     ok, weather, err, setup = to_summary([passing(), failing(), erroring(), setup_error()], 1.0)["conversations"]
     assert ok == {"spec_file": "specs/ok.yaml", "name": "ok", "verdict": "passed", "turns": 1, "turns_run": 1,
-                  "checks": {"passed": 2, "failed": 0}, "duration_ms": 3.0, "error": None, "failures": []}
+                  "checks": {"passed": 2, "failed": 0, "not_judged": 0}, "duration_ms": 3.0, "error": None, "failures": []}
     assert weather["verdict"] == "failed"
-    assert weather["turns_run"] == 2 and weather["checks"] == {"passed": 2, "failed": 2}
+    assert weather["turns_run"] == 2 and weather["checks"] == {"passed": 2, "failed": 2, "not_judged": 0}
     assert weather["duration_ms"] == 1500.0
     assert weather["failures"] == [
         {"turn": 1, "kind": "check", "check": "contains", "where": "specs/w.yaml:10:19",
@@ -403,3 +403,38 @@ def test_diff_needs_folders(tmp_path: Path) -> None:
         diff_dirs(tmp_path, tmp_path / "missing")
     with pytest.raises(NotADirectoryError):
         diff_dirs(tmp_path / "file.json", tmp_path)
+
+
+def test_a_turn_that_ended_in_an_error_shows_the_error_first_and_judges_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed-out turn has no reply: its checks are not judged (never `contains ... reply: ""`), and the
+    console shows the cause on the first line after the conversation's."""
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(
+        "assistant: {model: scripted}\n"
+        "backend: {rules: [{user: hi, reply: hello, delay_ms: 3000}]}\n"
+        "expect: [{not_contains: sorry}]\n"
+        "conversation:\n"
+        "  - user: hi\n"
+        "    expect: [{contains: hello}, {regex: '^h'}]\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "slow.yaml", "--timeout", "0.3", "--out", str(tmp_path / "out"),
+                                      "--summary", str(tmp_path / "s.json")])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith("ERROR")
+    assert lines[1] == "      turn 1: the backend did not finish within 0.3 s (--timeout)"
+    assert lines[2] == "      turn 1: 2 checks not judged (contains, regex): the error above came first"
+    assert lines[3] == ("      conversation: 1 check not judged (not_contains): the error above came first")
+    assert 'reply: ""' not in result.output
+    data = json.loads((tmp_path / "out" / "slow.json").read_text(encoding="utf-8"))
+    assert data["checks"] == {"passed": 0, "failed": 0, "not_judged": 4}
+    assert all(not c["judged"] for c in data["turns"][0]["checks"])
+    summary = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert [f["kind"] for f in summary["conversations"][0]["failures"]] == ["error"]
+    markdown = (tmp_path / "out" / "slow.md").read_text(encoding="utf-8")
+    assert "| not judged |" in markdown and "**FAIL**" not in markdown

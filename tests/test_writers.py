@@ -271,7 +271,7 @@ def test_write_transcript_writes_json_and_md(tmp_path: Path, monkeypatch: pytest
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert data == t.to_dict()
     assert data["verdict"] == "failed"
-    assert data["checks"] == {"passed": 2, "failed": 1}
+    assert data["checks"] == {"passed": 2, "failed": 1, "not_judged": 0}
     assert data["spec_file"] == "specs/w.yaml"
     assert data["turns"][0]["tool_calls"][0]["arguments"] == {"city": "Paris", "days": 2}
     assert data["turns"][0]["checks"][2]["where"] == "specs/w.yaml:10:19"

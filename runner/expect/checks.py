@@ -268,9 +268,24 @@ def _shown_arg(spec_check: Check) -> Any:
     return spec_check.arg
 
 
+NOT_JUDGED = "not judged: the turn ended in an error before there was a reply to judge"
+
+
+def not_judged(check: Check, implicit: bool = False) -> CheckResult:
+    """A check whose turn (or conversation) ended in an error: it neither passed nor failed."""
+    return CheckResult(type=check.type, arg=_shown_arg(check), passed=False, reason=NOT_JUDGED, where=check.where,
+                       implicit=implicit, judged=False)
+
+
 async def run_checks(turn: Turn, record: TurnRecord, ctx: CheckContext | None = None) -> list[CheckResult]:
-    """Judge one turn: its explicit checks, plus `status: completed` when it declares no status check."""
+    """Judge one turn: its explicit checks, plus `status: completed` when it declares no status check. A turn
+    that ended in a runner error (unless that status was the one expected) has its checks not judged: an
+    empty reply failing `contains` would only hide the cause."""
     ctx = ctx or CheckContext()
+    if record.error is not None and record.status != turn.expected_status:
+        implicit = [] if any(c.type == "status" for c in turn.expect) else [not_judged(Check("status", "completed"),
+                                                                                          implicit=True)]
+        return implicit + [not_judged(c) for c in turn.expect]
     results = []
     if not any(c.type == "status" for c in turn.expect):
         results.append(await evaluate(Check("status", "completed"), record, ctx, implicit=True))
@@ -303,7 +318,9 @@ async def judge(spec: Spec, transcript: Transcript, ctx: CheckContext | None = N
     for turn, record in zip(spec.turns, transcript.turns, strict=False):
         if not record.skipped:
             record.checks = await run_checks(turn, record, ctx)
-    if spec.expect:
+    if spec.expect and transcript.error is not None:
+        transcript.conversation_checks = [not_judged(c) for c in spec.expect]
+    elif spec.expect:
         whole = conversation_record(transcript)
         transcript.conversation_checks = [await evaluate(c, whole, ctx) for c in spec.expect]
     return transcript

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runner.report.transcript import Transcript
+from runner.report.transcript import CheckResult, Transcript
 
 _STYLE = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "error": ("ERROR", "red")}
 
@@ -24,21 +24,31 @@ def conversation_line(transcript: Transcript) -> str:
             if turn.index > 0 and not transcript.turns[turn.index - 1].skipped:
                 lines.append(f"      turn {turn.index + 1} and later: not run (the conversation stopped earlier)")
             continue
-        for check in turn.checks:
-            # an implicit status failure only repeats the turn's own error, shown below
-            if not check.passed and not (check.implicit and turn.error):
-                where = f" [{check.where}]" if check.where else ""
-                lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
-        if turn.error:
+        if turn.error:  # the cause first: the checks after it could not be judged, or failed because of it
             turn_errors = True
             lines.append(f"      turn {turn.index + 1}: {turn.error}")
+        for check in turn.checks:
+            # an implicit status failure only repeats the turn's own error, shown above
+            if not check.passed and check.judged and not (check.implicit and turn.error):
+                where = f" [{check.where}]" if check.where else ""
+                lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
+        lines.extend(_not_judged(f"turn {turn.index + 1}", [c for c in turn.checks if not c.implicit]))
     for check in transcript.conversation_checks:
-        if not check.passed:
+        if not check.passed and check.judged:
             where = f" [{check.where}]" if check.where else ""
             lines.append(f"      conversation {check.type}{where}: {check.reason}")
+    lines.extend(_not_judged("conversation", transcript.conversation_checks))
     if transcript.error and not turn_errors:
         lines.insert(1, f"      {transcript.error}")
     return "\n".join(lines)
+
+
+def _not_judged(scope: str, checks: list[CheckResult]) -> list[str]:
+    unjudged = [c.type for c in checks if not c.judged]
+    if not unjudged:
+        return []
+    count = f"{len(unjudged)} check{'s' if len(unjudged) != 1 else ''}"
+    return [f"      {scope}: {count} not judged ({', '.join(unjudged)}): the error above came first"]
 
 
 def total_line(transcripts: list[Transcript], seconds: float, out_dir: str | None) -> str:

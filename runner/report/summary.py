@@ -51,21 +51,14 @@ def failure_entries(transcript: Transcript) -> list[dict[str, Any]]:
     return entries
 
 
-def _check_counts(transcript: Transcript) -> tuple[int, int]:
-    results = [c.passed for t in transcript.turns for c in t.checks] + [
-        c.passed for c in conversation_checks(transcript)]
-    return sum(results), len(results) - sum(results)
-
-
 def _conversation(transcript: Transcript) -> dict[str, Any]:
-    passed, failed = _check_counts(transcript)
     return {
         "spec_file": transcript.spec_file,
         "name": transcript.name,
         "verdict": transcript.verdict,
         "turns": len(transcript.turns),
         "turns_run": sum(1 for t in transcript.turns if not t.skipped),
-        "checks": {"passed": passed, "failed": failed},
+        "checks": transcript.check_counts(),
         "duration_ms": round(transcript.duration_ms, 1),
         "error": transcript.error,
         "failures": failure_entries(transcript),
@@ -79,14 +72,13 @@ def to_summary(transcripts: list[Transcript], seconds: float) -> dict[str, Any]:
     duration, runner error and its failures (see `failure_entries`).
     """
     conversations = [_conversation(t) for t in transcripts]
-    checks_passed = sum(c["checks"]["passed"] for c in conversations)
-    checks_failed = sum(c["checks"]["failed"] for c in conversations)
+    checks = {kind: sum(c["checks"][kind] for c in conversations) for kind in ("passed", "failed", "not_judged")}
     totals = {
         "conversations": len(transcripts),
         "passed": sum(t.verdict == "passed" for t in transcripts),
         "failed": sum(t.verdict == "failed" for t in transcripts),
         "errors": sum(t.verdict == "error" for t in transcripts),
-        "checks": {"passed": checks_passed, "failed": checks_failed},
+        "checks": checks,
         "seconds": round(seconds, 3),
     }
     return {"version": SUMMARY_VERSION, "totals": totals, "conversations": conversations}

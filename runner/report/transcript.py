@@ -32,6 +32,9 @@ class CheckResult:
     reason: str
     where: str = ""
     implicit: bool = False
+    # False when the turn ended in an error before there was anything to judge (a replay miss, a timeout):
+    # the check neither passed nor failed, and the turn's error says why
+    judged: bool = True
 
 
 @dataclass
@@ -106,15 +109,21 @@ class Transcript:
         for turn in self.turns:
             if turn.error is not None or turn.skipped:
                 out.append((turn, None))
-            out.extend((turn, c) for c in turn.checks if not c.passed and not (c.implicit and turn.error))
-        out.extend((None, c) for c in self.conversation_checks if not c.passed)
+            out.extend((turn, c) for c in turn.checks if not c.passed and c.judged and not (c.implicit and turn.error))
+        out.extend((None, c) for c in self.conversation_checks if not c.passed and c.judged)
         return out
+
+    def check_counts(self) -> dict[str, int]:
+        """How many checks passed, failed, and could not be judged (their turn ended in an error)."""
+        checks = [c for t in self.turns for c in t.checks] + list(self.conversation_checks)
+        passed = sum(c.passed for c in checks)
+        not_judged = sum(not c.judged for c in checks)
+        return {"passed": passed, "failed": len(checks) - passed - not_judged, "not_judged": not_judged}
 
     def to_dict(self) -> dict[str, Any]:
         """The transcript as JSON-ready data, verdict included (shares nested values with the transcript:
         serialise it, do not change it)."""
         # field by field: dataclasses.asdict deep-copies everything, and cost more than the conversation
-        counts = [c.passed for t in self.turns for c in t.checks] + [c.passed for c in self.conversation_checks]
         return {
             "version": self.version, "name": self.name, "verdict": self.verdict, "spec_file": self.spec_file,
             "case": self.case, "description": self.description, "tags": list(self.tags), "backend": self.backend,
@@ -122,7 +131,7 @@ class Transcript:
             "thread_id": self.thread_id, "started_at": self.started_at,
             # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
             "duration_ms": round(self.duration_ms, 1), "error": self.error,
-            "checks": {"passed": sum(counts), "failed": len(counts) - sum(counts)},
+            "checks": self.check_counts(),
             "conversation_checks": [vars(c).copy() for c in self.conversation_checks],
             "turns": [_turn_dict(t) for t in self.turns],
         }

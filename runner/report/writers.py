@@ -119,7 +119,8 @@ def to_markdown(transcript: Transcript) -> str:
             for c in turn.checks:
                 name = _cell(f"{c.type}: {_code(c.arg)}" + (" (implicit)" if c.implicit else ""))
                 detail = _cell(c.reason)
-                lines += [f"| {name} | {'pass' if c.passed else '**FAIL**'} | {detail} |"]
+                result = "pass" if c.passed else "**FAIL**" if c.judged else "not judged"
+                lines += [f"| {name} | {result} | {detail} |"]
     return "\n".join(lines) + "\n"
 
 
