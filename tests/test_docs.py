@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
 
 import runner
+from runner.expect.checks import CHECKS, COMPOSITE
+from runner.spec import reference
+from runner.spec.reference import render_reference
+from runner.spec.schema import spec_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -39,3 +48,75 @@ def test_every_documented_pip_install_names_the_distribution() -> None:
                     f"{doc.relative_to(ROOT)}:{number}: `pip install` of something other than {DISTRIBUTION} "
                     f"or `-e .`: {line.strip()}")
     assert seen >= 4
+
+
+def _schema_nodes(node: Any, pointer: str = "#") -> Iterator[tuple[str, Any]]:
+    """Every subschema with its JSON pointer."""
+    if isinstance(node, dict):
+        yield pointer, node
+        for key, value in node.items():
+            if key not in ("examples", "default", "const", "enum", "required"):
+                yield from _schema_nodes(value, f"{pointer}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _schema_nodes(value, f"{pointer}/{i}")
+
+
+def test_the_spec_reference_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    assert render_reference(spec_schema()) == committed, (
+        "docs/spec.md is stale: run python -m runner.spec.reference --write")
+
+
+def test_the_reference_can_be_printed_and_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert reference.main([]) == 0
+    printed = capsys.readouterr().out
+    assert printed == render_reference(spec_schema())
+    assert reference.main(["--write", str(tmp_path / "docs" / "spec.md")]) == 0
+    assert (tmp_path / "docs" / "spec.md").read_text(encoding="utf-8") == printed
+
+
+def test_every_check_is_in_the_schema_the_reference_and_the_readme() -> None:
+    known = set(CHECKS) | set(COMPOSITE)
+    in_schema = set(spec_schema()["$defs"]["check"]["properties"])
+    assert known == in_schema, f"checks the registry and the schema disagree on: {sorted(known ^ in_schema)}"
+    committed = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in sorted(known):
+        assert f"\n### `{name}`\n" in committed, f"docs/spec.md has no section on the check {name!r}"
+        assert f"`{name}`" in readme, f"README.md's overview of the checks leaves out {name!r}"
+    assert "](docs/spec.md" in readme
+
+
+def test_every_top_level_field_and_check_has_an_anchor_in_the_reference() -> None:
+    committed = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    anchors = {reference.slug(line.lstrip("#")) for line in committed.splitlines() if line.startswith("#")}
+    links = set(re.findall(r"\]\(#([^)]+)\)", committed))
+    assert links <= anchors, f"links to no heading: {sorted(links - anchors)}"
+    for name in spec_schema()["properties"]:
+        assert f"| `{name}` |" in committed, f"the top-level field {name!r} is not in docs/spec.md"
+
+
+def test_every_field_of_the_schema_is_described() -> None:
+    schema = spec_schema()
+    undescribed = []
+    for pointer, node in _schema_nodes(schema):
+        for name, sub in node.get("properties", {}).items():
+            target = schema["$defs"][sub["$ref"].rsplit("/", 1)[-1]] if "$ref" in sub else sub
+            if not (sub.get("description") or target.get("description")):
+                undescribed.append(f"{pointer}/properties/{name}")
+    assert not undescribed, f"fields without a description (the reference has nothing to say): {undescribed}"
+
+
+def test_every_example_in_the_schema_is_valid() -> None:
+    schema = spec_schema()
+    root = jsonschema.Draft202012Validator(schema)
+    seen = 0
+    for pointer, node in _schema_nodes(schema):
+        for example in node.get("examples", []):
+            seen += 1
+            errors = [e.message for e in root.evolve(schema=node).iter_errors(example)]
+            assert not errors, f"the example at {pointer} is invalid: {errors}"
+    assert seen >= 30
+    checks = spec_schema()["$defs"]["check"]["properties"]
+    assert all(check.get("examples") for check in checks.values()), "every check needs an example"
