@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import jsonschema
 import pytest
 
@@ -120,3 +123,43 @@ def test_every_example_in_the_schema_is_valid() -> None:
     assert seen >= 30
     checks = spec_schema()["$defs"]["check"]["properties"]
     assert all(check.get("examples") for check in checks.values()), "every check needs an example"
+
+
+def _documented_command(doc: Path, starts: str) -> list[str]:
+    """The arguments of the one shell line in `doc` that starts with `starts`."""
+    lines = [line for line in doc.read_text(encoding="utf-8").splitlines() if line.startswith(starts)]
+    assert len(lines) == 1, f"{doc.relative_to(ROOT)} should show one `{starts}...` command, found {lines}"
+    return shlex.split(lines[0], comments=True)
+
+
+def test_the_documented_pytest_command_runs_this_repositorys_specs(pytester: pytest.Pytester,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ci.md's command for this repository collects its specs and passes, offline and without a key."""
+    command = _documented_command(ROOT / "docs" / "ci.md", "pytest specs/ -o ")
+    for folder in ("specs", "cassettes"):
+        shutil.copytree(ROOT / folder, pytester.path / folder)
+    for name in ("CI", "OPENAI_API_KEY", "OPENAI_BASE_URL", "RUNNER_BASE_URL", "RUNNER_CHAT_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def no_network(self, request):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"network access during replay: {request.url}")
+
+    monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", no_network)
+    result = pytester.runpytest(*command[1:], "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) == len(list(_conversations())) > 0  # every conversation, each once
+
+
+def _conversations() -> Iterator[str]:
+    from runner.spec import find_specs, load_cases
+
+    for file in find_specs([str(ROOT / "specs")]):
+        for spec in load_cases(file, {}):
+            yield spec.label
+
+
+def test_docs_name_the_plugins_default_file_patterns(pytester: pytest.Pytester) -> None:
+    patterns = pytester.parseconfig().getini("runner_spec_glob")
+    ci = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
+    assert patterns and all(f"`{pattern}`" in ci for pattern in patterns), patterns
