@@ -156,13 +156,18 @@ def schema(print_schema: bool) -> None:
 @click.option("--secret-env", multiple=True, metavar="NAME",
               help="An environment variable whose value must never reach a cassette (repeatable; API keys "
                    "always are).")
+@click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Load provider settings and keys from this dotenv file (default: .env here, when present); "
+                   "the environment wins over it, and its values count as secrets.")
+@click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
         cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
         tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
         min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
-        processes: int | None) -> None:
+        processes: int | None, env_file: str | None, no_env_file: bool) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
+    secret_env = secret_env + _load_env(env_file, no_env_file)
     overrides = _parse_vars(variables)
     specs, errors, files = _load_all(paths, overrides)
     if errors:
@@ -205,6 +210,16 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
 
     gc.freeze()  # the interpreter's last collections would walk every object of the batch (0.4 s after 1,000)
     sys.exit(code)
+
+
+def _load_env(env_file: str | None, no_env_file: bool) -> tuple[str, ...]:
+    """Load the environment file the flags name; return the variables that count as secrets."""
+    from runner.envfile import EnvFileError, load_env_file
+
+    try:
+        return load_env_file(env_file, use_default=not no_env_file).secret_names
+    except EnvFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env-file") from None
 
 
 def _nothing_selected(specs: list[Spec], keyword: str | None, tags: tuple[str, ...], shard: str | None) -> None:
@@ -389,9 +404,13 @@ def diff(old: str, new: str) -> None:
 @click.option("--api-key-env", metavar="NAME", help="Require the key held by this environment variable (Bearer auth).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
+@click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Load provider settings and keys from this dotenv file (default: .env here, when present).")
+@click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
-          log_level: str) -> None:
+          log_level: str, env_file: str | None, no_env_file: bool) -> None:
     """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
+    _load_env(env_file, no_env_file)
     from runner.server.providers import LiveSettings, model_problem
     from runner.server.providers.upstream import BadKey
     from runner.server.serve import ServeError, ServeOptions
