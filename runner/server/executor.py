@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner.server import objects
-from runner.server.budget import police_reply, select_messages
+from runner.server.budget import model_tool_choice, police_reply, select_messages
 from runner.server.errors import APIError, invalid
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
@@ -25,6 +25,11 @@ from runner.server.store import Store
 # an event as it goes on the wire: its name and its JSON payload, serialised when it happened
 Event = tuple[str, str]
 ACTIVE_RUN_STATUSES = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+
+
+def _answering_outputs(private: dict[str, Any]) -> bool:
+    """Whether the run's next model call answers tool outputs the run has had submitted."""
+    return any(item.get("type") == "function_call_output" for item in private.get("items", []))
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -253,7 +258,9 @@ class RunExecutor:
 
     async def _step(self, run_id: str) -> None:
         run = self.store.get("run", run_id)
-        request = self._request(run, self.store.private(run_id))
+        private = self.store.private(run_id)
+        resumed = _answering_outputs(private)
+        request = self._request(run, private, resumed)
         if request is None:
             self._end_incomplete(run, "max_prompt_tokens")
             return
@@ -262,7 +269,7 @@ class RunExecutor:
             answer = await provider.respond(request)
             # the run as it is now: requests may have updated it (its metadata) while the model answered
             run = self.store.get("run", run_id)
-            reply = police_reply(answer, run)
+            reply = police_reply(answer, run, resumed=resumed)
         except ModelError as exc:
             self._fail(self.store.get("run", run_id), exc.code, exc.message)
             return
@@ -279,8 +286,9 @@ class RunExecutor:
             else:
                 self._complete_with_message(run, private, reply)
 
-    def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest | None:
-        """The model call for the run's next step; None when the context cannot fit `max_prompt_tokens`."""
+    def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool) -> ModelRequest | None:
+        """The model call for the run's next step (`resumed`: answering its tool outputs); None when the
+        context cannot fit `max_prompt_tokens`."""
         own_items: list[dict[str, Any]] = private.get("items", [])
         fixed = count_tokens(run["instructions"]) + sum(
             count_tokens(str(item.get("arguments") or item.get("output") or "")) for item in own_items)
@@ -292,7 +300,7 @@ class RunExecutor:
         items = [*selected, *own_items]
         return ModelRequest(
             model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
-            tool_choice=run["tool_choice"], parallel_tool_calls=run["parallel_tool_calls"],
+            tool_choice=model_tool_choice(run["tool_choice"], resumed), parallel_tool_calls=run["parallel_tool_calls"],
             response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
             max_output_tokens=run["max_completion_tokens"],
         )
