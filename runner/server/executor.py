@@ -27,6 +27,12 @@ Event = tuple[str, str]
 ACTIVE_RUN_STATUSES = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
 
 
+def _step_delta(step_id: str, tool_call: dict[str, Any]) -> dict[str, Any]:
+    """A `thread.run.step.delta` payload carrying one piece of one tool call."""
+    return {"id": step_id, "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tool_call]}}}
+
+
 def _answering_outputs(private: dict[str, Any]) -> bool:
     """Whether the run's next model call answers tool outputs the run has had submitted."""
     return any(item.get("type") == "function_call_output" for item in private.get("items", []))
@@ -338,8 +344,7 @@ class RunExecutor:
         step["usage"] = self._step_usage(reply)
         with self._change():
             self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
-            self._emit(run["id"], "thread.run.step.created", step)
-            self._emit(run["id"], "thread.run.step.in_progress", step)
+            self._announce_tool_calls(run["id"], step, calls)
             private["tool_step"] = step["id"]
             private.setdefault("items", []).extend(
                 {"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
@@ -352,6 +357,26 @@ class RunExecutor:
             self.store.update("run", run, private=private)
             self._emit(run["id"], "thread.run.requires_action", run)
             self._close(run["id"])
+
+    def _announce_tool_calls(self, run_id: str, step: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+        """The events of a tool-call step, as the hosted API streamed them: the step created and in progress
+        with no calls yet, then per call a delta opening it (index, id, name) and one with its arguments.
+
+        The SDKs' stream helpers add each delta to the created step's snapshot (strings are appended), so the
+        calls must arrive by deltas only; a new index is what fires their tool_call_created hooks, a delta of
+        the current index their tool_call_delta, and the next index or requires_action their tool_call_done.
+        """
+        announced = {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}
+        self._emit(run_id, "thread.run.step.created", announced)
+        self._emit(run_id, "thread.run.step.in_progress", announced)
+        for index, call in enumerate(calls):
+            function = call["function"]
+            opening = {"index": index, "id": call["id"], "type": "function",
+                       "function": {"name": function["name"], "arguments": "", "output": None}}
+            self._emit(run_id, "thread.run.step.delta", _step_delta(step["id"], opening))
+            if function["arguments"]:
+                arguments = {"index": index, "type": "function", "function": {"arguments": function["arguments"]}}
+                self._emit(run_id, "thread.run.step.delta", _step_delta(step["id"], arguments))
 
     def submit_tool_outputs(self, run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Record the outputs of the calls a run is waiting for and resume it; 400 when they don't fit."""
