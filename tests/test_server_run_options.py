@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from server_helpers import WEATHER_TOOL, Env, check, serve, text_of
+from server_helpers import WEATHER_TOOL, Env, check, error_json, serve, text_of
 
 from runner.server.providers import ModelReply, ModelRequest
 
@@ -153,5 +153,95 @@ def test_invalid_run_options_are_400_naming_the_param(options, param) -> None:  
         with pytest.raises(openai.BadRequestError) as info:
             await env.client.beta.threads.runs.create(thread_id=t.id, assistant_id=a.id, **options)
         assert info.value.body["param"] == param  # type: ignore[index]
+
+    serve(body)
+
+
+def test_a_forced_call_binds_the_first_model_call_only() -> None:
+    """Once the forced call's outputs are in, the model answers them freely (else a forced run never ends)."""
+    rules = [
+        {"user": "weather", "reply": "no tools needed"},
+        {"user": "weather in (\\w+)", "call": {"name": "get_weather", "arguments": {"city": "\\1"}}},
+        {"tool_output": "(\\d+)", "reply": "It is \\1 degrees."},
+    ]
+
+    async def body(env: Env) -> None:
+        a = await env.assistant("scripted", tools=[WEATHER_TOOL, LOOKUP_TOOL])
+        forced = {"type": "function", "function": {"name": "get_weather"}}
+        for choice in (forced, "required"):
+            t = await env.thread("weather in Oslo")
+            run = await env.client.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id,
+                                                                     tool_choice=choice)  # type: ignore[arg-type]
+            assert run.status == "requires_action", run.last_error
+            (call,) = run.required_action.submit_tool_outputs.tool_calls  # type: ignore[union-attr]
+            run = check(await env.client.beta.threads.runs.submit_tool_outputs_and_poll(
+                run_id=run.id, thread_id=t.id, tool_outputs=[{"tool_call_id": call.id, "output": "4"}]))
+            assert run.status == "completed" and run.to_dict()["tool_choice"] == choice  # stored as given
+            assert text_of((await env.messages(t.id))[0]) == "It is 4 degrees."
+
+    serve(body, rules=rules)
+
+
+FILE_SEARCH = {"type": "file_search"}
+CODE_INTERPRETER = {"type": "code_interpreter"}
+
+
+@pytest.mark.parametrize("kind", ["file_search", "code_interpreter"])
+def test_a_built_in_tool_choice_is_accepted_when_the_run_has_that_tool(kind: str) -> None:
+    """Stored and answered as given; the backend does not run these tools yet, so the model answers as with
+    `auto` and the budget policing lets the answer stand."""
+
+    async def body(env: Env) -> None:
+        c = env.client
+        a = await env.assistant("scripted", tools=[{"type": kind}, WEATHER_TOOL])
+        t = await env.thread("hello Ada")
+        run = check(await c.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id,
+                                                              tool_choice={"type": kind}))  # type: ignore[arg-type]
+        assert run.status == "completed" and run.tool_choice.type == kind  # type: ignore[union-attr]
+        assert (await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)).tool_choice.type == kind  # type: ignore[union-attr]
+        assert text_of((await env.messages(t.id))[0]) == "Hi Ada!"
+        # the run's own tools count, not only the assistant's; and create_and_run and streams take it too
+        echo = await env.assistant("echo")
+        events = [e async for e in await c.beta.threads.create_and_run(
+            assistant_id=echo.id, tools=[{"type": kind}], tool_choice={"type": kind},  # type: ignore[arg-type, list-item]
+            thread={"messages": [{"role": "user", "content": "streamed"}]}, stream=True)]
+        assert events[-1].event == "thread.run.completed"
+        assert events[-1].data.tool_choice.type == kind  # type: ignore[union-attr]
+
+    serve(body)
+
+
+@pytest.mark.parametrize("choice", [FILE_SEARCH, CODE_INTERPRETER])
+def test_a_built_in_tool_choice_without_that_tool_is_a_400(choice: dict[str, str]) -> None:
+    async def body(env: Env) -> None:
+        other = CODE_INTERPRETER if choice is FILE_SEARCH else FILE_SEARCH
+        a = await env.assistant("scripted", tools=[WEATHER_TOOL, other])
+        t = await env.thread("hello Ada")
+        for start in (
+            env.client.beta.threads.runs.create(thread_id=t.id, assistant_id=a.id, tool_choice=choice),  # type: ignore[arg-type]
+            env.client.beta.threads.create_and_run(assistant_id=a.id, tool_choice=choice),  # type: ignore[arg-type]
+            # the run's tools replace the assistant's: these have no such tool either
+            env.client.beta.threads.runs.create(thread_id=t.id, assistant_id=(await env.assistant("echo")).id,
+                                                tools=[WEATHER_TOOL], tool_choice=choice),  # type: ignore[arg-type, list-item]
+        ):
+            with pytest.raises(openai.BadRequestError) as info:
+                await start
+            error = error_json(info.value)
+            assert error["param"] == "tool_choice" and error["type"] == "invalid_request_error"
+            assert choice["type"] in error["message"]
+        assert not (await env.client.beta.threads.runs.list(thread_id=t.id)).data  # nothing was started
+
+    serve(body)
+
+
+@pytest.mark.parametrize("choice", [{"type": "web_search"}, {"type": "function"}, "always", 5])
+def test_a_malformed_tool_choice_is_a_400(choice: object) -> None:
+    async def body(env: Env) -> None:
+        a = await env.assistant("scripted", tools=[WEATHER_TOOL, FILE_SEARCH])
+        t = await env.thread("hi")
+        with pytest.raises(openai.BadRequestError) as info:
+            await env.client.post(f"/threads/{t.id}/runs", body={"assistant_id": a.id, "tool_choice": choice},
+                                  cast_to=object)
+        assert error_json(info.value)["param"] == "tool_choice"
 
     serve(body)

@@ -333,11 +333,13 @@ def test_submit_tool_outputs_streaming() -> None:
         events = await drain(await c.beta.threads.runs.create(t.id, assistant_id=a.id, stream=True))
         assert names(events) == [
             "thread.run.created", "thread.run.queued", "thread.run.in_progress",
-            "thread.run.step.created", "thread.run.step.in_progress", "thread.run.requires_action",
+            "thread.run.step.created", "thread.run.step.in_progress",
+            "thread.run.step.delta", "thread.run.step.delta", "thread.run.requires_action",
         ]
         run = events[-1].data
         assert run.status == "requires_action"
         assert events[3].data.type == "tool_calls"
+        assert events[3].data.step_details.tool_calls == []  # the calls come by deltas
         call = run.required_action.submit_tool_outputs.tool_calls[0]
         assert json.loads(call.function.arguments) == {"city": "Rome"}
 

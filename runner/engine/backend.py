@@ -72,9 +72,15 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
         live = LiveSettings.from_env(os.environ, assume_openai=replaying)
     except BadKey as exc:
         return [f"{spec.model_where}: assistant.model: {exc}"]
-    problem = model_problem(spec.assistant.model, force=target.config.provider,
-                            has_rules=target.config.rules is not None, live=live)
-    return problems + ([f"{spec.model_where}: assistant.model: {problem}"] if problem else [])
+    models = [(spec.model_where, "assistant.model", spec.assistant.model)] + [
+        (turn.run.model_where, f"conversation[{turn.index}].run.model", turn.run.model)
+        for turn in spec.turns if turn.run.model is not None]
+    for where, field, model in models:
+        problem = model_problem(model, force=target.config.provider, has_rules=target.config.rules is not None,
+                                live=live)
+        if problem:
+            problems.append(f"{where}: {field}: {problem}")
+    return problems
 
 
 def _embedded_only(spec: Spec, target: BackendTarget) -> list[str]:

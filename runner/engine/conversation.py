@@ -179,7 +179,8 @@ class _Conversation:
                     await self.threads.delete(self.thread_id)
 
     async def _turn(self, turn: Turn, record: TurnRecord, assistant_id: str) -> None:
-        options: dict[str, Any] = {}
+        # the turn's `run:` options override the assistant's settings for this run only
+        options: dict[str, Any] = turn.run.to_params()
         if turn.instructions is not None:
             options["instructions"] = turn.instructions
         if turn.additional_instructions is not None:

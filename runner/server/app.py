@@ -188,8 +188,13 @@ def _check_run_options(body: dict[str, Any], tools: list[dict[str, Any]]) -> Non
     choice = body.get("tool_choice")
     if choice is None or choice in ("auto", "none", "required"):
         return
-    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(
-            choice.get("function"), dict):
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind in ("file_search", "code_interpreter"):
+        # accepted and stored; the model is not steered by it until the backend executes these tools
+        if not any(t.get("type") == kind for t in tools):
+            raise invalid(f"Invalid value for 'tool_choice': the run's tools have no {kind} tool.", "tool_choice")
+        return
+    if kind != "function" or not isinstance(choice.get("function"), dict):
         raise invalid("Invalid 'tool_choice'.", "tool_choice")
     name = choice["function"].get("name")
     if name not in {t["function"]["name"] for t in tools if t.get("type") == "function"}:

@@ -35,9 +35,27 @@ def select_messages(messages: list[dict[str, Any]], truncation: dict[str, Any] |
     return messages[start:]
 
 
-def police_reply(reply: ModelReply, run: dict[str, Any]) -> ModelReply:
-    """Hold the answer to the run's tool_choice, parallel_tool_calls and max_completion_tokens."""
-    choice = run.get("tool_choice") or "auto"
+def model_tool_choice(choice: Any, resumed: bool) -> Any:
+    """The tool_choice one model call of a run is held to, given the run's (`resumed`: the run's own tool
+    calls have their outputs, and the model is answering them).
+
+    A forced call (`required`, or a named function) binds the run's first model call only: the model must
+    be free to answer the outputs, or a forced run would call tools until it expires. A built-in tool
+    (`file_search`, `code_interpreter`) is not executed by this backend, so no model is given one: the choice
+    naming it constrains nothing yet and the call is `auto`.
+    """
+    choice = choice or "auto"
+    if isinstance(choice, dict) and choice.get("type") != "function":
+        return "auto"
+    if resumed and (choice == "required" or isinstance(choice, dict)):
+        return "auto"
+    return choice
+
+
+def police_reply(reply: ModelReply, run: dict[str, Any], *, resumed: bool = False) -> ModelReply:
+    """Hold the answer to the run's tool_choice (as `model_tool_choice` applies it), parallel_tool_calls and
+    max_completion_tokens."""
+    choice = model_tool_choice(run.get("tool_choice"), resumed)
     if choice == "none" and reply.tool_calls:
         raise ModelError("the model called a function although tool_choice is 'none'")
     if choice == "required" and not reply.tool_calls:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner.server import objects
-from runner.server.budget import police_reply, select_messages
+from runner.server.budget import model_tool_choice, police_reply, select_messages
 from runner.server.errors import APIError, invalid
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
@@ -25,6 +25,17 @@ from runner.server.store import Store
 # an event as it goes on the wire: its name and its JSON payload, serialised when it happened
 Event = tuple[str, str]
 ACTIVE_RUN_STATUSES = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+
+
+def _step_delta(step_id: str, tool_call: dict[str, Any]) -> dict[str, Any]:
+    """A `thread.run.step.delta` payload carrying one piece of one tool call."""
+    return {"id": step_id, "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tool_call]}}}
+
+
+def _answering_outputs(private: dict[str, Any]) -> bool:
+    """Whether the run's next model call answers tool outputs the run has had submitted."""
+    return any(item.get("type") == "function_call_output" for item in private.get("items", []))
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -253,7 +264,9 @@ class RunExecutor:
 
     async def _step(self, run_id: str) -> None:
         run = self.store.get("run", run_id)
-        request = self._request(run, self.store.private(run_id))
+        private = self.store.private(run_id)
+        resumed = _answering_outputs(private)
+        request = self._request(run, private, resumed)
         if request is None:
             self._end_incomplete(run, "max_prompt_tokens")
             return
@@ -262,7 +275,7 @@ class RunExecutor:
             answer = await provider.respond(request)
             # the run as it is now: requests may have updated it (its metadata) while the model answered
             run = self.store.get("run", run_id)
-            reply = police_reply(answer, run)
+            reply = police_reply(answer, run, resumed=resumed)
         except ModelError as exc:
             self._fail(self.store.get("run", run_id), exc.code, exc.message)
             return
@@ -279,8 +292,9 @@ class RunExecutor:
             else:
                 self._complete_with_message(run, private, reply)
 
-    def _request(self, run: dict[str, Any], private: dict[str, Any]) -> ModelRequest | None:
-        """The model call for the run's next step; None when the context cannot fit `max_prompt_tokens`."""
+    def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool) -> ModelRequest | None:
+        """The model call for the run's next step (`resumed`: answering its tool outputs); None when the
+        context cannot fit `max_prompt_tokens`."""
         own_items: list[dict[str, Any]] = private.get("items", [])
         fixed = count_tokens(run["instructions"]) + sum(
             count_tokens(str(item.get("arguments") or item.get("output") or "")) for item in own_items)
@@ -292,7 +306,7 @@ class RunExecutor:
         items = [*selected, *own_items]
         return ModelRequest(
             model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
-            tool_choice=run["tool_choice"], parallel_tool_calls=run["parallel_tool_calls"],
+            tool_choice=model_tool_choice(run["tool_choice"], resumed), parallel_tool_calls=run["parallel_tool_calls"],
             response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
             max_output_tokens=run["max_completion_tokens"],
         )
@@ -330,8 +344,7 @@ class RunExecutor:
         step["usage"] = self._step_usage(reply)
         with self._change():
             self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
-            self._emit(run["id"], "thread.run.step.created", step)
-            self._emit(run["id"], "thread.run.step.in_progress", step)
+            self._announce_tool_calls(run["id"], step, calls)
             private["tool_step"] = step["id"]
             private.setdefault("items", []).extend(
                 {"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
@@ -344,6 +357,26 @@ class RunExecutor:
             self.store.update("run", run, private=private)
             self._emit(run["id"], "thread.run.requires_action", run)
             self._close(run["id"])
+
+    def _announce_tool_calls(self, run_id: str, step: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+        """The events of a tool-call step, as the hosted API streamed them: the step created and in progress
+        with no calls yet, then per call a delta opening it (index, id, name) and one with its arguments.
+
+        The SDKs' stream helpers add each delta to the created step's snapshot (strings are appended), so the
+        calls must arrive by deltas only; a new index is what fires their tool_call_created hooks, a delta of
+        the current index their tool_call_delta, and the next index or requires_action their tool_call_done.
+        """
+        announced = {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}
+        self._emit(run_id, "thread.run.step.created", announced)
+        self._emit(run_id, "thread.run.step.in_progress", announced)
+        for index, call in enumerate(calls):
+            function = call["function"]
+            opening = {"index": index, "id": call["id"], "type": "function",
+                       "function": {"name": function["name"], "arguments": "", "output": None}}
+            self._emit(run_id, "thread.run.step.delta", _step_delta(step["id"], opening))
+            if function["arguments"]:
+                arguments = {"index": index, "type": "function", "function": {"arguments": function["arguments"]}}
+                self._emit(run_id, "thread.run.step.delta", _step_delta(step["id"], arguments))
 
     def submit_tool_outputs(self, run: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Record the outputs of the calls a run is waiting for and resume it; 400 when they don't fit."""

@@ -2,9 +2,9 @@
 
 from runner.spec.errors import SpecError, SpecInvalid
 from runner.spec.load import find_specs, load_cases, load_spec
-from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, RunOptions, Spec, ToolOutput, Turn
 
 __all__ = [
-    "AssistantConfig", "BackendConfig", "Check", "FunctionTool", "Spec", "SpecError", "SpecInvalid",
+    "AssistantConfig", "BackendConfig", "Check", "FunctionTool", "RunOptions", "Spec", "SpecError", "SpecInvalid",
     "ToolOutput", "Turn", "find_specs", "load_cases", "load_spec",
 ]

@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from runner.spec.errors import SpecError, SpecInvalid
 from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.runopts import build_run_options
 from runner.spec.schema import schema_errors, spec_schema
 from runner.spec.yamlpos import LoadedYaml, load_yaml
 from runner.spec.yamlpos import Path as YPath
@@ -213,12 +214,18 @@ class _Builder:
                 self.fail(hpath, _unknown_tool(name, tool_names), at_key=True)
             outputs[name] = self.build_tool_output(handler, hpath)
         checks = self.build_checks(raw.get("expect", []), (*base, "expect"), tool_names)
+        raw_run, rpath = raw.get("run", {}), (*base, "run")
+        run, problems = build_run_options(self.render(raw_run, rpath), tool_names,
+                                          self.where((*rpath, "model")) if "model" in raw_run else "")
+        for where, message in problems:
+            self.fail((*rpath, *where), message)
         user = raw["user"]
         return Turn(
             index=index,
             user=self.render(user if isinstance(user, str) else str(user), (*base, "user")),
             instructions=self.render(raw.get("instructions"), (*base, "instructions")),
             additional_instructions=self.render(raw.get("additional_instructions"), (*base, "additional_instructions")),
+            run=run,
             tool_outputs=outputs,
             expect=checks,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -100,6 +100,27 @@ class Check:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """A turn's `run:` options, in the API's form: each overrides the assistant's setting for that run only."""
+
+    tool_choice: str | dict[str, Any] | None = None  # "auto" | "none" | "required" | {"type": ..., ...}
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    response_format: Any = None
+    parallel_tool_calls: bool | None = None
+    truncation_strategy: dict[str, Any] | None = None
+    model_where: str = ""  # `file:line:col` of `run.model`, for preflight messages
+
+    def to_params(self) -> dict[str, Any]:
+        """Keyword arguments for `runs.create` / `threads.create_and_run`, omitting what the turn left unset."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model_where"}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class Turn:
     """One user turn with its run options, tool handlers and checks."""
 
@@ -107,6 +128,7 @@ class Turn:
     user: str
     instructions: str | None = None
     additional_instructions: str | None = None
+    run: RunOptions = field(default_factory=RunOptions)
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()
 
