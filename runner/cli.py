@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,8 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     reporters: list[Reporter] = []  # made once the helper processes exist: its live display runs a thread
 
     def start() -> None:
-        reporters.append(Reporter(mode, len(jobs), err=outputs.json_output))  # --json: stdout is for the JSON
+        reporters.append(Reporter(mode, len(jobs), err=outputs.json_output,  # --json: stdout is for the JSON
+                                  fold_runs=rating is not None))
 
     def running() -> int:
         return min(concurrency, len(jobs) - len(done))
@@ -315,7 +317,11 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
     order = {job.spec.key: i for i, job in enumerate(jobs)}
     done.sort(key=lambda t: order[t.key])  # reports in spec order, whatever order runs finished in
     write_failures.extend(end.errors)
-    write_failures.extend(_write_reports(outputs, done, seconds, paths))
+    ran = {t.key for t in done}
+    why = ("not finished: the batch was interrupted (Ctrl-C)" if end.interrupted
+           else "not run: the batch stopped early (--fail-fast or --max-failures)")
+    not_run = [(job.spec.file, job.spec.label, why) for job in jobs if job.spec.key not in ran]
+    write_failures.extend(_write_reports(outputs, done, seconds, paths, not_run))
     if outputs.json_output:
         from runner.report.summary import to_summary
 
@@ -327,7 +333,15 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
         click.secho(f"\ninterrupted: {len(done)} of {len(jobs)} conversations finished; "
                     f"their transcripts are in {outputs.transcripts}/", fg="yellow", err=True)
         return EXIT_INTERRUPTED
-    reporter.close(seconds, str(outputs.transcripts))
+    verdicts_ok = complete = len(done) == len(jobs)
+    if rating is None:
+        reporter.close(seconds, str(outputs.transcripts))
+        verdicts_ok = complete and all(t.passed for t in done)
+    else:  # the verdicts by pass rate first, each with its failing runs folded, then the total
+        reporter.stop()
+        rates_ok, total = _report_pass_rates(done, rating, reporter, seconds, str(outputs.transcripts))
+        reporter.close(seconds, str(outputs.transcripts), total)
+        verdicts_ok = rates_ok
     for line in write_failures:
         click.secho(line, fg="red", err=True)
     if len(done) < len(jobs):
@@ -335,18 +349,16 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
                    and failures() >= max_failures else "the batch ended early")
         click.secho(f"{stopped}: {len(jobs) - len(done)} conversation{'s' if len(jobs) - len(done) != 1 else ''} "
                     "not run", fg="red", err=True)
-    complete = len(done) == len(jobs)
-    if rating is not None:
-        verdicts_ok = _report_pass_rates(done, rating, reporter)
-    else:
-        verdicts_ok = complete and all(t.passed for t in done)
     return EXIT_OK if verdicts_ok and complete and not write_failures else EXIT_FAILED
 
 
-def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any) -> bool:
-    """Print each repeated conversation's pass rate; true when every one reaches the minimum."""
+def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any, seconds: float,
+                       out_dir: str) -> tuple[bool, str]:
+    """Print each repeated conversation's verdict by pass rate, its failing runs folded under it; return
+    whether every one reaches the minimum, and the closing total line."""
     from collections import Counter
 
+    from runner.report.console import folded_runs, rated_total_line
     from runner.run import pass_rates
 
     expected = Counter(rating.counts_toward.values())
@@ -355,17 +367,22 @@ def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any) -> bool:
         mark = click.style("PASS" if rate.ok else "FAIL", fg="green" if rate.ok else "red", bold=True)
         reporter.echo(f"{mark}  {rate.label}: {rate.passed}/{rate.runs} runs passed ({rate.rate:.0%}; "
                       f"needs {rate.minimum:.0%})")
-    return all(rate.ok for rate in rates)
+        failing = [t for t in done if rating.counts_toward[t.key] == rate.label and not t.passed]
+        for line in folded_runs(failing, rate.runs - rate.passed - len(failing)):
+            reporter.echo(line)
+    return all(rate.ok for rate in rates), rated_total_line(rates, done, seconds, out_dir)
 
 
-def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path]) -> list[str]:
-    """Write the JUnit and summary reports asked for; return what could not be written."""
+def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path],
+                   not_run: Sequence[tuple[str, str, str]] = ()) -> list[str]:
+    """Write the JUnit and summary reports asked for (`not_run`: the batch's conversations that never started,
+    as (spec file, name, why)); return what could not be written."""
     failures = []
     if outputs.junit is not None:
-        from runner.report.junit import write_junit
+        from runner.report.junit import NotRun, write_junit
 
         try:
-            write_junit(outputs.junit, done, seconds, paths)
+            write_junit(outputs.junit, done, seconds, paths, [NotRun(*entry) for entry in not_run])
         except OSError as exc:
             failures.append(f"cannot write the JUnit report {outputs.junit}: {exc}")
     if outputs.summary is not None:

@@ -194,7 +194,10 @@ def test_second_ctrl_c_cancels_a_hanging_conversation(tmp_path: Path, processes:
     assert "interrupted: 3 of 4 conversations finished" in output
     assert "Traceback" not in output
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.md", "b.json", "b.md", "c.json", "c.md"]
-    assert (tmp_path / "j.xml").read_text(encoding="utf-8").count("<testcase") == 3
+    junit = (tmp_path / "j.xml").read_text(encoding="utf-8")
+    assert junit.count("<testcase") == 4  # the whole batch: the cancelled one is listed as skipped
+    assert junit.count('<skipped message="not finished: the batch was interrupted (Ctrl-C)"') == 1
+    assert 'skipped="1"' in junit and 'name="slow"' in junit
 
 
 def test_second_ctrl_c_cancels_the_run_on_a_remote_backend(tmp_path: Path) -> None:

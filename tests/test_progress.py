@@ -48,6 +48,24 @@ def test_live_mode_shows_failures_a_table_and_the_total() -> None:
     assert "verdict" in text and "2 passed, 1 failed in 1.50s" in text
 
 
+def test_live_mode_labels_the_eta_and_names_cases_in_the_slowest() -> None:
+    import dataclasses
+
+    from rich.console import Console
+
+    console = Console(record=True, force_terminal=True, width=200)
+    reporter = Reporter("live", 4, console=console)
+    for i, case in enumerate(("lang=fr,repeat=1", "lang=fr,repeat=2", "lang=de,repeat=1", "")):
+        transcript = dataclasses.replace(_transcript("greet", True), case=case, duration_ms=10.0 + i)
+        transcript.name = f"greet[{case}]" if case else "greet"
+        reporter.finished(transcript, running=0)
+    columns = [getattr(c, "text_format", "") for c in reporter._progress.columns]
+    assert "ETA" in columns
+    reporter.close(1.0, "transcripts")
+    text = console.export_text()
+    assert "slowest: greet (13 ms), greet[lang=de,repeat=1] (12 ms), greet[lang=fr,repeat=2] (11 ms)" in text
+
+
 @pytest.fixture
 def suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

@@ -57,6 +57,17 @@ def test_min_pass_rate_accepts_a_flaky_conversation(suite: Path) -> None:
     assert "PASS  flaky: 2/3 runs passed (67%; needs 60%)" in click_unstyle(result.output)
 
 
+def test_with_repeats_the_verdict_comes_first_and_failing_runs_are_folded(suite: Path) -> None:
+    _fresh_module()
+    result = CliRunner().invoke(cli, ["run", ".", "--repeat", "3", "-j", "1", "--min-pass-rate", "0.6", "-o", "t3"])
+    lines = click_unstyle(result.output).splitlines()
+    assert not any(line.startswith("FAIL  ./flaky.yaml") or line.startswith("FAIL  flaky.yaml") for line in lines)
+    at = lines.index("PASS  flaky: 2/3 runs passed (67%; needs 60%)")
+    assert lines[at + 1] == "      1 failing run (repeat 1)"
+    assert lines[at + 2].startswith("      first, repeat 1: turn 1 python [") and "call 1" in lines[at + 2]
+    assert lines[-1].startswith("2 passed, 0 failed by pass rate (6 runs: 5 passed, 1 failed) in ")
+
+
 def click_unstyle(text: str) -> str:
     import click
 

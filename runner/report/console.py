@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import click
 
 from runner.report.transcript import CheckResult, Transcript
+
+if TYPE_CHECKING:
+    from runner.run import PassRate
 
 _STYLE = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "error": ("ERROR", "red")}
 
@@ -49,6 +55,32 @@ def _not_judged(scope: str, checks: list[CheckResult]) -> list[str]:
         return []
     count = f"{len(unjudged)} check{'s' if len(unjudged) != 1 else ''}"
     return [f"      {scope}: {count} not judged ({', '.join(unjudged)}): the error above came first"]
+
+
+def folded_runs(failing: list[Transcript], never_ran: int) -> list[str]:
+    """A repeated conversation's failing runs, folded: which ones, and the first failure of the first."""
+    if not failing and not never_ran:
+        return []
+    names = ", ".join(t.case.rsplit("repeat=", 1)[-1] for t in failing)
+    lines = [f"      {len(failing)} failing run{'s' if len(failing) != 1 else ''}" + (f" (repeat {names})" if failing
+                                                                                      else "")
+             + (f", {never_ran} not run" if never_ran else "")]
+    if failing:
+        first = conversation_line(failing[0]).splitlines()[1:2]
+        lines += [f"      first, repeat {names.split(', ')[0]}:{line.removeprefix('     ')}" for line in first]
+    return lines
+
+
+def rated_total_line(rates: Sequence[PassRate], transcripts: list[Transcript], seconds: float,
+                     out_dir: str | None) -> str:
+    """The closing total with --repeat: conversations by their pass-rate verdict, then the runs."""
+    passed = sum(r.ok for r in rates)
+    runs_passed = sum(t.passed for t in transcripts)
+    text = (f"{passed} passed, {len(rates) - passed} failed by pass rate ({len(transcripts)} runs: {runs_passed} "
+            f"passed, {len(transcripts) - runs_passed} failed) in {seconds:.2f}s")
+    if out_dir:
+        text += f"; transcripts in {out_dir}/"
+    return click.style(text, fg="green" if passed == len(rates) else "red", bold=True)
 
 
 def total_line(transcripts: list[Transcript], seconds: float, out_dir: str | None) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -96,19 +98,29 @@ def _testcase(suite: ET.Element, transcript: Transcript, transcript_path: Path |
     outcome.text = xml_safe("\n".join(lines))
 
 
+@dataclass(frozen=True)
+class NotRun:
+    """A conversation of the batch that never started (Ctrl-C, --max-failures), and why."""
+
+    spec_file: str
+    name: str
+    reason: str
+
+
 def to_junit(transcripts: list[Transcript], seconds: float, *,
-             transcript_paths: dict[str, Path] | None = None) -> str:
+             transcript_paths: dict[str, Path] | None = None, not_run: Sequence[NotRun] = ()) -> str:
     """The run as JUnit XML text: a test case per conversation, failed checks listed in `<failure>`.
 
-    A conversation whose verdict is `error` (the runner could not finish it) gets `<error>` instead.
+    A conversation whose verdict is `error` (the runner could not finish it) gets `<error>` instead, and one
+    that never started (`not_run`) `<skipped>`, so the report still lists the whole batch.
     `transcript_paths` maps a conversation (Transcript.key) to its JSON transcript, named at the end of the body.
     """
     paths = transcript_paths or {}
     counts = {
-        "tests": str(len(transcripts)),
+        "tests": str(len(transcripts) + len(not_run)),
         "failures": str(sum(t.verdict == "failed" for t in transcripts)),
         "errors": str(sum(t.verdict == "error" for t in transcripts)),
-        "skipped": "0",
+        "skipped": str(len(not_run)),
         "time": _seconds(seconds),
     }
     root = ET.Element("testsuites", {"name": SUITE_NAME, **counts})
@@ -118,11 +130,16 @@ def to_junit(transcripts: list[Transcript], seconds: float, *,
         suite.set("timestamp", datetime.fromtimestamp(min(started), UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     for transcript in transcripts:
         _testcase(suite, transcript, paths.get(transcript.key))
+    for skipped in not_run:
+        case = ET.SubElement(suite, "testcase", {"classname": xml_safe(_classname(skipped.spec_file)),
+                                                 "name": xml_safe(skipped.name), "file": xml_safe(skipped.spec_file),
+                                                 "time": _seconds(0)})
+        ET.SubElement(case, "skipped", {"message": xml_safe(skipped.reason)})
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def write_junit(path: Path, transcripts: list[Transcript], seconds: float,
-                transcript_paths: dict[str, Path] | None = None) -> None:
+                transcript_paths: dict[str, Path] | None = None, not_run: Sequence[NotRun] = ()) -> None:
     """Write the JUnit XML of the run to `path`, atomically (see `to_junit`)."""
-    atomic_write(path, to_junit(transcripts, seconds, transcript_paths=transcript_paths))
+    atomic_write(path, to_junit(transcripts, seconds, transcript_paths=transcript_paths, not_run=not_run))

@@ -29,8 +29,12 @@ def choose_mode(*, quiet: bool, json_output: bool, stream: TextIO, environ: Any)
 class Reporter:
     """Receives each finished conversation and the end of the batch; shows them in its mode."""
 
-    def __init__(self, mode: str, total: int, *, err: bool = False, console: Any = None) -> None:
+    def __init__(self, mode: str, total: int, *, err: bool = False, console: Any = None,
+                 fold_runs: bool = False) -> None:
         self.mode = mode
+        # with --repeat, each conversation's verdict (by its pass rate) is reported at the end, its failing
+        # runs folded under it: a FAIL block per failing run would bury the verdict
+        self.fold_runs = fold_runs
         self.total = total
         self.err = err
         self.done: list[Transcript] = []
@@ -47,7 +51,7 @@ class Reporter:
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("[green]{task.fields[passed]} passed[/] [red]{task.fields[failed]} failed[/] "
                            "[cyan]{task.fields[running]} running[/]"),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
                 console=self.console, transient=True,
             )
             self._task = self._progress.add_task("conversations", total=total, passed=0, failed=0,
@@ -59,14 +63,14 @@ class Reporter:
         if self.mode == "live":
             from rich.text import Text
 
-            self.console.print(Text.from_ansi(text))
+            self.console.print(Text.from_ansi(text))  # a Text: `[lang=fr]` in a name is not markup
         else:
             click.echo(text, err=self.err)
 
     def finished(self, transcript: Transcript, running: int) -> None:
         """One conversation ended (`running` others are still going)."""
         self.done.append(transcript)
-        if self.mode == "lines" or not transcript.passed:
+        if not self.fold_runs and (self.mode == "lines" or not transcript.passed):
             self.echo(conversation_line(transcript))
         if self._progress is not None:
             elapsed = time.perf_counter() - self.started
@@ -81,12 +85,13 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
-    def close(self, seconds: float, out_dir: str) -> None:
-        """The batch ended: stop the bar, show the summary (a table on a terminal) and the total."""
+    def close(self, seconds: float, out_dir: str, total: str | None = None) -> None:
+        """The batch ended: stop the bar, show the summary (a table on a terminal) and the total (`total`, or
+        the count of conversations by verdict)."""
         if self._progress is not None:
             self.stop()
             self._summary_table()
-        self.echo(total_line(self.done, seconds, out_dir))
+        self.echo(total or total_line(self.done, seconds, out_dir))
 
     def _summary_table(self) -> None:
         from rich.table import Table
@@ -104,4 +109,7 @@ class Reporter:
         slowest = sorted(self.done, key=lambda t: t.duration_ms, reverse=True)[:3]
         self.console.print(table)
         if slowest and len(self.done) > 3:
-            self.console.print("slowest: " + ", ".join(f"{t.name} ({t.duration_ms:.0f} ms)" for t in slowest))
+            from rich.text import Text
+
+            # Text, not markup: a case or repeat (`greet[lang=fr,repeat=2]`) is part of the name
+            self.console.print(Text("slowest: " + ", ".join(f"{t.name} ({t.duration_ms:.0f} ms)" for t in slowest)))
