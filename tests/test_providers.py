@@ -68,7 +68,8 @@ def test_openai_provider_maps_the_run_to_the_responses_api(write_spec) -> None: 
     assert turn.usage == {"prompt_tokens": 51, "completion_tokens": 16, "total_tokens": 67}
     assert headers["authorization"] == f"Bearer {KEY}"
     assert first["model"] == "gpt-test" and first["instructions"] == "Be brief." and first["temperature"] == 0.3
-    assert first["input"] == [{"role": "user", "content": "Weather in Paris?"}]
+    assert first["input"] == [{"type": "message", "role": "user",
+                               "content": [{"type": "input_text", "text": "Weather in Paris?"}]}]
     assert first["tools"] == [{"type": "function", "name": "get_weather", "description": "Weather in a city.",
                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                               "required": ["city"]}, "strict": False}]
