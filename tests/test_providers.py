@@ -127,7 +127,8 @@ def test_upstream_errors_fail_the_run_with_a_meaningful_error(write_spec, status
     retryable = status in (429, 500)
     with fake_upstream() as fake:
         message = f"nope, and your key {KEY} is echoed here"
-        fake.queue("/responses", *[(status, error_body(message), headers)] * 3)
+        type_ = "server_error" if status >= 500 else "invalid_request_error"  # a 500 naming a bad request is not retried
+        fake.queue("/responses", *[(status, error_body(message, type_), headers)] * 3)
         transcript = _converse(write_spec, "assistant: {model: gpt-test}\nconversation: [{user: hi}]\n",
                                _live(fake, max_retries=2))
         attempts = len(fake.received)
