@@ -237,7 +237,7 @@ def test_llm_rubric_grader_traffic_goes_into_the_cassette(here: Path) -> None:
         code, output, data = run_spec(here, spec, "--record", "once", env=env)
         assert code == 0, output
         (request,) = fake.bodies("/responses")
-    assert request["model"] == "gpt-grader" and "Thank you kindly" in request["input"][0]["content"]
+    assert request["model"] == "gpt-grader" and "Thank you kindly" in request["input"][0]["content"][0]["text"]
     assert request["text"]["format"]["name"] == "grade"
     cassette = (here / "cassettes" / "spec.yaml").read_text(encoding="utf-8")
     assert "gpt-grader" in cassette and "sk-grader" not in cassette

@@ -68,7 +68,8 @@ def test_openai_provider_maps_the_run_to_the_responses_api(write_spec) -> None: 
     assert turn.usage == {"prompt_tokens": 51, "completion_tokens": 16, "total_tokens": 67}
     assert headers["authorization"] == f"Bearer {KEY}"
     assert first["model"] == "gpt-test" and first["instructions"] == "Be brief." and first["temperature"] == 0.3
-    assert first["input"] == [{"role": "user", "content": "Weather in Paris?"}]
+    assert first["input"] == [{"type": "message", "role": "user",
+                               "content": [{"type": "input_text", "text": "Weather in Paris?"}]}]
     assert first["tools"] == [{"type": "function", "name": "get_weather", "description": "Weather in a city.",
                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                               "required": ["city"]}, "strict": False}]
@@ -93,7 +94,7 @@ def test_chat_provider_maps_the_run_to_chat_completions(write_spec) -> None:  # 
         "name": "get_weather", "description": "Weather in a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
     assert second["messages"][2:] == [
-        {"role": "assistant", "content": None, "tool_calls": [
+        {"role": "assistant", "tool_calls": [  # no `content`: llama.cpp-family servers refuse a null one
             {"id": "call_chat0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "tool_call_id": "call_chat0", "content": '{"city": "Paris", "celsius": 21}'},
     ]
@@ -126,7 +127,8 @@ def test_upstream_errors_fail_the_run_with_a_meaningful_error(write_spec, status
     retryable = status in (429, 500)
     with fake_upstream() as fake:
         message = f"nope, and your key {KEY} is echoed here"
-        fake.queue("/responses", *[(status, error_body(message), headers)] * 3)
+        type_ = "server_error" if status >= 500 else "invalid_request_error"  # a 500 naming a bad request is not retried
+        fake.queue("/responses", *[(status, error_body(message, type_), headers)] * 3)
         transcript = _converse(write_spec, "assistant: {model: gpt-test}\nconversation: [{user: hi}]\n",
                                _live(fake, max_retries=2))
         attempts = len(fake.received)

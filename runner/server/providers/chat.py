@@ -20,10 +20,10 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and last.get("tool_calls") and not last["content"]:
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls") and not last.get("content"):
                 last["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            else:  # no `content` key: llama.cpp-family servers refuse `"content": null` (llama-cpp-python: 500)
+                messages.append({"role": "assistant", "tool_calls": [call]})
         elif item["type"] == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
     return messages

@@ -9,11 +9,14 @@ from runner.server.providers.upstream import UpstreamProvider, upstream_error
 
 
 def responses_input(request: ModelRequest) -> list[dict[str, Any]]:
-    """The run's context as Responses input items."""
+    """The run's context as Responses input items, each in its full typed form (llama.cpp's server refuses
+    the untyped shorthand `{"role", "content": str}` with 400 "Cannot determine type of 'item'")."""
     items: list[dict[str, Any]] = []
     for item in request.items:
         if item["type"] == "message":
-            items.append({"role": item["role"], "content": item["content"]})
+            part = "output_text" if item["role"] == "assistant" else "input_text"  # the API's rule per role
+            items.append({"type": "message", "role": item["role"],
+                          "content": [{"type": part, "text": str(item["content"])}]})
         elif item["type"] == "function_call":
             items.append({"type": "function_call", "call_id": item["call_id"], "name": item["name"],
                           "arguments": item["arguments"]})

@@ -87,6 +87,8 @@ def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> Mod
     """A failed model call as the run's `last_error` (`rate_limit_exceeded`, `invalid_prompt` or `server_error`)."""
     import openai
 
+    from runner.server.providers.retries import refuses_the_request
+
     def body_message(error: Any) -> str:
         body = getattr(error, "body", None)
         if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -102,6 +104,9 @@ def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> Mod
     elif isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.NotFoundError):
         code, text = "invalid_prompt", f"{provider} provider: the upstream refused the request " \
                                        f"({exc.status_code}): {body_message(exc)}"
+    elif isinstance(exc, openai.APIStatusError) and refuses_the_request(exc.response):
+        code, text = "invalid_prompt", f"{provider} provider: the upstream refused the request " \
+                                       f"({exc.status_code}, not retried): {body_message(exc)}"
     elif isinstance(exc, openai.APIStatusError):
         code, text = "server_error", f"{provider} provider: upstream error {exc.status_code} after retries: " \
                                      f"{body_message(exc)}"
@@ -132,9 +137,10 @@ class UpstreamProvider:
 
 
 def client_for(config: UpstreamConfig) -> Any:
-    """An AsyncOpenAI client for an upstream (the SDK's own bounded retries honour retry-after)."""
-    from openai import AsyncOpenAI
+    """An AsyncOpenAI client for an upstream: the SDK's bounded retries (honouring retry-after), for the
+    failures a retry can fix only (see runner.server.providers.retries)."""
+    from runner.server.providers.retries import UpstreamClient
 
     http_client = config.http_client_factory() if config.http_client_factory else None
-    return AsyncOpenAI(api_key=config.api_key or "unused", base_url=config.base_url,
-                       max_retries=config.max_retries, timeout=config.timeout, http_client=http_client)
+    return UpstreamClient(api_key=config.api_key or "unused", base_url=config.base_url,
+                          max_retries=config.max_retries, timeout=config.timeout, http_client=http_client)
