@@ -35,14 +35,15 @@ def install_lazy_imports() -> None:
     sys.meta_path.insert(0, _LazyPackageFinder())
 
 
-def async_client(**kwargs: Any) -> AsyncOpenAI:
-    """An AsyncOpenAI client whose platform is known up front: the SDK would otherwise work it out on its
-    first request with `platform.platform()`, which runs `uname -p` in a subprocess from a thread."""
+def async_client(client_class: type[AsyncOpenAI] | None = None, **kwargs: Any) -> AsyncOpenAI:
+    """An AsyncOpenAI client (or one of `client_class`) whose platform is known up front: the SDK would
+    otherwise work it out on its first request with `platform.platform()`, which runs `uname -p` in a
+    subprocess from a thread."""
     import platform
 
     from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(**kwargs)
+    client = (client_class or AsyncOpenAI)(**kwargs)
     if getattr(client, "_platform", "absent") is None:  # only where the SDK keeps it there (openai 3.x)
         client._platform = _platform_name(platform.system())  # type: ignore[assignment]
     return client

@@ -139,8 +139,9 @@ class UpstreamProvider:
 def client_for(config: UpstreamConfig) -> Any:
     """An AsyncOpenAI client for an upstream: the SDK's bounded retries (honouring retry-after), for the
     failures a retry can fix only (see runner.server.providers.retries)."""
+    from runner.sdk import async_client
     from runner.server.providers.retries import UpstreamClient
 
     http_client = config.http_client_factory() if config.http_client_factory else None
-    return UpstreamClient(api_key=config.api_key or "unused", base_url=config.base_url,
-                          max_retries=config.max_retries, timeout=config.timeout, http_client=http_client)
+    return async_client(UpstreamClient, api_key=config.api_key or "unused", base_url=config.base_url,
+                        max_retries=config.max_retries, timeout=config.timeout, http_client=http_client)
