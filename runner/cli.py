@@ -183,6 +183,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         raise click.UsageError(str(exc)) from None
     if not selected:
         _nothing_selected(specs, keyword, tags, shard)
+    if overrides:
+        _check_overrides_used(overrides, selected)
     from runner.run import repeated
 
     runs = repeated(selected, repeat)
@@ -221,6 +223,24 @@ def _load_env(env_file: str | None, no_env_file: bool) -> tuple[str, ...]:
         return load_env_file(env_file, use_default=not no_env_file).secret_names
     except EnvFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--env-file") from None
+
+
+def _check_overrides_used(overrides: dict[str, str], specs: list[Spec]) -> None:
+    """A usage error for a --var that no selected spec uses (a typo would otherwise change nothing)."""
+    import difflib
+
+    from runner.spec.usage import variables_used
+
+    used: set[str] = set()
+    for file in dict.fromkeys(spec.file for spec in specs):
+        used |= variables_used(file)
+    for name in overrides:
+        if name not in used:
+            close = difflib.get_close_matches(name, sorted(used), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else (
+                f" (they use: {', '.join(sorted(used))})" if used else " (they use no variables)")
+            raise click.BadParameter(f"no selected spec uses a variable named {name!r}{hint}",
+                                     param_hint=f"--var {name}")
 
 
 def _nothing_selected(specs: list[Spec], keyword: str | None, tags: tuple[str, ...], shard: str | None) -> None:

@@ -230,3 +230,24 @@ def test_junit_summary_and_diff(runner_in: CliRunner, tmp_path: Path) -> None:
     same = runner_in.invoke(cli, ["diff", "old", "old"])
     assert same.exit_code == 0 and "0 changed, 2 unchanged" in same.output
     assert runner_in.invoke(cli, ["diff", "old", "missing"]).exit_code == 2
+
+
+def test_a_var_that_no_selected_spec_uses_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("assistant: {model: echo}\nvars: {customer: Bo}\n"
+                                     "conversation: [{user: 'Hi {{ customer }} from {{ city }}'}]\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("assistant: {model: echo}\nmatrix: {lang: [en]}\nconversation: [{user: hi}]\n",
+                                     encoding="utf-8")
+    runner = CliRunner()
+    typo = runner.invoke(cli, ["run", str(tmp_path), "--var", "city=Oslo", "--var", "custmer=Ada",
+                               "-o", str(tmp_path / "out")])
+    assert typo.exit_code == 2
+    assert "--var custmer: no selected spec uses a variable named 'custmer' (did you mean 'customer'?)" in typo.output
+    assert not (tmp_path / "out").exists()
+    # declared, read by a template without being declared, or crossed by a matrix: all count as used
+    for name in ("customer", "city", "lang"):
+        ok = runner.invoke(cli, ["run", str(tmp_path), "--var", "city=Oslo", "--var", f"{name}=x",
+                                 "-o", str(tmp_path / "out")])
+        assert ok.exit_code == 0, ok.output
+    # only the selected specs count: b.yaml alone uses no `customer`
+    alone = runner.invoke(cli, ["run", str(tmp_path), "-k", "b.yaml", "--var", "city=Oslo", "--var", "customer=Ada"])
+    assert alone.exit_code == 2 and "'city' (they use: lang)" in alone.output
