@@ -168,51 +168,70 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
         processes: int | None, env_file: str | None, no_env_file: bool) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
-    secret_env = secret_env + _load_env(env_file, no_env_file)
-    overrides = _parse_vars(variables)
-    specs, errors, files = _load_all(paths, overrides)
-    if errors:
-        _print_errors(errors, _in_files(files, files - len(specs)))
-        sys.exit(EXIT_USAGE)
-
-    from runner.select import SelectionError, parse_shard, select
-
+    pending: list[Spec] = []  # the batch as far as it is known, for the reports of a Ctrl-C before it starts
     try:
-        selected = select(specs, keyword=keyword, tags=tags, shard=parse_shard(shard) if shard else None)
-    except SelectionError as exc:
-        raise click.UsageError(str(exc)) from None
-    if not selected:
-        _nothing_selected(specs, keyword, tags, shard)
-    if overrides:
-        _check_overrides_used(overrides, selected)
-    from runner.run import repeated
+        secret_env = secret_env + _load_env(env_file, no_env_file)
+        overrides = _parse_vars(variables)
+        specs, errors, files = _load_all(paths, overrides)
+        if errors:
+            _print_errors(errors, _in_files(files, files - len(specs)))
+            sys.exit(EXIT_USAGE)
 
-    runs = repeated(selected, repeat)
-    specs = [spec for spec, _ in runs]
-    clashes = _output_clashes(specs)
-    if clashes:
-        _print_errors(clashes, "; nothing was run")
-        sys.exit(EXIT_USAGE)
+        from runner.select import SelectionError, parse_shard, select
 
-    from runner.engine import EngineOptions
-    from runner.record.cassettes import default_record_mode
-    from runner.run import BackendChoice, make_jobs, problems
+        try:
+            selected = select(specs, keyword=keyword, tags=tags, shard=parse_shard(shard) if shard else None)
+        except SelectionError as exc:
+            raise click.UsageError(str(exc)) from None
+        if not selected:
+            _nothing_selected(specs, keyword, tags, shard)
+        if overrides:
+            _check_overrides_used(overrides, selected)
+        from runner.run import repeated
 
-    options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
-                            remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env)
-    jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
-    found = problems(jobs_list, options)
-    if found:
-        _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
-        sys.exit(EXIT_USAGE)
-    outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
-                      Path(summary_file) if summary_file else None, quiet, json_output)
-    rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
-    code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes)
+        runs = repeated(selected, repeat)
+        specs = [spec for spec, _ in runs]
+        pending[:] = specs
+        clashes = _output_clashes(specs)
+        if clashes:
+            _print_errors(clashes, "; nothing was run")
+            sys.exit(EXIT_USAGE)
+
+        from runner.engine import EngineOptions
+        from runner.record.cassettes import default_record_mode
+        from runner.run import BackendChoice, make_jobs, problems
+
+        options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
+                                remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env)
+        jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
+        found = problems(jobs_list, options)
+        if found:
+            _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
+            sys.exit(EXIT_USAGE)
+        outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
+                          Path(summary_file) if summary_file else None, quiet, json_output)
+        rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
+        code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes)
+    except KeyboardInterrupt:  # while loading or importing: the batch's own Ctrl-C handling is not up yet
+        _interrupted_early(pending, junit_file, summary_file)
     import gc
 
     gc.freeze()  # the interpreter's last collections would walk every object of the batch (0.4 s after 1,000)
     sys.exit(code)
+
+
+def _interrupted_early(pending: list[Spec], junit_file: str | None, summary_file: str | None) -> None:
+    """Ctrl-C before the batch started: say so, write the reports asked for (every conversation known so far
+    listed as not run), and exit 130 as a Ctrl-C during the batch does."""
+    why = "not run: interrupted (Ctrl-C) before the batch started"
+    outputs = Outputs(Path("."), junit=Path(junit_file) if junit_file else None,
+                      summary=Path(summary_file) if summary_file else None)
+    for line in _write_reports(outputs, [], 0.0, {}, [(spec.file, spec.label, why) for spec in pending]):
+        click.secho(line, fg="red", err=True)
+    click.secho(f"\ninterrupted before the batch started: nothing was run ({len(pending)} conversations "
+                "selected)" if pending else "\ninterrupted before the batch started: nothing was run",
+                fg="yellow", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _load_env(env_file: str | None, no_env_file: bool) -> tuple[str, ...]:
@@ -479,4 +498,12 @@ def main() -> None:
     from runner.sdk import install_lazy_imports
 
     install_lazy_imports()
-    cli(prog_name="runner")
+    try:
+        code = cli.main(prog_name="runner", standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C outside a command's own handling (click would exit 1)
+        click.secho("\ninterrupted: nothing was run", fg="yellow", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

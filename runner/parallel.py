@@ -229,15 +229,16 @@ def _start_helpers(jobs: Sequence[Job], options: EngineOptions, concurrency: int
     if processes <= 1:
         return []
     context = multiprocessing.get_context("fork")
-    helpers = []
+    helpers: list[_Helper] = []
     # helpers ignore Ctrl-C (the terminal sends it to all of them): the main process decides what it means
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         for index in range(1, processes):
             receiving, sending = context.Pipe(duplex=False)
+            inherited = [h.conn for h in helpers] + [receiving]
             process = context.Process(target=_helper, name=f"runner-helper-{index}", daemon=True,
                                       args=(jobs, options, slots(concurrency, processes, index), shared, write,
-                                            sending))
+                                            sending, inherited, os.getpid()))
             process.start()
             sending.close()
             helpers.append(_Helper(index, process, receiving))
@@ -247,26 +248,125 @@ def _start_helpers(jobs: Sequence[Job], options: EngineOptions, concurrency: int
 
 
 def _helper(jobs: Sequence[Job], options: EngineOptions, concurrency: int, shared: _Shared,
-            write: Callable[[Transcript], Path], conn: Connection) -> None:
-    """A helper process's whole life: its share of the batch, each transcript written and sent on."""
+            write: Callable[[Transcript], Path], conn: Connection, inherited: list[Connection],
+            parent: int) -> None:
+    """A helper process's whole life: its share of the batch, each transcript written and sent on.
 
-    def done(job: Job, transcript: Transcript) -> None:
-        conn.send(_written(transcript, write))
+    It dies with the main process: the kernel sends it SIGTERM when the main process ends, however it ends
+    (kill -9 included), and a pipe whose reader is gone fails instead of blocking, since no helper keeps a
+    copy of any pipe's reading end.
+    """
+    for other in inherited:  # the reading ends forked along: held here, a dead reader's pipe would block
+        other.close()
+    _die_with(parent)
+    sender: _Sender | None = None
 
     async def main() -> None:
+        nonlocal sender
+        loop = asyncio.get_running_loop()
+        batch: asyncio.Future[Any] | None = None
+
+        def parent_gone() -> None:
+            shared.stop()
+            if batch is not None:
+                batch.cancel()
+
+        sender = _Sender(conn, loop, parent_gone)
+        current = sender
+
+        def done(job: Job, transcript: Transcript) -> None:
+            current.send(_written(transcript, write))
+
         batch = asyncio.ensure_future(execute(jobs, options, concurrency=concurrency, on_done=done,
                                               stop=shared.stopping, claim=shared.claim))
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, batch.cancel)
+        loop.add_signal_handler(signal.SIGTERM, batch.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await batch
+        await sender.drain()
 
     try:
         asyncio.run(main())
     except BaseException:
-        conn.send(traceback.format_exc())  # the main process shows it: the helper itself prints nothing
+        with contextlib.suppress(OSError):  # the main process shows it: the helper itself prints nothing
+            (sender or _Sender(conn, None, lambda: None)).send_now(traceback.format_exc())
         sys.exit(1)
     finally:
         conn.close()
+
+
+def _die_with(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the main process ends (Linux), and exit if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+class _Sender:
+    """Sends messages to the main process in the pipe's own framing (so `Connection.recv` reads them) without
+    ever blocking the event loop: what the pipe cannot take now waits in a buffer, so SIGTERM is always heard.
+    A pipe whose reader is gone calls `on_broken` and drops what is left."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop | None,
+                 on_broken: Callable[[], None]) -> None:
+        self.fd = conn.fileno()
+        self.loop = loop
+        self.on_broken = on_broken
+        self.buffer = bytearray()
+        self.waiting = False  # registered with the loop for writability
+        self.emptied: asyncio.Event | None = asyncio.Event() if loop is not None else None
+        if loop is not None:
+            os.set_blocking(self.fd, False)
+
+    def send(self, message: Any) -> None:
+        """Queue a message and send what the pipe takes now."""
+        self.buffer += _frame(message)
+        self._flush()
+
+    def send_now(self, message: Any) -> None:
+        """Send what is queued and a last message, waiting for the pipe (no event loop runs any more)."""
+        os.set_blocking(self.fd, True)
+        self.buffer += _frame(message)
+        while self.buffer:
+            del self.buffer[:os.write(self.fd, self.buffer)]
+
+    async def drain(self) -> None:
+        """Wait until everything queued is in the pipe (or the pipe broke)."""
+        while self.buffer and self.emptied is not None:
+            self.emptied.clear()
+            await self.emptied.wait()
+
+    def _flush(self) -> None:
+        try:
+            while self.buffer:
+                del self.buffer[:os.write(self.fd, self.buffer)]
+        except BlockingIOError:
+            if not self.waiting and self.loop is not None:
+                self.loop.add_writer(self.fd, self._flush)
+                self.waiting = True
+            return
+        except (BrokenPipeError, OSError):
+            self.buffer.clear()
+            self.on_broken()
+        if self.waiting and self.loop is not None:
+            self.loop.remove_writer(self.fd)
+            self.waiting = False
+        if self.emptied is not None:
+            self.emptied.set()
+
+
+def _frame(message: Any) -> bytes:
+    """A message as `Connection.send` frames it: a pickle behind its length."""
+    import struct
+    from multiprocessing.reduction import ForkingPickler
+
+    data = bytes(ForkingPickler.dumps(message))
+    if len(data) > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", len(data)) + data
+    return struct.pack("!i", len(data)) + data
 
 
 def _receive(loop: asyncio.AbstractEventLoop, helper: _Helper, closed: asyncio.Future[None],

@@ -227,3 +227,68 @@ def test_second_ctrl_c_cancels_the_run_on_a_remote_backend(tmp_path: Path) -> No
         run = OpenAI(base_url=server.url, api_key="unused").beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         assert run.status in ("cancelling", "cancelled"), run.status
     assert not (tmp_path / "cassettes" / "slow.yaml").exists()  # half a conversation would fail its replay
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@needs_fork
+def test_helpers_die_with_the_main_process_even_under_kill_9(tmp_path: Path) -> None:
+    """kill -9 of `runner run` leaves no helper behind: the kernel tells each one (PR_SET_PDEATHSIG), and a
+    pipe whose reader died fails instead of blocking the helper that writes to it."""
+    write_delayed(tmp_path / "s", 240, 100)
+    proc = runner_process(tmp_path, "run", "s", "--processes", "2", "-j", "4")
+    wait_for_transcripts(tmp_path / "transcripts" / "s", 4, proc)
+    helpers = _children(proc.pid)
+    assert helpers, "the batch runs in two processes"
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in helpers if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "helpers outlived the main process"
+    # whatever was written is whole: every JSON transcript has its Markdown beside it
+    out = tmp_path / "transcripts" / "s"
+    assert {p.stem for p in out.glob("*.json")} <= {p.stem for p in out.glob("*.md")}
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("stage", ["runner.spec.load.load_cases", "runner.run.problems"])
+def test_ctrl_c_before_the_batch_starts_exits_130_with_the_reports(tmp_path: Path, stage: str) -> None:
+    """Ctrl-C while specs load or the preflight runs: exit 130 (not click's "Aborted!" and 1), and the JUnit
+    file lists what was selected as not run."""
+    write_delayed(tmp_path / "s", 3, 0)
+    module, name = stage.rsplit(".", 1)
+    code = (f"import os, signal, {module} as target\n"
+            f"real = target.{name}\n"
+            f"def interrupted(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT)\n    return real(*a, **k)\n"
+            f"target.{name} = interrupted\n"
+            + ("import runner.cli\nrunner.cli.load_cases = interrupted\n" if name == "load_cases" else ""))
+    proc = runner_process(tmp_path, "run", "s", "--junit", "j.xml", "--summary", "s.json", code=code)
+    status, output = finish(proc)
+    assert status == 130, output
+    assert "Aborted!" not in output and "Traceback" not in output
+    assert "interrupted before the batch started: nothing was run" in output
+    junit = (tmp_path / "j.xml").read_text(encoding="utf-8")
+    expected = 0 if name == "load_cases" else 3
+    assert junit.count("<skipped") == expected and f'tests="{expected}"' in junit
+    assert json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["totals"]["conversations"] == 0
+    assert not (tmp_path / "transcripts").exists()

@@ -467,3 +467,42 @@ def test_stable_copy_numbers_ids_by_appearance_and_drops_timings() -> None:
     assert stable.started_at == 0 and stable.duration_ms == 0 and stable.turns[0].latency_ms is None
     assert "4.2" not in stable.turns[0].checks[0].reason
     assert transcript.turns[0].run_id == "run_B7"  # the original is untouched
+
+
+def test_a_conversations_files_appear_together_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both texts are written whole before either is named; a failure before the renames leaves neither
+    file and no temporary one, and SIGTERM cannot come between the two renames."""
+    import signal
+
+    transcript = make_transcript()
+    real_temporary = writers._temporary
+    calls = {"n": 0}
+
+    def second_fails(path: Path) -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_temporary(path)
+
+    monkeypatch.setattr(writers, "_temporary", second_fails)
+    with pytest.raises(OSError):
+        write_transcript(tmp_path, transcript)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(writers, "_temporary", real_temporary)
+
+    seen: list[list[str]] = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: seen.append(sorted(p.suffix for p in tmp_path.rglob("*.*")
+                                                                         if not p.name.endswith(".tmp"))))
+    real_replace = os.replace
+    try:
+        def replace_then_signal(src: str, dst: Any) -> None:
+            real_replace(src, dst)
+            if not seen and str(dst).endswith(".md"):
+                os.kill(os.getpid(), signal.SIGTERM)  # held back until both files are in place
+
+        monkeypatch.setattr(os, "replace", replace_then_signal)
+        json_path, md_path = write_transcript(tmp_path, transcript)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [[".json", ".md"]]
+    assert json_path.is_file() and md_path.is_file()

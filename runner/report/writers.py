@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from runner.report.transcript import Transcript
 from runner.spec.paths import output_stem
@@ -133,6 +134,40 @@ def write_transcript(out_dir: Path, transcript: Transcript, *, stable: bool = Fa
     stem = transcript_stem(out_dir, transcript.spec_file, transcript.case)
     # not with_suffix: a stem like greet.v1 would lose its .v1 and collide with greet.v2
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
-    atomic_write(json_path, to_json(transcript))
-    atomic_write(md_path, to_markdown(transcript))
+    atomic_write_all([(md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
     return json_path, md_path
+
+
+def atomic_write_all(files: list[tuple[Path, str]]) -> None:
+    """Write several files so that they appear together: each is written whole to a temporary file first,
+    then all are renamed in place one after the other, with SIGINT and SIGTERM held back between the renames
+    (only SIGKILL can come between them; the last file named is the one readers look for)."""
+    import signal
+
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, text in files:
+            fd, tmp = _temporary(path)
+            written.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+        held = _hold_signals(signal)
+        try:
+            while written:
+                tmp, path = written[0]
+                os.replace(tmp, path)
+                written.pop(0)
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    finally:
+        for tmp, _ in written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _hold_signals(signal: Any) -> Any:
+    """Block SIGINT and SIGTERM in this thread; the previous mask, or None where there is no such thing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
