@@ -14,20 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runner.server import checks, objects
 from runner.server.auth import BearerAuth
-from runner.server.body import read_object
-from runner.server.errors import APIError, invalid, server_error
+from runner.server.body import read_object, rest_is_dropped
+from runner.server.errors import APIError, invalid, server_error, shown
 from runner.server.executor import ACTIVE_RUN_STATUSES, RunExecutor
 from runner.server.providers import LiveSettings, ProviderSet
 from runner.server.store import Store
 
 Handler = Callable[["Backend", Request], Awaitable[Response]]
-
 
 _log = logging.getLogger("runner.server")
 
@@ -98,7 +97,7 @@ def _check_tool_choice(body: dict[str, Any], tools: list[dict[str, Any]]) -> Non
         return
     name = choice["function"]["name"]
     if name not in {t["function"]["name"] for t in tools if t.get("type") == "function"}:
-        raise invalid(f"tool_choice names the function '{checks.shown(name)}', which is not among the run's "
+        raise invalid(f"tool_choice names the function '{shown(name)}', which is not among the run's "
                       "tools.", "tool_choice.function.name")
 
 
@@ -361,7 +360,8 @@ async def update_run(b: Backend, request: Request) -> Response:
 
 
 async def cancel_run(b: Backend, request: Request) -> Response:
-    await _body(request, "")  # no parameters, but the body is read within the limits like every other
+    _get_run(b, request)
+    await _body(request, "")  # no parameters, but a body is read within the limits like every other
     return _run_response(b, b.executor.cancel(_get_run(b, request)))
 
 
@@ -430,7 +430,7 @@ def _error(exc: APIError) -> Response:
 
 
 def _endpoint(backend: Backend, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
+    async def answer(request: Request) -> Response:
         key = request.headers.get("idempotency-key") if request.method == "POST" else None
         if key:
             # a retry of a request already acted on gets the first answer, never a second effect
@@ -447,6 +447,8 @@ def _endpoint(backend: Backend, handler: Handler) -> Callable[[Request], Awaitab
             response = await handler(backend, request)
         except APIError as exc:
             return _error(exc)
+        except ClientDisconnect:  # gone while sending its body: nobody is left to answer
+            return _error(invalid("The client disconnected before the request body was complete."))
         except Exception:
             # a bug, not the client's fault: the API's 500 shape, the traceback only in the server's log
             _log.exception("%s %s failed", request.method, request.url.path)
@@ -455,6 +457,12 @@ def _endpoint(backend: Backend, handler: Handler) -> Callable[[Request], Awaitab
             streamed = isinstance(response, StreamingResponse)
             backend.store.remember_answer(remembered, 0 if streamed else response.status_code,
                                           "" if streamed else bytes(response.body).decode())
+        return response
+
+    async def endpoint(request: Request) -> Response:
+        response = await answer(request)
+        if response.headers.get("connection") != "close" and not await rest_is_dropped(request):
+            response.headers["connection"] = "close"  # what is left of a huge unread body is never read
         return response
 
     return endpoint
@@ -472,7 +480,7 @@ def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Any:
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        message = f"Invalid URL ({request.method} {checks.shown(request.url.path, 200)})"
+        message = f"Invalid URL ({request.method} {shown(request.url.path, 200)})"
         return JSONResponse(APIError(404, message).body(), status_code=404)
 
     async def failed(request: Request, exc: Exception) -> Response:

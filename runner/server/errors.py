@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class APIError(Exception):
@@ -23,6 +26,12 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON body of the error response."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def shown(text: str, limit: int = 100) -> str:
+    """User-supplied text as an error message may quote it: at most `limit` characters, and encodable."""
+    text = _SURROGATE.sub("\ufffd", text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def server_error() -> APIError:
