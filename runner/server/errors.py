@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class APIError(Exception):
@@ -10,7 +13,7 @@ class APIError(Exception):
 
     def __init__(
         self, status: int, message: str, *, type: str = "invalid_request_error",
-        param: str | None = None, code: str | None = None,
+        param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -18,10 +21,23 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers or {}  # sent with the error response (`connection: close` for a 413)
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the error response."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def shown(text: str, limit: int = 100) -> str:
+    """User-supplied text as an error message may quote it: at most `limit` characters, and encodable."""
+    text = _SURROGATE.sub("\ufffd", text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def server_error() -> APIError:
+    """500 for a failure of the backend itself, worded as the API words it; the cause is only logged."""
+    return APIError(500, "The server had an error while processing your request. Sorry about that!",
+                    type="server_error")
 
 
 def not_found(kind: str, object_id: str) -> APIError:
