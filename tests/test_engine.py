@@ -361,7 +361,7 @@ class _Slowish:
 @pytest.mark.parametrize(("hint_ms", "expected"), [(None, [0.05, 0.1, 0.2]), (7, [0.007, 0.007, 0.007])])
 def test_polling_follows_the_backends_hint_or_backs_off(write_spec, monkeypatch, hint_ms, expected) -> None:  # type: ignore[no-untyped-def]
     """No fixed one-second sleep: openai-poll-after-ms when the backend sends it, else 50 ms doubling to 2 s."""
-    import runner.server.app as app_module
+    import runner.server.routes.runs as runs_routes
     from runner.engine import conversation as conv
 
     sleeps: list[float] = []
@@ -373,7 +373,7 @@ def test_polling_follows_the_backends_hint_or_backs_off(write_spec, monkeypatch,
 
     monkeypatch.setattr(conv.asyncio, "sleep", recorded_sleep)
     if hint_ms is None:  # a backend that sends no hint
-        monkeypatch.setattr(app_module, "_run_response", lambda b, run: app_module.JSONResponse(run))
+        monkeypatch.setattr(runs_routes, "_run_response", lambda b, run: runs_routes.JSONResponse(run))
     spec = load_spec(write_spec("assistant: {model: slow}\nconversation: [{user: hi}]\nbackend: {stream: false}\n"))
     backend = Backend(BackendSettings(poll_after_ms=hint_ms or 25))
     backend.providers.providers["openai"] = _Slowish()  # type: ignore[assignment]

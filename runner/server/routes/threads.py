@@ -1,0 +1,58 @@
+"""`/threads`: create (with its first messages), retrieve, update, delete."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runner.server import objects
+from runner.server.routes.common import (
+    insert_messages,
+    json_response,
+    null_clears_metadata,
+    read_body,
+    thread_from,
+)
+
+if TYPE_CHECKING:
+    from runner.server.app import Backend
+    from runner.server.routes import Handler
+
+
+async def create_thread(b: Backend, request: Request) -> Response:
+    thread, messages = thread_from(await read_body(request, "CreateThreadRequest"))
+    with b.store.transaction():
+        b.store.insert("thread", thread)
+        insert_messages(b, thread["id"], messages)
+    return json_response(thread)
+
+
+async def get_thread(b: Backend, request: Request) -> Response:
+    return json_response(b.store.get("thread", request.path_params["thread_id"]))
+
+
+async def update_thread(b: Backend, request: Request) -> Response:
+    b.store.get("thread", request.path_params["thread_id"])
+    body = await read_body(request, "ModifyThreadRequest")
+    null_clears_metadata(body)
+    thread = objects.revalidated("thread", {**b.store.get("thread", request.path_params["thread_id"]), **body})
+    return json_response(b.store.update("thread", thread))
+
+
+async def delete_thread(b: Backend, request: Request) -> Response:
+    object_id = request.path_params["thread_id"]
+    active = b.store.private(object_id).get("active_run")
+    if active:
+        b.executor.stop(active)  # nothing of the run may land under a deleted thread
+    b.store.delete("thread", object_id)
+    return json_response({"id": object_id, "object": "thread.deleted", "deleted": True})
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("/threads", "POST", create_thread),
+    ("/threads/{thread_id}", "GET", get_thread),
+    ("/threads/{thread_id}", "POST", update_thread),
+    ("/threads/{thread_id}", "DELETE", delete_thread),
+]
