@@ -35,6 +35,7 @@ from runner.server import checks
 from runner.server.checks import SCHEMAS, Rule
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "openai-assistants-v2.openapi.yaml"
+FILES_REFERENCE = REFERENCE.with_name("openai-files-vector-stores.openapi.yaml")
 needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="the shared reference OpenAPI file is not beside the repo")
 
 _CONSTRAINTS = {"minimum": "minimum", "maximum": "maximum", "minLength": "min_length", "maxLength": "max_length",
@@ -58,6 +59,10 @@ SDK_PARAMS = {
     "CreateThreadAndRunRequest": _keys(thread_create_and_run_params.ThreadCreateAndRunParamsBase) | {"stream"},
     "SubmitToolOutputsRunRequest": _keys(run_submit_tool_outputs_params.RunSubmitToolOutputsParamsBase,
                                          "thread_id") | {"stream"},
+    "CreateFileRequest": _keys(openai.types.file_create_params.FileCreateParams),
+    "CreateUploadRequest": _keys(openai.types.upload_create_params.UploadCreateParams),
+    "CompleteUploadRequest": _keys(openai.types.upload_complete_params.UploadCompleteParams),
+    "AddUploadPartRequest": _keys(openai.types.uploads.part_create_params.PartCreateParams),
 }
 
 
@@ -86,7 +91,9 @@ class Place:
 
 class Reference:
     def __init__(self) -> None:
-        self.schemas = yaml.safe_load(REFERENCE.read_text(encoding="utf-8"))["components"]["schemas"]
+        self.schemas: dict[str, Any] = {}
+        for reference in (REFERENCE, FILES_REFERENCE):  # the Assistants API, and the Files and Vector stores APIs
+            self.schemas |= yaml.safe_load(reference.read_text(encoding="utf-8"))["components"]["schemas"]
 
     def variants(self, node: dict[str, Any]) -> list[dict[str, Any]]:
         """`node` as plain alternatives: $ref, allOf merged in, one alternative per anyOf/oneOf member."""
@@ -215,15 +222,20 @@ def test_every_bound_and_non_string_scalar_of_the_reference_is_in_the_table() ->
 
 
 @needs_reference
-def test_every_post_route_of_the_reference_has_its_schema_in_the_table() -> None:
-    doc = yaml.safe_load(REFERENCE.read_text(encoding="utf-8"))
-    for path, ops in doc["paths"].items():
-        post = ops.get("post")
-        if post is None:
-            continue
-        body = post.get("requestBody")
-        schema = body["content"]["application/json"]["schema"]["$ref"].split("/")[-1] if body else ""
-        assert schema in SCHEMAS, f"POST {path}: {schema}"
+def test_every_post_route_the_backend_serves_has_its_schema_in_the_table() -> None:
+    from runner.server.routes import all_routes
+
+    served = {path for path, method, _ in all_routes() if method == "POST"}
+    for reference in (REFERENCE, FILES_REFERENCE):
+        for path, ops in yaml.safe_load(reference.read_text(encoding="utf-8"))["paths"].items():
+            post = ops.get("post")
+            if post is None or path not in served:
+                continue
+            body = post.get("requestBody")
+            content = next(iter(body["content"].values())) if body else None  # JSON or multipart
+            schema = content["schema"]["$ref"].split("/")[-1] if content else ""
+            assert schema in SCHEMAS, f"POST {path}: {schema}"
+    assert {"/assistants", "/threads/runs", "/files", "/uploads/{upload_id}/parts"} <= served
 
 
 # -- what the hosted API refused, refused here too --------------------------------------------------------

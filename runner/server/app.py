@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runner.server.auth import BearerAuth
+from runner.server.blobs import BlobStore, folder_beside
 from runner.server.body import rest_is_dropped
 from runner.server.errors import APIError, invalid, server_error, shown
 from runner.server.executor import RunExecutor
@@ -48,6 +49,7 @@ class Backend:
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
         self.store = Store(self.settings.db_path)
+        self.blobs = BlobStore(folder_beside(self.settings.db_path))
         self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
         self.executor = RunExecutor(self.store, self.providers)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
@@ -67,6 +69,12 @@ class Backend:
                     await client.close()
         finally:
             self.store.close()
+            self.blobs.close()
+
+    def discard_unheld(self, sha: str) -> None:
+        """Remove a blob that no file and no upload part holds any more."""
+        if not self.store.holding("file", "sha256", sha) and not self.store.holding("upload_part", "sha256", sha):
+            self.blobs.discard(sha)
 
 
 # -- the app --------------------------------------------------------------------------------------

@@ -120,6 +120,52 @@ async def read_object(request: Request) -> dict[str, Any]:
     return parse_object(raw)
 
 
+async def read_form(request: Request, limit: int, files: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
+    """A multipart/form-data body within `limit` bytes (413 beyond, as `read_bytes`): its text fields, and the
+    uploaded files named in `files` (starlette UploadFiles, spooled to disk past a megabyte). A field given
+    twice, a file where text belongs or text where a file belongs is a 400 naming it."""
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    media = _media_type(request)
+    if media != "multipart/form-data":
+        given = shown(request.headers.get("content-type", ""))
+        raise invalid(f"Unsupported content type: '{given}'. This API method only accepts 'multipart/form-data' "
+                      "requests.")
+    error = _declared(request, limit)
+    if error is not None:
+        raise error
+
+    async def counted() -> Any:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large("Your request body is larger than that.")
+            yield chunk
+        request.state.body_read = True
+
+    parser = MultiPartParser(request.headers, counted(), max_files=len(files), max_fields=16,
+                             max_part_size=64 * 1024)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise invalid(f"The multipart body could not be read: {shown(str(exc.message))}.") from None
+    fields: dict[str, str] = {}
+    uploaded: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name in fields or name in uploaded:
+            raise invalid(f"The form gives '{shown(name)}' more than once.", name)
+        if isinstance(value, str):
+            if name in files:
+                raise invalid(f"'{shown(name)}' must be a file, not a text field.", name)
+            fields[name] = value
+        elif name in files:
+            uploaded[name] = value
+        else:
+            raise invalid(f"'{shown(name)}' must be a text field, not a file.", name)
+    return fields, uploaded
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e999 parses to infinity, which JSON cannot carry back

@@ -170,6 +170,13 @@ _RUN_OPTIONS = {
 }
 
 
+_EXPIRES_AFTER = {
+    "expires_after": _o(nullable=False, keys=("anchor", "seconds")),
+    "expires_after.anchor": _s(required=True, nullable=False, enum=("created_at",)),
+    "expires_after.seconds": _i(required=True, nullable=False, minimum=3600, maximum=2592000),
+}
+
+
 def _assistant(*, create: bool) -> dict[str, Rule]:
     return {
         "model": _s(required=create, nullable=False, min_length=1),
@@ -242,6 +249,26 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "tool_outputs[].output": _s(nullable=False),
         "stream": _b(),
     },
+    # Files and Uploads (openai-files-vector-stores.openapi.yaml); a multipart body's file is read apart
+    "CreateFileRequest": {
+        "file": _s(nullable=False),
+        "purpose": _s(required=True, nullable=False,
+                      enum=("assistants", "batch", "fine-tune", "vision", "user_data", "evals")),
+        **_EXPIRES_AFTER,
+    },
+    "AddUploadPartRequest": {"data": _s(nullable=False)},
+    "CreateUploadRequest": {
+        "filename": _s(required=True, nullable=False),
+        "purpose": _s(required=True, nullable=False, enum=("assistants", "batch", "fine-tune", "vision")),
+        "bytes": _i(required=True, nullable=False),
+        "mime_type": _s(required=True, nullable=False),
+        **_EXPIRES_AFTER,
+    },
+    "CompleteUploadRequest": {
+        "part_ids": _a(required=True, nullable=False),
+        "part_ids[]": _s(nullable=False),
+        "md5": _s(nullable=False),
+    },
     "": {},  # a route that takes no parameters (cancel): an empty body or {}
 }
 
@@ -258,6 +285,9 @@ DEPARTURES: dict[str, str] = {
     "truncation_strategy.last_messages": "required when the type is last_messages",
     "tool_choice.function": "required when the type is function (the reference says it in words)",
     "tool_outputs[]": "a tool output has no other keys",
+    "file": "a multipart body's file part is read apart from its text fields, and its absence said there",
+    "data": "a multipart body's file part is read apart from its text fields, and its absence said there",
+    "expires_after": "an expiration policy has no other keys than anchor and seconds",
 }
 
 

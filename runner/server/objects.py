@@ -17,6 +17,9 @@ from openai.types.beta.thread import Thread
 from openai.types.beta.threads.message import Message
 from openai.types.beta.threads.run import Run
 from openai.types.beta.threads.runs.run_step import RunStep
+from openai.types.file_object import FileObject
+from openai.types.upload import Upload
+from openai.types.uploads.upload_part import UploadPart
 
 from runner.server.errors import invalid
 from runner.server.ids import new_id
@@ -158,3 +161,32 @@ def run_step(run_body: dict[str, Any], step_details: dict[str, Any]) -> dict[str
         "last_error": None, "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
         "metadata": {}, "usage": None,
     })
+
+
+def file(filename: str, size: int, purpose: str, expires_after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new file object (its bytes are kept in the blob store)."""
+    created = now()
+    body: dict[str, Any] = {"id": new_id("file-"), "object": "file", "bytes": size, "created_at": created,
+                            "filename": filename, "purpose": purpose, "status": "processed"}
+    if expires_after:  # absent, not null, when the file does not expire (as the reference has it)
+        body["expires_at"] = created + int(expires_after["seconds"])
+    return _validate(FileObject, body)
+
+
+UPLOAD_EXPIRY_SECONDS = 3600  # an Upload not completed within an hour expires, as the API's do
+
+
+def upload(params: dict[str, Any]) -> dict[str, Any]:
+    """A new pending Upload from create parameters."""
+    created = now()
+    return _validate(Upload, {
+        "id": new_id("upload_"), "object": "upload", "created_at": created, "filename": params["filename"],
+        "bytes": params["bytes"], "purpose": params["purpose"], "status": "pending",
+        "expires_at": created + UPLOAD_EXPIRY_SECONDS, "file": None,
+    })
+
+
+def upload_part(upload_id: str) -> dict[str, Any]:
+    """A new part of an Upload."""
+    return _validate(UploadPart, {"id": new_id("part_"), "object": "upload.part", "created_at": now(),
+                                  "upload_id": upload_id})

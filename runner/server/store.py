@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from runner.server.errors import invalid, not_found
 
-Kind = Literal["assistant", "thread", "message", "run", "run_step"]
+Kind = Literal["assistant", "thread", "message", "run", "run_step", "file", "upload", "upload_part"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS answered (
 );
 """
 
-_NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step"}
+_NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step",
+          "file": "file", "upload": "upload", "upload_part": "upload part"}
 
 
 @dataclass
@@ -161,8 +162,10 @@ class Store:
     def list(
         self, kind: Kind, *, parent: str | None = None, run_id: str | None = None, limit: int = 20,
         order: str = "desc", after: str | None = None, before: str | None = None,
+        matching: dict[str, str] | None = None,
     ) -> Page:
-        """A page of objects in insertion order, paginated the way the API does (`after`/`before` cursors)."""
+        """A page of objects in insertion order, paginated the way the API does (`after`/`before` cursors);
+        `matching`: only those whose top-level fields have these values (files by `purpose`)."""
         if not 1 <= limit <= 100:
             raise invalid("limit must be between 1 and 100", "limit")
         if order not in ("asc", "desc"):
@@ -175,6 +178,9 @@ class Store:
         if run_id is not None:
             where.append("run_id = ?")
             args.append(run_id)
+        for name, value in (matching or {}).items():
+            where.append("json_extract(body, ?) = ?")
+            args.extend((f"$.{name}", value))
         for cursor, param in ((after, "after"), (before, "before")):
             if cursor is None:
                 continue
@@ -228,3 +234,9 @@ class Store:
             "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY seq ASC", (kind, parent)
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def holding(self, kind: Kind, key: str, value: str) -> int:
+        """How many objects of a kind keep `value` under `key` in their private state (a blob's holders)."""
+        row = self._db.execute("SELECT COUNT(*) FROM objects WHERE kind = ? AND json_extract(private, ?) = ?",
+                               (kind, f"$.{key}", value)).fetchone()
+        return int(row[0])
