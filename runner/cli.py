@@ -155,8 +155,8 @@ def schema(print_schema: bool) -> None:
 @click.option("--json", "json_output", is_flag=True,
               help="Print the results as JSON on stdout (everything else goes to stderr).")
 @click.option("--secret-env", multiple=True, metavar="NAME",
-              help="An environment variable whose value must never reach a cassette (repeatable; API keys "
-                   "always are).")
+              help="An environment variable whose value is a secret, written as <NAME> in everything the run "
+                   "writes or prints (repeatable; API keys always are).")
 @click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Load provider settings and keys from this dotenv file (default: .env here, when present); "
                    "the environment wins over it, and its values count as secrets.")

@@ -28,7 +28,7 @@ from typing import Any
 
 from runner.engine import EngineOptions, Job
 from runner.report.transcript import Transcript
-from runner.run import execute
+from runner.run import batch_redactor, execute
 
 # below this many jobs per process, a helper's own start (assistants, backend, grader) costs more than it saves
 JOBS_PER_PROCESS = 40
@@ -263,7 +263,8 @@ def _helper(jobs: Sequence[Job], options: EngineOptions, concurrency: int, share
     try:
         asyncio.run(main())
     except BaseException:
-        conn.send(traceback.format_exc())  # the main process shows it: the helper itself prints nothing
+        # the main process shows it (the helper itself prints nothing), and a traceback may quote a key
+        conn.send(batch_redactor(jobs, options).text(traceback.format_exc()))
         sys.exit(1)
     finally:
         conn.close()
