@@ -155,8 +155,8 @@ def schema(print_schema: bool) -> None:
 @click.option("--json", "json_output", is_flag=True,
               help="Print the results as JSON on stdout (everything else goes to stderr).")
 @click.option("--secret-env", multiple=True, metavar="NAME",
-              help="An environment variable whose value must never reach a cassette (repeatable; API keys "
-                   "always are).")
+              help="An environment variable whose value is a secret, written as <NAME> in everything the run "
+                   "writes or prints (repeatable; API keys always are).")
 @click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Load provider settings and keys from this dotenv file (default: .env here, when present); "
                    "the environment wins over it, and its values count as secrets.")
@@ -466,7 +466,7 @@ def diff(old: str, new: str) -> None:
 def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
           log_level: str, env_file: str | None, no_env_file: bool) -> None:
     """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
-    _load_env(env_file, no_env_file)
+    loaded_secrets = _load_env(env_file, no_env_file)
     from runner.server.providers import LiveSettings, model_problem
     from runner.server.providers.upstream import BadKey
     from runner.server.serve import ServeError, ServeOptions
@@ -481,7 +481,7 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
             _print_errors([str(e) for e in exc.errors], "in the rules file; the server was not started")
             sys.exit(EXIT_USAGE)
     options = ServeOptions(host=host, port=port, db=db, provider=provider, rules=rules, api_key_env=api_key_env,
-                           log_level=log_level)
+                           log_level=log_level, secret_env=loaded_secrets)
     try:
         if provider:  # a forced provider must be able to answer, or every request would fail
             problem = model_problem(provider, force=provider, has_rules=rules is not None,

@@ -1,9 +1,9 @@
 """Environment files (`.env`): provider settings and keys kept out of the shell, loaded with python-dotenv.
 
 Variables already set in the environment win over the file, as with every dotenv tool. The values loaded
-count as secrets: they are written as `<NAME>` wherever the runner scrubs secrets. Values shorter than
-`SECRET_MIN_LENGTH` are loaded but not scrubbed: replacing every `1` or `true` would corrupt what is written,
-and a key is never that short.
+count as secrets: they are written as `<NAME>` in everything the runner writes (see runner.redact). Values
+shorter than `SECRET_MIN_LENGTH` are loaded but not scrubbed: replacing every `1` or `true` would corrupt what
+is written, and a key is never that short.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.redact import MIN_SECRET_LENGTH as SECRET_MIN_LENGTH
+
 DEFAULT_ENV_FILE = ".env"
-SECRET_MIN_LENGTH = 8
 
 
 class EnvFileError(Exception):

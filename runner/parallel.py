@@ -28,7 +28,7 @@ from typing import Any
 
 from runner.engine import EngineOptions, Job
 from runner.report.transcript import Transcript
-from runner.run import execute
+from runner.run import batch_redactor, execute
 
 # below this many jobs per process, a helper's own start (assistants, backend, grader) costs more than it saves
 JOBS_PER_PROCESS = 40
@@ -287,8 +287,10 @@ def _helper(jobs: Sequence[Job], options: EngineOptions, concurrency: int, share
     try:
         asyncio.run(main())
     except BaseException:
-        with contextlib.suppress(OSError):  # the main process shows it: the helper itself prints nothing
-            (sender or _Sender(conn, None, lambda: None)).send_now(traceback.format_exc())
+        # the main process shows it (the helper itself prints nothing), and a traceback may quote a key
+        with contextlib.suppress(OSError):
+            (sender or _Sender(conn, None, lambda: None)).send_now(
+                batch_redactor(jobs, options).text(traceback.format_exc()))
         sys.exit(1)
     finally:
         conn.close()

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.engine import EngineOptions, Job, preflight, resolve_backend, run_batch
+from runner.engine.backend import redactor_for
 from runner.expect import CheckContext, judge
+from runner.redact import Redactor
 from runner.report.transcript import Transcript
 from runner.spec.model import Spec
 
@@ -112,9 +114,24 @@ async def execute(jobs: Sequence[Job], options: EngineOptions, *, concurrency: i
     """Run and judge every job; `on_done` sees each judged transcript as soon as it exists; once `stop()`
     is true no further conversation starts; with `claim`, only the jobs it grants run (see `run_batch`)."""
     contexts = check_contexts(jobs)
+    redact = batch_redactor(jobs, options)
 
     async def checked(job: Job, transcript: Transcript) -> None:
         await judge(job.spec, transcript, contexts[job.spec.key])
 
-    return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=on_done, stop=stop,
+    def done(job: Job, transcript: Transcript) -> None:
+        # after the checks judged the real reply, before anything writes, prints or sends the transcript
+        redact.data(transcript)
+        if on_done is not None:
+            on_done(job, transcript)
+
+    return await run_batch(jobs, options, concurrency=concurrency, after=checked, on_done=done, stop=stop,
                            claim=claim)
+
+
+def batch_redactor(jobs: Sequence[Job], options: EngineOptions) -> Redactor:
+    """What replaces the secrets of every backend of the batch by `<NAME>` (see `redactor_for`)."""
+    redact = Redactor()
+    for target in {job.target.config.key(): job.target for job in jobs}.values():
+        redact = redact.union(redactor_for(target, options.secret_env))
+    return redact

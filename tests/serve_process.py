@@ -19,16 +19,19 @@ class Server:
         self.url = url
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
-        """Stop the server and return everything it wrote to stderr."""
+        """Stop the server and return everything it wrote to stderr (what it wrote to stdout, uvicorn's access
+        log, is then in `stdout`)."""
         self.proc.send_signal(sig)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            out, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            out, err = self.proc.communicate()
+        self.stdout = out
         return self.log + err
 
     log = ""
+    stdout = ""
 
 
 def clean_env(**extra: str) -> dict[str, str]:

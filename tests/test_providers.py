@@ -135,7 +135,7 @@ def test_upstream_errors_fail_the_run_with_a_meaningful_error(write_spec, status
     turn = transcript.turns[0]
     assert turn.status == "failed"
     assert turn.last_error["code"] == code and words in turn.last_error["message"]
-    assert KEY not in json.dumps(transcript.to_dict()) and "***" in turn.last_error["message"]
+    assert KEY not in json.dumps(transcript.to_dict()) and "<OPENAI_API_KEY>" in turn.last_error["message"]
     assert attempts == (3 if retryable else 1)  # bounded retries, for the retryable ones only
 
 

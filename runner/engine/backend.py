@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.redact import Redactor, credible
 from runner.server.providers import LiveSettings, model_problem
 from runner.server.providers.upstream import BadKey, read_key
 from runner.spec.model import BackendConfig, Spec
@@ -144,6 +145,14 @@ def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dic
     if target.config.api_key_env:
         names.append(target.config.api_key_env)
     return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def redactor_for(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> Redactor:
+    """What replaces this run's secrets by `<NAME>` in everything written or printed: the API keys of every
+    provider and of the endpoint (unless too short to be keys: `ollama`, `EMPTY`), and the values of the
+    variables in `extra_env` (`--secret-env`, and what env files loaded), whatever their length."""
+    values = secret_values(target, extra_env)
+    return Redactor({name: value for name, value in values.items() if name in extra_env or credible(value)})
 
 
 def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool = False) -> AsyncOpenAI:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.backend import BackendTarget, secret_values
+from runner.engine.backend import BackendTarget, redactor_for
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
+from runner.redact import Redactor
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.sdk import threads as sdk_threads
-from runner.server.providers.upstream import scrub
 from runner.spec.model import AssistantConfig, Spec, Turn
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class _Conversation:
         self.streaming = streaming  # one per backend session, shared: {"stream": False} once it refused
         self.cassette = cassette
         self.thread_id: str | None = None  # the first turn's run creates the thread
-        self.secrets = list(secret_values(target, options.secret_env).values())
+        self.redact = redactor_for(target, options.secret_env)
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -156,7 +156,7 @@ class _Conversation:
                 record.skipped = True
             return
         except Exception as exc:
-            transcript.error = f"{stage}: {_describe_error(exc, self.secrets)}"
+            transcript.error = f"{stage}: {_describe_error(exc, self.redact)}"
             for record in records:
                 record.skipped = True
             return
@@ -208,7 +208,7 @@ class _Conversation:
             if state.run is not None:
                 record.status = "cancelled"
         except Exception as exc:
-            record.error = _describe_error(exc, self.secrets)
+            record.error = _describe_error(exc, self.redact)
             await self._cancel_quietly(state.run)
         except asyncio.CancelledError:
             if not self.target.embedded:  # the batch was cancelled (Ctrl-C twice): leave no run going remotely
@@ -399,7 +399,7 @@ def _refuses_streaming(exc: Exception) -> bool:
     return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()
 
 
-def _describe_error(exc: BaseException, secrets: list[str]) -> str:
+def _describe_error(exc: BaseException, redact: Redactor) -> str:
     """A one-line description of a backend error, without credentials."""
     from openai import APIConnectionError, APIStatusError, APITimeoutError
 
@@ -413,7 +413,7 @@ def _describe_error(exc: BaseException, secrets: list[str]) -> str:
         text = f"the backend answered {exc.status_code}: {message}"
     else:
         text = f"{type(exc).__name__}: {exc}"
-    return scrub(text, secrets)
+    return redact.text(text)
 
 
 async def run_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: AssistantPool,

@@ -1,1 +1,1 @@
-"""Cassettes (vcrpy) and secret scrubbing: deterministic, offline replays of a conversation's network traffic."""
+"""Cassettes (vcrpy), secrets written as `<NAME>`: deterministic, offline replays of network traffic."""

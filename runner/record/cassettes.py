@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 from openai import OpenAIError
 
+from runner.redact import Redactor
 from runner.report.writers import atomic_write
 from runner.spec.model import Spec
 from runner.spec.paths import output_stem
@@ -103,11 +107,68 @@ def _clean_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+def _hide_secrets(redact: Redactor) -> Any:
+    """A vcrpy save hook writing every form of every secret in an interaction (as written, JSON-escaped,
+    URL-encoded...) as `<NAME>`, longest first."""
+    def hide(request: Any, response: Any) -> tuple[Any, Any]:
+        return type(request)._from_dict(redact.data(request._to_dict())), redact.data(response)
+
+    return hide
+
+
+def _restore_secrets(secrets: Mapping[str, str]) -> Any:
+    """A vcrpy load hook putting each secret back where `<NAME>` stands, in the form its place needs:
+    JSON-escaped in a JSON body, URL-encoded in the URI, as written elsewhere; so a replayed request matches
+    what the SDK sends with today's value, whatever characters it has."""
+    values = {f"<{name}>": value for name, value in secrets.items() if value}
+    if not values:
+        return None
+    pattern = re.compile("|".join(map(re.escape, sorted(values, key=len, reverse=True))))
+
+    def put_back(text: Any, form: Callable[[str], str] | None) -> Any:
+        if isinstance(text, bytes):
+            try:
+                return put_back(text.decode("utf-8"), form).encode("utf-8")
+            except UnicodeDecodeError:
+                return text
+        if not isinstance(text, str) or not pattern.search(text):
+            return text
+        shape = form or (_json_escaped if _is_json(text) else str)  # no form given: a body
+        return pattern.sub(lambda match: shape(values[match.group(0)]), text)
+
+    def headers(found: Any) -> Any:
+        return {name: [put_back(v, str) for v in value] if isinstance(value, list) else put_back(value, str)
+                for name, value in (found or {}).items()}
+
+    def restore(request: Any, response: Any) -> tuple[Any, Any]:
+        data = request._to_dict()
+        data.update(uri=put_back(data["uri"], lambda value: quote(value, safe="")),
+                    body=put_back(data["body"], None), headers=headers(data["headers"]))
+        response = dict(response, headers=headers(response.get("headers")))
+        if isinstance(response.get("body"), dict):
+            response["body"] = {**response["body"], "string": put_back(response["body"].get("string"), None)}
+        return type(request)._from_dict(data), response
+
+    return restore
+
+
+def _json_escaped(value: str) -> str:
+    return json.dumps(value)[1:-1]
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_cassette(path: Path, mode: str, secrets: Mapping[str, str]) -> Any:
     """A vcrpy cassette at `path` in `mode`, with credentials filtered out before anything is written.
 
-    Each secret is written as `<NAME>` after the variable holding it, and put back when the cassette is
-    loaded, so requests match whatever the secret's value is at replay.
+    Each secret, in every form it takes, is written as `<NAME>` after the variable holding it, and put back
+    when the cassette is loaded, so requests match whatever the secret's value is at replay.
     """
     import vcr
     from vcr.cassette import Cassette
@@ -115,9 +176,7 @@ def load_cassette(path: Path, mode: str, secrets: Mapping[str, str]) -> Any:
     config = vcr.VCR(
         record_mode=mode, match_on=MATCH_ON, decode_compressed_response=True, filter_headers=SECRET_HEADERS,
         before_record_request=_clean_request, before_record_response=_clean_response,
-        # longest first, so a secret containing another is replaced whole
-        filter_sensitive_data=[(f"<{name}>", value) for name, value in
-                               sorted(secrets.items(), key=lambda item: -len(item[1])) if value],
+        before_save_interaction=_hide_secrets(Redactor(secrets)), after_load_interaction=_restore_secrets(secrets),
     ).get_merged_config(path=str(path), persister=_AtomicPersister)
     accepted = inspect.signature(Cassette.__init__).parameters
     return Cassette.load(**{k: v for k, v in config.items() if k in accepted})

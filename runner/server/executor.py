@@ -272,7 +272,7 @@ class RunExecutor:
             return
         try:
             provider, request.model = self.providers.resolve(run["model"])
-            answer = await provider.respond(request)
+            answer = self._redacted(await provider.respond(request))
             # the run as it is now: requests may have updated it (its metadata) while the model answered
             run = self.store.get("run", run_id)
             reply = police_reply(answer, run, resumed=resumed)
@@ -291,6 +291,18 @@ class RunExecutor:
                 self._require_action(run, private, reply)
             else:
                 self._complete_with_message(run, private, reply)
+
+    def _redacted(self, reply: ModelReply) -> ModelReply:
+        """The reply with the providers' keys replaced by `<NAME>`: an upstream that quotes the request's
+        Authorization header back must not put the key into the thread."""
+        redact = self.providers.redact
+        if not redact:
+            return reply
+        reply.text = redact.text(reply.text) if reply.text is not None else None
+        for call in reply.tool_calls:
+            call.name, call.arguments, call.call_id = (redact.text(call.name), redact.text(call.arguments),
+                                                       redact.text(call.call_id))
+        return reply
 
     def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool) -> ModelRequest | None:
         """The model call for the run's next step (`resumed`: answering its tool outputs); None when the
@@ -448,6 +460,7 @@ class RunExecutor:
             self._close(run["id"])
 
     def _fail(self, run: dict[str, Any], code: str, message: str) -> None:
+        message = self.providers.redact.text(message)  # an upstream's error may quote the key it was sent
         if code not in ("server_error", "rate_limit_exceeded", "invalid_prompt"):
             message, code = f"{code}: {message}", "server_error"
         with self._change():

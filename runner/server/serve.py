@@ -30,6 +30,7 @@ class ServeOptions:
     rules: Sequence[dict[str, Any]] | None = None
     api_key_env: str | None = None
     log_level: str = "info"
+    secret_env: tuple[str, ...] = ()  # variables whose values are secrets too (what an env file loaded)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
@@ -110,11 +111,17 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
     """
     import uvicorn
 
+    from runner.redact import redact_logs
     from runner.server.app import Backend, BackendSettings, create_app
     from runner.server.providers import LiveSettings
 
     key = api_key(options)
     live = LiveSettings.from_env(options.environ)
+    # kept out of what the backend stores from upstream replies, and out of its log
+    others = {name: options.environ[name] for name in options.secret_env if options.environ.get(name)}
+    if key and options.api_key_env:
+        others[options.api_key_env] = key
+    live = live.with_secrets(others)
     lock = lock_database(options.db)
     try:
         sock = listen(options.host, options.port)
@@ -129,6 +136,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
                          "last stopped")
             config = uvicorn.Config(create_app(backend), host=options.host, port=options.port,
                                     log_level=options.log_level, lifespan="on", timeout_graceful_shutdown=10)
+            # after uvicorn's Config, which sets up its loggers: no log line shows a key
+            redact_logs(backend.providers.redact, ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio"))
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             auth = "Bearer key required" if key else "no key required"

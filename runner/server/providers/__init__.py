@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from runner.redact import Redactor
 from runner.server.errors import invalid
 from runner.server.providers.base import ModelError, ModelReply, ModelRequest, Provider, ToolCallRequest
 from runner.server.providers.chat import ChatCompletionsProvider
@@ -68,14 +69,15 @@ class ProviderSet:
                  live: LiveSettings | None = None) -> None:
         self.live = live or LiveSettings()
         self.force = force
-        secrets = self.live.secrets()
+        # what the providers' replies and errors must never carry into the store: their own keys
+        self.redact = Redactor(self.live.secrets())
         self.providers: dict[str, Provider] = {"echo": EchoProvider()}
         if rules is not None:
             self.providers["scripted"] = ScriptedProvider(rules)
         if self.live.openai is not None:
-            self.providers["openai"] = OpenAIResponsesProvider(self.live.openai, secrets)
+            self.providers["openai"] = OpenAIResponsesProvider(self.live.openai, self.redact)
         if self.live.chat is not None:
-            self.providers["chat"] = ChatCompletionsProvider(self.live.chat, secrets)
+            self.providers["chat"] = ChatCompletionsProvider(self.live.chat, self.redact)
 
     def resolve(self, model: str) -> tuple[Provider, str]:
         """The provider answering `model` and the model name it sends upstream; 400 naming the model if none."""

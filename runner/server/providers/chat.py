@@ -53,7 +53,7 @@ class ChatCompletionsProvider(UpstreamProvider):
         try:
             completion = await self._get_client().chat.completions.create(**params)
         except Exception as exc:
-            raise upstream_error(exc, self.name, self.secrets) from None
+            raise upstream_error(exc, self.name, self.redact) from None
         if not completion.choices:
             raise ModelError("chat provider: the upstream answered without any choice")
         choice = completion.choices[0]

@@ -89,7 +89,7 @@ class OpenAIResponsesProvider(UpstreamProvider):
         try:
             response = await self._get_client().responses.create(**params)
         except Exception as exc:
-            raise upstream_error(exc, self.name, self.secrets) from None
+            raise upstream_error(exc, self.name, self.redact) from None
         return self._reply(response)
 
     def _reply(self, response: Any) -> ModelReply:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.redact import Redactor, credible
 from runner.server.providers.base import ModelError
 
 LIVE_PROVIDERS = ("openai", "chat")
@@ -31,6 +32,8 @@ class LiveSettings:
     openai: UpstreamConfig | None = None
     chat: UpstreamConfig | None = None
     default: str = "openai"
+    # more secrets to keep out of what the backend stores and logs, by variable (`runner serve --api-key-env`)
+    others: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, assume_openai: bool = False) -> LiveSettings:
@@ -54,11 +57,20 @@ class LiveSettings:
         def routed(config: UpstreamConfig | None) -> UpstreamConfig | None:
             return dataclasses.replace(config, http_client_factory=factory) if config else None
 
-        return LiveSettings(openai=routed(self.openai), chat=routed(self.chat), default=self.default)
+        return dataclasses.replace(self, openai=routed(self.openai), chat=routed(self.chat))
 
-    def secrets(self) -> list[str]:
-        """Every configured key, to be scrubbed from anything shown."""
-        return [c.api_key for c in (self.openai, self.chat) if c is not None and c.api_key]
+    def with_secrets(self, secrets: Mapping[str, str]) -> LiveSettings:
+        """The same settings, with more secrets (by variable name) kept out of what the backend stores."""
+        return dataclasses.replace(self, others=(*self.others, *secrets.items()))
+
+    def secrets(self) -> dict[str, str]:
+        """Every configured key by the variable that holds it (a placeholder key such as `ollama` is none),
+        to be replaced by `<NAME>` in anything stored or shown."""
+        found = {name: config.api_key for name, config in (("OPENAI_API_KEY", self.openai),
+                                                           ("RUNNER_CHAT_API_KEY", self.chat))
+                 if config is not None and config.api_key}
+        found.update(self.others)
+        return {name: value for name, value in found.items() if credible(value)}
 
 
 class BadKey(ValueError):
@@ -74,16 +86,7 @@ def read_key(environ: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every secret, as written or as Python would quote it, replaced by ***."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in {secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode()}:
-            if form:
-                text = text.replace(form, "***")
-    return text
-
-
-def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> ModelError:
+def upstream_error(exc: BaseException, provider: str, redact: Redactor) -> ModelError:
     """A failed model call as the run's `last_error` (`rate_limit_exceeded`, `invalid_prompt` or `server_error`)."""
     import openai
 
@@ -116,18 +119,18 @@ def upstream_error(exc: BaseException, provider: str, secrets: list[str]) -> Mod
         code, text = "server_error", f"{provider} provider: cannot reach the upstream: {exc.__cause__ or exc}"
     else:
         code, text = "server_error", f"{provider} provider: {type(exc).__name__}: {exc}"
-    return ModelError(scrub(text, secrets), code)
+    return ModelError(redact.text(text), code)
 
 
 class UpstreamProvider:
-    """What the live providers share: their upstream, the secrets to scrub, and one SDK client made on
-    first use (in the event loop that uses it)."""
+    """What the live providers share: their upstream, the secrets kept out of their errors, and one SDK
+    client made on first use (in the event loop that uses it)."""
 
     name = "upstream"
 
-    def __init__(self, config: UpstreamConfig, secrets: list[str]) -> None:
+    def __init__(self, config: UpstreamConfig, redact: Redactor) -> None:
         self.config = config
-        self.secrets = secrets
+        self.redact = redact
         self._client: Any = None
 
     def _get_client(self) -> Any:
