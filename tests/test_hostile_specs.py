@@ -1,0 +1,126 @@
+"""Hostile and broken spec files: each fails `runner validate` with exit 2 and `file:line:col: message` lines,
+quickly, never with a traceback or a hang (issue 11, "The spec loader and `runner validate`").
+
+The small cases are files in tests/data/hostile_specs/, each saying on its first line what it must report
+(`# expect: LINE:COL: text`); the large ones are made here rather than committed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import cli
+from runner.spec import SpecInvalid, load_cases
+from runner.spec.limits import MAX_FILE_BYTES, MAX_NODES
+
+CORPUS = Path(__file__).parent / "data" / "hostile_specs"
+EXPECT = re.compile(r"# expect: (?:(\d+):(\d+): )?(.*)")
+SECONDS = 6.0  # each case, with room for the 2 s template budget on a loaded machine
+
+
+def validate(path: Path | str) -> tuple[list[str], float]:
+    """`runner validate path`'s error lines (asserting exit 2 and no traceback) and how long it took."""
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    took = time.perf_counter() - start
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].endswith("nothing was run"), lines
+    for line in lines[:-1]:
+        assert re.match(rf"{re.escape(str(path))}:\d+:\d+: \S", line), line
+    return lines[:-1], took
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.yaml")))
+def test_corpus_case_fails_with_its_message(name: str) -> None:
+    path = CORPUS / name
+    expect = EXPECT.match(path.read_bytes().split(b"\n", 1)[0].decode())
+    assert expect, f"{name} starts with no `# expect:` line"
+    lines, took = validate(path)
+    line, col, text = expect.groups()
+    where = f"{path}:{line}:{col}: " if line else f"{path}:"
+    parts = text.split(" ... ")  # each part in order, anything between
+    assert any(ln.startswith(where) and re.search(".*".join(map(re.escape, parts)), ln) for ln in lines), (
+        where, text, lines)
+    assert took < SECONDS, f"{name} took {took:.1f} s"
+
+
+def test_a_template_that_loops_for_ever_stops_at_its_time_limit() -> None:
+    lines, took = validate(CORPUS / "template_nested_loops.yaml")
+    assert "the limit of 2 s per template" in lines[0]
+    assert 1.9 < took < SECONDS
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "big.yaml", "assistant: {model: echo}\nconversation: [{user: hi}]\n"
+                                       "vars: {x: '" + "a" * MAX_FILE_BYTES + "'}\n")
+    lines, took = validate(path)
+    assert lines == [f"{path}:1:1: the file is larger than {MAX_FILE_BYTES:,} bytes, the limit of a spec file "
+                     f"({path.stat().st_size:,} bytes)"]
+    assert took < 1
+
+
+def test_200000_keys_are_refused_at_the_node_limit_quickly(tmp_path: Path) -> None:
+    keys = "".join(f"k{i}: {i}\n" for i in range(200_000))  # 2.2 MB: too big a file as well
+    lines, _ = validate(write(tmp_path, "keys.yaml", "vars:\n" + keys.replace("\n", "\n  ")))
+    assert "the limit of a spec file" in lines[0]
+    flow = "vars: {" + ", ".join(f"k{i}: 1" for i in range(60_000)) + "}\n"  # under the size limit
+    lines, took = validate(write(tmp_path, "flow.yaml", flow))
+    assert lines[0].endswith(f"the document has more than {MAX_NODES:,} keys and values, the limit of a spec file")
+    assert took < SECONDS
+
+
+def test_a_50000_turn_spec_is_refused_with_the_node_limit_not_an_alias_message(tmp_path: Path) -> None:
+    turns = "".join(f"  - user: hi {i}\n" for i in range(50_000))
+    lines, took = validate(write(tmp_path, "turns.yaml", "assistant: {model: echo}\nconversation:\n" + turns))
+    assert lines[0].endswith(f"more than {MAX_NODES:,} keys and values, the limit of a spec file")
+    assert "aliases" not in lines[0] and took < SECONDS
+
+
+def test_2000_nested_ifs_are_refused(tmp_path: Path) -> None:
+    template = "{% if 1 %}" * 2000 + "x" + "{% endif %}" * 2000
+    lines, took = validate(write(tmp_path, "ifs.yaml", f"assistant: {{model: echo}}\nconversation: [{{user: '{template}'}}]\n"))
+    assert "tags" in lines[0] and "more than the limit of 2,000 per template" in lines[0]
+    below = "{% if 1 %}" * 900 + "x" + "{% endif %}" * 900  # under the tag limit: Jinja's parser recursion
+    lines, _ = validate(write(tmp_path, "ifs2.yaml", f"assistant: {{model: echo}}\nconversation: [{{user: '{below}'}}]\n"))
+    assert "template error:" in lines[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    lines, took = validate(fifo)
+    assert lines == [f"{fifo}:1:1: not a regular file (a named pipe)"] and took < 1
+    rules = tmp_path / "bot.rules.yaml"
+    os.mkfifo(rules)
+    spec = write(tmp_path, "s.yaml", "assistant: {model: scripted}\nbackend: {rules: bot.rules.yaml}\n"
+                                     "conversation: [{user: hi}]\n")
+    lines, _ = validate(spec)
+    assert lines == [f"{spec}:2:18: backend.rules: rules file {rules}: not a regular file (a named pipe)"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="Linux /proc")
+def test_proc_self_environ_is_refused_for_its_nul_characters() -> None:
+    lines, _ = validate("/proc/self/environ")
+    assert "U+0000 (NUL) is not allowed in a spec file" in lines[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="device files")
+def test_a_device_is_not_read() -> None:
+    with pytest.raises(SpecInvalid, match=r"not a regular file \(a character device\)"):
+        load_cases("/dev/zero")
