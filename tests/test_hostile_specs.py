@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from runner.cli import cli
 from runner.spec import SpecInvalid, load_cases
-from runner.spec.limits import MAX_FILE_BYTES, MAX_NODES
+from runner.spec.limits import MAX_CASES, MAX_FILE_BYTES, MAX_NODES
 
 CORPUS = Path(__file__).parent / "data" / "hostile_specs"
 EXPECT = re.compile(r"# expect: (?:(\d+):(\d+): )?(.*)")
@@ -98,6 +98,36 @@ def test_2000_nested_ifs_are_refused(tmp_path: Path) -> None:
     below = "{% if 1 %}" * 900 + "x" + "{% endif %}" * 900  # under the tag limit: Jinja's parser recursion
     lines, _ = validate(write(tmp_path, "ifs2.yaml", f"assistant: {{model: echo}}\nconversation: [{{user: '{below}'}}]\n"))
     assert "template error:" in lines[0]
+
+
+def test_a_matrix_at_the_case_limit_loads_and_one_over_is_refused(tmp_path: Path) -> None:
+    values = ", ".join(str(i) for i in range(100))
+    spec = "assistant: {model: echo}\nmatrix: {a: [%s], b: [%s]%s}\nconversation: [{user: '{{ a }} {{ b }}'}]\n"
+    assert len(load_cases(write(tmp_path, "ok.yaml", spec % (values, values, "")))) == MAX_CASES
+    lines, took = validate(write(tmp_path, "over.yaml", spec % (values, values, ", include: [{a: x}]")))
+    assert lines[0].endswith(f"the matrix crosses into {MAX_CASES + 1:,} cases, more than the limit of "
+                             f"{MAX_CASES:,} cases per spec file")
+    assert took < 1
+
+
+def test_a_case_whose_file_names_would_be_too_long_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "long.yaml", "assistant: {model: echo}\nmatrix: {a: [x], b: ['" + "y" * 150 + "'], "
+                                        "c: ['" + "z" * 150 + "']}\nconversation: [{user: hi}]\n")
+    lines, _ = validate(path)
+    assert lines == [f"{path}:2:9: matrix: the case 'a=x,b={'y' * 34}'... names its transcript and cassette "
+                     "files with 315 bytes, more than the 225 a file system allows"]
+
+
+def test_thousands_of_exclude_and_include_entries_cost_about_as_much_as_the_cases(tmp_path: Path) -> None:
+    a, b = ", ".join(str(i) for i in range(99)), ", ".join(str(i) for i in range(100))  # 9,900 cases
+    exclude = ", ".join(f"{{a: {i}, b: {j}}}" for i in range(99) for j in range(0, 100, 2))  # 4,950 entries
+    include = ", ".join(f"{{a: {i}, b: 1}}" for i in range(99))  # already there: no new case
+    spec = (f"assistant: {{model: echo}}\nmatrix: {{a: [{a}], b: [{b}], exclude: [{exclude}, {{c: 1}}], "
+            f"include: [{include}, {{a: x}}]}}\nconversation: [{{user: hi}}]\n")
+    start = time.perf_counter()
+    specs = load_cases(write(tmp_path, "m.yaml", spec))
+    assert len(specs) == 4_950 + 1 and specs[-1].case == "a=x"
+    assert time.perf_counter() - start < SECONDS
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
 import os
 import re
 import time
@@ -21,8 +22,9 @@ from jinja2 import TemplateError, UndefinedError, meta
 
 from runner.spec import sandbox
 from runner.spec.errors import SpecError, SpecInvalid
-from runner.spec.limits import FILE_TEMPLATE_SECONDS, TEMPLATE_SECONDS
+from runner.spec.limits import FILE_TEMPLATE_SECONDS, MAX_CASES, TEMPLATE_SECONDS
 from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.paths import case_problem
 from runner.spec.schema import schema_errors, spec_schema
 from runner.spec.source import read_text
 from runner.spec.yamlpos import LoadedYaml, load_yaml
@@ -436,22 +438,101 @@ def _load_cases(path: Path, display: str, overrides: Mapping[str, str]) -> list[
 
 
 def _matrix(doc: LoadedYaml, matrix: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The matrix's cases, refusing one that crosses into more than MAX_CASES before building any, and
+    values that cannot be part of the file names of a case's outputs."""
+    size = matrix_size(matrix)
+    if size > MAX_CASES:
+        raise SpecInvalid([doc.error(("matrix",), f"the matrix crosses into {size:,} cases, more than the limit "
+                                                  f"of {MAX_CASES:,} cases per spec file")])
+    values: list[tuple[YPath, str, Any]] = [
+        ((name, i), name, v) for name, axis in matrix.items() if name not in ("include", "exclude")
+        for i, v in enumerate(axis)]
+    values += [(("include", j, name), name, v) for j, extra in enumerate(matrix.get("include", []))
+               for name, v in extra.items()]
+    problems = []
+    for where, name, value in values:
+        problem = case_problem(doc.file, case_id({name: value}))
+        if problem:
+            problems.append(doc.error(("matrix", *where), f"the value {problem}"))
+    if problems:
+        raise SpecInvalid(problems)
     cases = matrix_cases(matrix)
     if not cases:
         raise SpecInvalid([doc.error(("matrix",), "the matrix has no cases left (exclude removes them all)")])
+    for case in cases:
+        problem = case_problem(doc.file, case_id(case))
+        if problem:
+            raise SpecInvalid([doc.error(("matrix",), problem)])
     return cases
+
+
+def matrix_size(matrix: Mapping[str, Any]) -> int:
+    """How many cases a matrix has at most: its axes crossed, plus `include` (before `exclude`)."""
+    axes = [len(v) for k, v in matrix.items() if k not in ("include", "exclude")]
+    return (math.prod(axes) if axes else 0) + len(matrix.get("include", []))
 
 
 def matrix_cases(matrix: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The cases of a matrix: its axes crossed in the order written, less `exclude`, plus `include`."""
-    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
-    cases = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
-    excluded = matrix.get("exclude", [])
-    cases = [c for c in cases if not any(all(c.get(k) == v for k, v in e.items()) for e in excluded)]
+    """The cases of a matrix: its axes crossed in the order written, less `exclude`, plus `include`.
+
+    Matches are found through hashable keys of the values (then confirmed with ==), so that thousands of
+    `exclude` or `include` entries cost about as much as the cases, not cases times entries.
+    """
+    if matrix_size(matrix) > MAX_CASES:
+        raise ValueError(f"the matrix has more than {MAX_CASES:,} cases")
+    axes = {k: list(v) for k, v in matrix.items() if k not in ("include", "exclude")}
+    names = list(axes)
+    excluded = _excluded(axes, matrix.get("exclude", []))
+    indices = itertools.product(*(range(len(axes[n])) for n in names)) if names else iter(())
+    cases = [dict(zip(names, (axes[n][i] for n, i in zip(names, index, strict=True)), strict=True))
+             for index in indices if index not in excluded]
+    seen: dict[Any, list[dict[str, Any]]] = {}
+    for case in cases:
+        seen.setdefault(_value_key(case), []).append(case)
     for extra in matrix.get("include", []):
-        if dict(extra) not in cases:
+        same = seen.setdefault(_value_key(extra), [])
+        if dict(extra) not in same:
+            same.append(dict(extra))
             cases.append(dict(extra))
     return cases
+
+
+def _excluded(axes: dict[str, list[Any]], exclude: list[Mapping[str, Any]]) -> set[tuple[int, ...]]:
+    """The index tuples (one index per axis) of the cases some `exclude` entry matches.
+
+    An entry matches the cases whose value for each of its names equals its own (a name that is no axis
+    reads None): per axis, a set of indices, and the entry's cases are the product of those sets.
+    """
+    names = list(axes)
+    where: dict[str, dict[Any, list[int]]] = {n: {} for n in names}
+    for name, values in axes.items():
+        for i, value in enumerate(values):
+            where[name].setdefault(_value_key(value), []).append(i)
+    boxes: set[tuple[tuple[int, ...], ...]] = set()
+    for entry in exclude:
+        if any(name not in axes and value is not None for name, value in entry.items()):
+            continue  # a name that is no axis is None in every case
+        box = tuple(tuple(i for i in where[n].get(_value_key(entry[n]), []) if axes[n][i] == entry[n])
+                    if n in entry else tuple(range(len(axes[n]))) for n in names)
+        boxes.add(box)
+    out: set[tuple[int, ...]] = set()
+    for box in boxes:  # entries naming the same axes match disjoint cases: this is about as long as the cases
+        out.update(itertools.product(*box))
+    return out
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable key equal for values that are == (1, 1.0 and True share one; == tells them apart)."""
+    if isinstance(value, Mapping):
+        return ("map", frozenset((str(k), _value_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_value_key(v) for v in value))
+    if isinstance(value, bool | int | float):
+        try:
+            return ("number", float(value))
+        except OverflowError:
+            return ("number", value)
+    return ("text", value) if isinstance(value, str) else ("other", repr(value))
 
 
 def case_id(case: Mapping[str, Any]) -> str:
