@@ -81,7 +81,7 @@ def test_a_jinja_expression_has_its_value() -> None:
      "'~' would pass the limit"),
     ("{% set ns = namespace(l=[1]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
      "'+' would pass the limit of 100,000 items"),
-    ("{% set l = [1] %}{% for x in l %}{{ l.append(x) or '' }}{% endfor %}", "append() would pass the limit"),
+    ("{% set l = [1] %}{% for x in l %}{{ l.extend(l) or '' }}{% endfor %}", "extend() would pass the limit"),
     ("{% set d = {} %}{% for i in range(10**5) %}{{ d.update({i: i}) or '' }}{% endfor %}{{ d.update({-1: 1}) }}",
      "update() would pass the limit"),
     ("{% set s = 'a' * 10**6 %}{% set l = [] %}{% for i in range(10) %}{{ l.append(s) or '' }}{% endfor %}{{ l }}",
@@ -112,6 +112,12 @@ def test_python_errors_of_a_template_are_template_errors(source: str, message: s
     with pytest.raises(TemplateError) as info:
         sandbox.render(source, {})
     assert message in str(info.value) or message in repr(info.value)
+
+
+def test_a_list_grown_in_its_own_loop_stops_at_the_item_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "MAX_TEMPLATE_ITEMS", 1000)  # the real limit takes ~1 s of appends
+    with pytest.raises(sandbox.TemplateLimit, match="append\\(\\) would pass the limit of 1,000 items per template"):
+        sandbox.render("{% set l = [1] %}{% for x in l %}{{ l.append(x) or '' }}{% endfor %}", {})
 
 
 def test_a_circular_list_prints_as_python_prints_it() -> None:
