@@ -38,7 +38,7 @@ from runner.spec.limits import (
     TEMPLATE_SECONDS,
 )
 
-_MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
+_MAX_INT_BITS = math.ceil(MAX_INT_DIGITS * math.log2(10))  # the most bits an integer of that many digits has
 _TAG = re.compile(r"\{[{%#]")
 _PERCENT = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
 _NUMBER = re.compile(r"\d+")
@@ -121,6 +121,8 @@ def text_size(value: Any, budget: int = MAX_TEMPLATE_OUTPUT) -> int:
     a list holding the same long string 100,000 times is small in memory and huge as text."""
     if isinstance(value, str):
         return len(value)
+    if not isinstance(value, _CONTAINERS):
+        return _scalar_size(value)
     total = 0
     stack: list[Any] = [value]
     inside: set[int] = set()  # the containers around the item: one met again is a cycle, shown as [...]
@@ -130,7 +132,7 @@ def text_size(value: Any, budget: int = MAX_TEMPLATE_OUTPUT) -> int:
             inside.discard(id(stack.pop()))
         elif isinstance(item, str):
             total += len(item)
-        elif isinstance(item, list | tuple | set | frozenset | dict | Namespace):
+        elif isinstance(item, _CONTAINERS):
             if id(item) in inside:
                 total += 5
                 continue
@@ -144,16 +146,21 @@ def text_size(value: Any, budget: int = MAX_TEMPLATE_OUTPUT) -> int:
             stack.extend(children.keys() if isinstance(children, dict) else children)
             if isinstance(children, dict):
                 stack.extend(children.values())
-        elif isinstance(item, int) and not isinstance(item, bool):
-            total += 1 + item.bit_length() * 3 // 10
         else:
-            total += 4
+            total += _scalar_size(item)
         if total > budget:
             return total
     return total
 
 
+_CONTAINERS = (list, tuple, set, frozenset, dict, Namespace)
 _LEAVE = object()  # marks, in text_size's stack, the end of a container's items
+
+
+def _scalar_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1 + value.bit_length() * 3 // 10
+    return 4  # a float, None, True, an object Jinja made (its text is short)
 
 
 def _check_text(value: Any, what: str) -> None:
@@ -408,10 +415,10 @@ def _check_binop(operator: str, left: Any, right: Any, what: str) -> None:
                 raise _chars(what)
             if isinstance(seq, list | tuple) and isinstance(times, int) and len(seq) * times > MAX_TEMPLATE_ITEMS:
                 raise _items(what)
-        if ints and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+        if ints and left.bit_length() + right.bit_length() - 1 > _MAX_INT_BITS:  # the fewest bits it can have
             raise _digits(what)
     elif operator == "**":
-        if ints and abs(left) > 1 and right > 0 and left.bit_length() * right > _MAX_INT_BITS:
+        if ints and abs(left) > 1 and right > 0 and (left.bit_length() - 1) * right > _MAX_INT_BITS:
             raise _digits(what)
     elif operator == "+":
         if isinstance(left, str) and isinstance(right, str) and len(left) + len(right) > MAX_TEMPLATE_OUTPUT:

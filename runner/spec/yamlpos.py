@@ -43,7 +43,7 @@ _MERGE = "tag:yaml.org,2002:merge"
 _VALUE = "tag:yaml.org,2002:value"  # `=`, which the safe constructor cannot build: it is the text "="
 _INT = "tag:yaml.org,2002:int"
 _TAG_PREFIX = "tag:yaml.org,2002:"
-_MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
+_MAX_INT_BITS = math.ceil(MAX_INT_DIGITS * math.log2(10))  # the most bits an integer of that many digits has
 
 
 class _Stop(Exception):
@@ -344,18 +344,26 @@ class _Syntax(Exception):
         self.invalid = invalid
 
 
+def _syntax(exc: yaml.YAMLError, file: str) -> _Syntax:
+    """A YAML error of the parser as a SpecInvalid at its mark (ReaderError has a position, not a mark)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        return _Syntax(SpecInvalid([SpecError(file, line, col, "", f"YAML syntax error: {problem}")]))
+    return _Syntax(SpecInvalid([SpecError(file, 1, 1, "", f"YAML error: {exc}")]))
+
+
 def _load(text: str, file: str, loader_class: Any) -> LoadedYaml:
-    loader = loader_class(text)
+    try:
+        loader = loader_class(text)  # the Python reader checks the text as it is made
+    except yaml.YAMLError as exc:
+        raise _syntax(exc, file) from None
     try:
         try:
             node = _compose(loader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = " ".join(p for p in (exc.context, exc.problem) if p)
-            raise _Syntax(SpecInvalid([SpecError(file, line, col, "", f"YAML syntax error: {problem}")])) from None
         except yaml.YAMLError as exc:
-            raise _Syntax(SpecInvalid([SpecError(file, 1, 1, "", f"YAML error: {exc}")])) from None
+            raise _syntax(exc, file) from None
         if node is None:
             raise SpecInvalid([SpecError(file, 1, 1, "", "the file is empty")])
         builder = _Builder(loader, file)
