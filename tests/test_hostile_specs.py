@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from runner.cli import cli
 from runner.spec import SpecInvalid, load_cases
 from runner.spec.limits import MAX_CASES, MAX_FILE_BYTES, MAX_NODES
+from runner.spec.load import BUG
 
 CORPUS = Path(__file__).parent / "data" / "hostile_specs"
 EXPECT = re.compile(r"# expect: (?:(\d+):(\d+): )?(.*)")
@@ -36,6 +37,7 @@ def validate(path: Path | str) -> tuple[list[str], float]:
     assert lines and lines[-1].endswith("nothing was run"), lines
     for line in lines[:-1]:
         assert re.match(rf"{re.escape(str(path))}:\d+:\d+: \S", line), line
+        assert BUG not in line, line
     return lines[:-1], took
 
 
@@ -154,3 +156,17 @@ def test_proc_self_environ_is_refused_for_its_nul_characters() -> None:
 def test_a_device_is_not_read() -> None:
     with pytest.raises(SpecInvalid, match=r"not a regular file \(a character device\)"):
         load_cases("/dev/zero")
+
+
+def test_an_exception_that_escapes_loading_is_still_a_spec_error(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.spec.load as load
+
+    def broken(doc):  # type: ignore[no-untyped-def]
+        raise KeyError("boom")
+
+    monkeypatch.setattr(load, "schema_errors", broken)
+    path = write(tmp_path, "s.yaml", "assistant: {model: echo}\nconversation: [{user: hi}]\n")
+    with pytest.raises(SpecInvalid) as info:
+        load_cases(path)
+    assert str(info.value) == f"{path}:1:1: {BUG}: KeyError: 'boom'"

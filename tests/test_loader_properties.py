@@ -30,7 +30,7 @@ from hypothesis.control import currently_in_test_context
 from runner.cli import cli
 from runner.spec import Spec, SpecInvalid, load_cases, sandbox
 from runner.spec.limits import TEMPLATE_SECONDS
-from runner.spec.load import matrix_cases
+from runner.spec.load import BUG, matrix_cases
 from runner.spec.paths import output_stem
 
 SECONDS = 3.0  # one example without templates: each takes milliseconds, this only catches a hang
@@ -72,6 +72,7 @@ def loads_or_says_where(folder: Path, data: bytes | str, seconds: float = SECOND
             assert error.file == str(path) or error.file.startswith(str(folder)), error
             assert error.line >= 1 and error.column >= 1, error
             assert error.message.strip() and "Traceback" not in error.message, error
+            assert BUG not in error.message, error  # the last resort caught an exception that escaped
             assert str(error).startswith(f"{error.file}:{error.line}:{error.column}: ")
         outcome: list[Spec] | list[str] = [str(e) for e in exc.errors]
         note_outcome(exc.errors[0].message)

@@ -31,6 +31,7 @@ from runner.spec.yamlpos import LoadedYaml, load_yaml
 from runner.spec.yamlpos import Path as YPath
 
 RULES_SUFFIXES = (".rules.yaml", ".rules.yml")
+BUG = "the runner failed to load this file (a bug: please report it with the file)"
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 # names a tool-output template may use besides the spec's vars
 TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
@@ -410,6 +411,10 @@ def load_cases(path: str | Path, overrides: Mapping[str, str] | None = None) -> 
         return _load_cases(path, display, overrides or {})
     except RecursionError:  # a last resort: the limits keep every recursion far from Python's
         raise SpecInvalid([SpecError(display, 1, 1, "", "the spec nests too deeply to check")]) from None
+    except (SpecInvalid, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug of the runner: still a spec error (exit 2), saying so
+        raise SpecInvalid([SpecError(display, 1, 1, "", f"{BUG}: {type(exc).__name__}: {exc}")]) from None
 
 
 def _load_cases(path: Path, display: str, overrides: Mapping[str, str]) -> list[Spec]:

@@ -29,7 +29,8 @@ def read_text(path: str | Path, display: str) -> str:
     missing, not a regular file, larger than MAX_FILE_BYTES, unreadable or not UTF-8."""
     try:
         # O_NONBLOCK: opening a named pipe must not wait for a writer; fstat then refuses it
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise _refuse(display, "file not found") from None
     except IsADirectoryError:  # where a folder cannot be opened at all (Windows)
