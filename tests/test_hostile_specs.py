@@ -96,7 +96,7 @@ def test_a_50000_turn_spec_is_refused_with_the_node_limit_not_an_alias_message(t
 def test_2000_nested_ifs_are_refused(tmp_path: Path) -> None:
     template = "{% if 1 %}" * 2000 + "x" + "{% endif %}" * 2000
     lines, took = validate(write(tmp_path, "ifs.yaml", f"assistant: {{model: echo}}\nconversation: [{{user: '{template}'}}]\n"))
-    assert "tags" in lines[0] and "more than the limit of 2,000 per template" in lines[0]
+    assert "42,000 characters of code in its tags" in lines[0] and "limit of 20,000 per template" in lines[0]
     below = "{% if 1 %}" * 900 + "x" + "{% endif %}" * 900  # under the tag limit: Jinja's parser recursion
     lines, _ = validate(write(tmp_path, "ifs2.yaml", f"assistant: {{model: echo}}\nconversation: [{{user: '{below}'}}]\n"))
     assert "template error:" in lines[0]

@@ -91,7 +91,10 @@ def test_a_jinja_expression_has_its_value() -> None:
     ("{% set a = ['x' * 100] %}" + "{% set a = [a, a] %}" * 20 + "{{ a|string }}", "the string filter would pass"),
     ("{{ 5|round(-10**9) }}", "round to -1,000,000,000 digits would pass the limit of 4,300 integer digits"),
     ("{% set l = [[0] * 10**5] * 10 %}{{ l|sum(start=[]) }}", "sum would pass the limit of 100,000 items"),
-    ("{{ '{{' * 2001 }}" + "{{ x }}" * 2001, "more than the limit of 2,000 per template"),
+    ("{{ x }}" * 3000, "the template has 21,000 characters of code in its tags ({{ }}, {% %}), more than the "
+                       "limit of 20,000 per template"),
+    ("text " * 10**5 + "{{ [" + "1, " * 7000 + "] }}", "characters of code in its tags"),
+    ("{{ x" + "|upper" * 4000, "24,004 characters of code"),  # a tag left open counts to the end
 ])
 def test_what_would_pass_a_limit_is_refused_before_it_is_made(source: str, message: str) -> None:
     with pytest.raises(sandbox.TemplateLimit) as info:

@@ -32,14 +32,14 @@ from jinja2.utils import generate_lorem_ipsum
 
 from runner.spec.limits import (
     MAX_INT_DIGITS,
+    MAX_TEMPLATE_CODE,
     MAX_TEMPLATE_ITEMS,
     MAX_TEMPLATE_OUTPUT,
-    MAX_TEMPLATE_TAGS,
     TEMPLATE_SECONDS,
 )
 
 _MAX_INT_BITS = math.ceil(MAX_INT_DIGITS * math.log2(10))  # the most bits an integer of that many digits has
-_TAG = re.compile(r"\{[{%#]")
+_CODE = re.compile(r"\{\{.*?(?:\}\}|\Z)|\{%.*?(?:%\}|\Z)", re.DOTALL)  # tags, and one left open to the end
 _PERCENT = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
 _NUMBER = re.compile(r"\d+")
 
@@ -549,11 +549,14 @@ def environment() -> BoundedEnvironment:
     return BoundedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-def _check_tags(source: str) -> None:
-    tags = len(_TAG.findall(source))
-    if tags > MAX_TEMPLATE_TAGS:
-        raise TemplateLimit(f"the template has {tags:,} tags ({{{{, {{% or {{#}}), more than the limit of "
-                            f"{MAX_TEMPLATE_TAGS:,} per template")
+def _check_code(source: str) -> None:
+    """Compiling takes time by the code in the tags, not the text around them: refuse too much code."""
+    if len(source) <= MAX_TEMPLATE_CODE or ("{{" not in source and "{%" not in source):
+        return
+    code = sum(len(tag) for tag in _CODE.findall(source))
+    if code > MAX_TEMPLATE_CODE:
+        raise TemplateLimit(f"the template has {code:,} characters of code in its tags ({{{{ }}}}, {{% %}}), "
+                            f"more than the limit of {MAX_TEMPLATE_CODE:,} per template")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -579,7 +582,7 @@ def failure(exc: BaseException, compiling: bool = False) -> TemplateError:
 def parse(source: str) -> nodes.Template:
     """The template's syntax tree (for the names it uses); raise TemplateError when it cannot be one."""
     try:
-        _check_tags(source)
+        _check_code(source)
         return environment().parse(source)
     except Exception as exc:  # Jinja's parser recurses: 2,000 nested `{% if %}` raise RecursionError
         raise failure(exc, compiling=True) from None
@@ -588,7 +591,7 @@ def parse(source: str) -> nodes.Template:
 def compile_template(source: str) -> Any:
     """The compiled template (cached: a matrix renders the same text once per case)."""
     try:
-        _check_tags(source)
+        _check_code(source)
         return _compiled(source)
     except Exception as exc:
         raise failure(exc, compiling=True) from None
@@ -611,7 +614,7 @@ def evaluate(expression: str, variables: Mapping[str, Any], *, seconds: float = 
     """The value of a Jinja expression (`reply|length > 3`) within the limits; raise TemplateError."""
     with time_budget(seconds):
         try:
-            _check_tags(expression)
+            _check_code(expression)
             return environment().compile_expression(expression, undefined_to_none=False)(**variables)
         except Exception as exc:
             raise failure(exc) from None
