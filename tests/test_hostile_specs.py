@@ -170,3 +170,19 @@ def test_an_exception_that_escapes_loading_is_still_a_spec_error(tmp_path: Path,
     with pytest.raises(SpecInvalid) as info:
         load_cases(path)
     assert str(info.value) == f"{path}:1:1: {BUG}: KeyError: 'boom'"
+
+
+def test_the_templates_of_a_file_share_one_time_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.spec.load as load
+
+    monkeypatch.setattr(load, "FILE_TEMPLATE_SECONDS", 0.5)
+    slow = "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}"
+    path = write(tmp_path, "m.yaml", f"assistant: {{model: echo}}\nmatrix: {{n: [1, 2, 3, 4, 5, 6, 7, 8]}}\n"
+                                     f"conversation: [{{user: '{slow}'}}, {{user: '{slow} again'}}]\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecInvalid) as info:
+        load_cases(path)
+    assert time.perf_counter() - start < 3  # the first template to run out stops the file: no other renders
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:3:23: conversation[0].user: template error: rendering would pass the limit of 0.5 s for all the "
+        "templates of a spec file"]
