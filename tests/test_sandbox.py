@@ -90,6 +90,10 @@ def test_a_jinja_expression_has_its_value() -> None:
      "the output would pass the limit"),
     ("{% set a = ['x' * 100] %}" + "{% set a = [a, a] %}" * 20 + "{{ a|string }}", "the string filter would pass"),
     ("{{ 5|round(-10**9) }}", "round to -1,000,000,000 digits would pass the limit of 4,300 integer digits"),
+    ("{% set a = ['x' * 100] %}" + "{% set a = [a, a] %}" * 20 + "{{ a|center(3) }}", "the center filter would pass"),
+    ("{% set a = ['x' * 100] %}" + "{% set a = [a, a] %}" * 20 + "{{ 'x'|replace('x', a) }}",
+     "the replace filter would pass"),
+    ("{% set a = ['x' * 100] %}" + "{% set a = [a, a] %}" * 20 + "{{ 'x'.replace('x', a) }}", "replace() would pass"),
     ("{% set l = [[0] * 10**5] * 10 %}{{ l|sum(start=[]) }}", "sum would pass the limit of 100,000 items"),
     ("{{ x }}" * 3000, "the template has 21,000 characters of code in its tags ({{ }}, {% %}), more than the "
                        "limit of 20,000 per template"),

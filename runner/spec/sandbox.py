@@ -335,6 +335,9 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         if rule is not None and arguments is not None:
             if listed is not None:  # an iterator would be used up by the check: read it into a list
                 arguments[listed] = _sized(arguments[listed], what)
+            for key, value in arguments.items():  # the rules read them as text: each must be small enough
+                if key != listed:
+                    _check_text(value, what)
             if rule(arguments) > MAX_TEMPLATE_OUTPUT:
                 raise _chars(what)
             return _check_result(func(*args[:skip], **arguments), what)
@@ -512,8 +515,10 @@ class BoundedEnvironment(SandboxedEnvironment):
         name = getattr(__obj, "__name__", "")
         what = f"{name}()" if name else "a call"
         if isinstance(owner, str) and name in _STR_METHODS:
-            if name in ("join",) and args:
+            if name == "join" and args:
                 args = (_sized(args[0], what), *args[1:])
+            elif any(text_size(a) > MAX_TEMPLATE_OUTPUT for a in (*args, *kwargs.values())):
+                raise _chars(what)
             if _STR_METHODS[name](owner, args, kwargs) > MAX_TEMPLATE_OUTPUT:
                 raise _chars(what)
         if isinstance(owner, list | dict | set) and name in _GROWING:
