@@ -37,7 +37,7 @@ def _load_all(paths: tuple[str, ...], overrides: dict[str, str]) -> tuple[list[S
     """Load every spec named by `paths`; return the specs, every error line, and the number of files."""
     files = find_specs(paths)
     for raw in paths:
-        if not Path(raw).exists():
+        if not os.path.exists(raw):  # not Path.exists: a name too long for the file system raises there
             raise click.BadParameter(f"{raw}: no such file or folder", param_hint="PATHS")
     if not files:
         raise click.UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")

@@ -114,7 +114,7 @@ def test_aliases_that_expand_without_end_are_refused_quickly(tmp_path) -> None: 
     path.write_text("\n".join(lines) + "\nconversation: [{user: hi}]\n", encoding="utf-8")
     with pytest.raises(SpecInvalid) as info:  # 10^9 values if expanded: refused at the limit instead
         load_spec(path)
-    assert "expands to more than 100000 values" in str(info.value)
+    assert "aliases expand the document to more than 100,000 values" in str(info.value)
 
 
 def test_closing_the_embedded_client_closes_its_backend() -> None:

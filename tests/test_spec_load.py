@@ -692,10 +692,10 @@ def test_missing_rules_file(tmp_path):
     assert err.message == f"rules file {tmp_path / '../elsewhere/missing.rules.yaml'} not found"
 
 
-def test_rules_path_that_is_a_folder_is_not_found(tmp_path):
+def test_rules_path_that_is_a_folder_is_refused(tmp_path):
     (tmp_path / "rules.d").mkdir()
     path = write(tmp_path / "spec.yaml", RULES_SPEC.format(rules="rules.d"))
-    assert only_error(path).message == f"rules file {tmp_path / 'rules.d'} not found"
+    assert only_error(path).message == f"rules file {tmp_path / 'rules.d'}: not a regular file (a folder)"
 
 
 def test_rules_file_with_schema_errors_reports_its_own_path_and_lines(tmp_path):
@@ -793,7 +793,7 @@ def test_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin.yaml"
     path.write_bytes("assistant: {model: echo}\nconversation: [{user: caf\xe9}]\n".encode("latin-1"))
     err = only_error(path)
-    assert (err.file, err.line, err.column) == (str(path), 1, 1)
+    assert (err.file, err.line, err.column) == (str(path), 2, 26)  # the byte that is not UTF-8
     assert err.message.startswith("not UTF-8 text")
 
 

@@ -492,3 +492,108 @@ def test_bad_keys_and_duplicates_are_all_reported_together():
 def test_recursive_alias_is_a_spec_error():
     with pytest.raises(SpecInvalid):
         load("a: &x [1, *x]\n")
+
+
+# --- hostile documents: limits and values that cannot be read ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "pos", "what"),
+    [
+        ("a: b\x00\n", (1, 5), 'U+0000 (NUL) is not allowed in a spec file: write it as an escape in a '
+                               'double-quoted string ("\\x00")'),
+        ("a: 1\n# \x1b[1m\n", (2, 3), "U+001B (ESC) is not allowed"),
+        ("a: \"\x7f\"\n", (1, 5), "U+007F (DEL) is not allowed"),
+        ("x:\n  - 你好\x85 \x9f\n", (2, 9), "U+009F (a control character) is not allowed"),  # NEL is YAML's
+        ("a: \ufffe\n", (1, 4), "U+FFFE (a non-character) is not allowed"),
+    ],
+)
+def test_a_control_character_is_reported_where_it_is(text, pos, what):
+    (err,) = load_errors(text)
+    assert (err.line, err.column) == pos and err.message.startswith(what)
+
+
+def test_tab_newline_and_carriage_return_are_allowed():
+    assert load_yaml("a:\t1\r\nb: \"x\\0y\"\n", FILE).data == {"a": 1, "b": "x\x00y"}
+
+
+def test_nesting_is_refused_past_the_limit_where_it_passes_it():
+    from runner.spec.limits import MAX_DEPTH
+
+    assert load_yaml("[" * MAX_DEPTH + "]" * MAX_DEPTH, FILE).data is not None
+    (err,) = load_errors("a: " + "[" * 5000 + "]" * 5000)
+    assert (err.line, err.column) == (1, 4 + MAX_DEPTH - 1)
+    assert err.message == f"mappings and lists nest more than {MAX_DEPTH} deep, the limit of a spec file"
+
+
+def test_nesting_through_aliases_is_refused_too():
+    text = "a0: &a0 " + "[" * 60 + "]" * 60 + "\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 10))
+    (err,) = load_errors(text)
+    assert err.message.startswith("aliases nest mappings and lists more than 64 deep")
+
+
+def test_the_node_limit_stops_composing_and_says_so():
+    from runner.spec.limits import MAX_NODES
+
+    (err,) = load_errors("[" + "1, " * MAX_NODES + "]")
+    assert err.message == f"the document has more than {MAX_NODES:,} keys and values, the limit of a spec file"
+    assert err.line == 1 and err.column > 1
+
+
+def test_aliases_repeating_aliases_are_refused_with_their_own_message():
+    text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, n in zip("abcdefg", "bcdefgh", strict=True))
+    (err,) = load_errors(text)
+    assert err.message.startswith("aliases expand the document to more than 100,000 values")
+
+
+def test_merges_that_double_at_each_level_are_refused_before_they_grow():
+    text = "m0: &m0 {k: 1}\n" + "".join(f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: 1}}\n" for i in range(1, 60))
+    (err,) = load_errors(text)
+    assert err.message.startswith("aliases expand the document")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: !!float hello\n", "'hello' cannot be read as !!float"),
+        ("a: !!int x\n", "'x' cannot be read as !!int"),
+        ("a: !!timestamp x\n", "'x' cannot be read as !!timestamp"),
+        ("a: !!int\n", "'' cannot be read as !!int"),
+        ("a: !!bool maybe\n", "'maybe' cannot be read as !!bool"),
+        ("a: " + "1" * 5000 + "\n", "an integer of 5,000 digits is longer than the 4,300 digits allowed: quote it to "
+                                    "keep it as text"),
+        ("a: !!int 0b" + "1" * 20000 + "\n", "an integer longer than the 4,300 digits allowed"),
+        ("a: !mine x\n", "YAML syntax error: could not determine a constructor for the tag '!mine'"),
+    ],
+)
+def test_a_value_that_cannot_be_read_is_an_error_at_its_position(text, message):
+    (err,) = load_errors(text)
+    assert (err.line, err.column, err.path) == (1, 4, "a")
+    assert err.message.startswith(message)
+
+
+def test_a_key_that_cannot_be_read_is_an_error_and_the_others_are_still_checked():
+    errors = load_errors("? !!float x\n: 1\nb: !!int y\n")
+    assert [(e.line, e.message) for e in errors] == [(1, "'x' cannot be read as !!float"),
+                                                      (3, "'y' cannot be read as !!int")]
+
+
+def test_an_equals_sign_is_the_text_it_is():
+    assert load_yaml("=: =\nb: [=]\n", FILE).data == {"=": "=", "b": ["="]}
+
+
+def test_a_merge_of_a_list_item_that_is_not_a_mapping():
+    (err,) = load_errors("a: &a [1]\nb: {<<: [*a]}\n")
+    assert err.message == ("YAML syntax error: while constructing a mapping expected a mapping for merging, "
+                           "but found sequence")
+
+
+def test_duplicate_anchors_and_a_second_document_are_syntax_errors():
+    (err,) = load_errors("a: &x 1\nb: &x 2\n")
+    assert (err.line, err.column) == (2, 4) and "found duplicate anchor 'x'" in err.message
+
+
+def test_an_alias_of_an_unreadable_value_is_reported_once():
+    (err,) = load_errors("a: &x !!float nope\nb: *x\nc: [*x]\n")
+    assert (err.line, err.column, err.message) == (1, 4, "'nope' cannot be read as !!float")

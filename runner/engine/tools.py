@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import inspect
 import json
+import threading
 from typing import Any
 
 from jinja2 import TemplateError
 
-from runner.spec.load import jinja_env
+from runner.spec import sandbox
 from runner.spec.model import ToolOutput
 
 
@@ -34,10 +35,15 @@ async def _call_python(reference: str, name: str, arguments: Any, spec_file: str
     return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
 
 
-@functools.lru_cache(maxsize=256)
-def _template(source: str) -> Any:
-    """A compiled tool-output template (compiled once, used for every call)."""
-    return jinja_env().from_string(source)
+async def render_template(source: str, names: dict[str, Any]) -> str:
+    """Render a tool-output template in a worker thread, within the template limits (runner.spec.sandbox):
+    the event loop goes on meanwhile, and when the turn's --timeout cancels the call the render stops at
+    its next step instead of running on; raise TemplateError when it fails."""
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(sandbox.render, source, names, cancelled=cancelled)
+    finally:
+        cancelled.set()  # done, or given up on by its turn: a render still running stops
 
 
 def parse_arguments(raw: str) -> Any:
@@ -63,8 +69,8 @@ async def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput]
     if handler.template is None:
         return handler.output or ""
     try:
-        return _template(handler.template).render(
-            {**variables, "args": arguments, "call": {"name": name, "arguments": arguments}})
+        return await render_template(
+            handler.template, {**variables, "args": arguments, "call": {"name": name, "arguments": arguments}})
     except TemplateError as exc:
         raise ToolCallError(f"tool_outputs.{name}.template failed for arguments "
                             f"{json.dumps(arguments, ensure_ascii=False)}: {exc}") from None

@@ -172,17 +172,17 @@ def _usage(arg: dict[str, int], turn: TurnRecord, ctx: CheckContext) -> Outcome:
 def _jinja(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     from jinja2 import TemplateError
 
-    from runner.spec.load import jinja_env
+    from runner.spec import sandbox
 
     view = turn_view(turn)
     names = {**ctx.variables, "reply": turn.reply, "turn": view, "vars": ctx.variables,
              "tool_calls": view["tool_calls"], "usage": view["usage"], "status": turn.status}
     whole = re.fullmatch(r"\s*\{\{(.*)\}\}\s*", arg, re.DOTALL)
-    try:
+    try:  # within the template limits: a check that loops or grows fails, saying which limit
         if whole:  # one expression: judge its value itself, not its text
-            value: Any = jinja_env().compile_expression(whole.group(1), undefined_to_none=False)(**names)
+            value: Any = sandbox.evaluate(whole.group(1), names)
         else:
-            value = jinja_env().from_string(arg).render(names).strip()
+            value = sandbox.render(arg, names).strip()
             value = value.lower() not in ("", "false", "0", "no", "none")
     except TemplateError as exc:
         return False, f"expected {arg} to be true; it failed: {exc}"

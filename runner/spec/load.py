@@ -8,24 +8,31 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
+import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-from jinja2 import StrictUndefined, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, UndefinedError, meta
 
+from runner.spec import sandbox
 from runner.spec.errors import SpecError, SpecInvalid
+from runner.spec.limits import FILE_TEMPLATE_SECONDS, MAX_CASES, TEMPLATE_SECONDS
 from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.paths import case_problem
 from runner.spec.runopts import build_run_options
 from runner.spec.schema import schema_errors, spec_schema
+from runner.spec.source import read_text
 from runner.spec.yamlpos import LoadedYaml, load_yaml
 from runner.spec.yamlpos import Path as YPath
 
 RULES_SUFFIXES = (".rules.yaml", ".rules.yml")
+BUG = "the runner failed to load this file (a bug: please report it with the file)"
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 # names a tool-output template may use besides the spec's vars
 TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
@@ -33,10 +40,9 @@ TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
 CHECK_TEMPLATE_NAMES = frozenset({"reply", "turn", "vars", "tool_calls", "usage", "status"})
 
 
-@cache
-def jinja_env() -> SandboxedEnvironment:
-    """The one Jinja2 environment of specs: sandboxed, and an undefined name is an error."""
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+def jinja_env() -> sandbox.BoundedEnvironment:
+    """The one Jinja2 environment of specs: sandboxed, bounded, and an undefined name is an error."""
+    return sandbox.environment()
 
 
 def find_specs(paths: Iterable[str | Path]) -> list[Path]:
@@ -44,7 +50,7 @@ def find_specs(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if os.path.isdir(path):  # not Path.is_dir: a name too long for the file system raises there
             for candidate in sorted(path.rglob("*")):
                 parts = candidate.relative_to(path).parts
                 if (
@@ -59,24 +65,33 @@ def find_specs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _read(path: Path, display: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecInvalid([SpecError(display, 1, 1, "", "file not found")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecInvalid([SpecError(display, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise SpecInvalid([SpecError(display, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+class _Abort(SpecInvalid):
+    """A template ran out of time: the file's other templates (and cases) are not rendered."""
+
+
+class _TemplateTime:
+    """The time the templates of one file have taken to render, against FILE_TEMPLATE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+
+    def budget(self) -> tuple[float, str]:
+        """Seconds the next template may take, and the limit that sets them."""
+        left = FILE_TEMPLATE_SECONDS - self.spent
+        if left < TEMPLATE_SECONDS:
+            return max(left, 0.0), f"{FILE_TEMPLATE_SECONDS:g} s for all the templates of a spec file"
+        return TEMPLATE_SECONDS, f"{TEMPLATE_SECONDS:g} s per template"
 
 
 class _Renderer:
     """Renders the template strings of a document with its vars, collecting errors by position."""
 
-    def __init__(self, doc: LoadedYaml, variables: dict[str, Any], errors: list[SpecError]) -> None:
+    def __init__(self, doc: LoadedYaml, variables: dict[str, Any], errors: list[SpecError],
+                 clock: _TemplateTime | None = None) -> None:
         self.doc = doc
         self.vars = variables
         self.errors = errors
+        self.clock = clock or _TemplateTime()
 
     def fail(self, path: YPath, message: str) -> None:
         self.errors.append(self.doc.error(path, message))
@@ -86,12 +101,18 @@ class _Renderer:
         if isinstance(value, str):
             if not any(m in value for m in _TEMPLATE_MARKERS):
                 return value
+            seconds, limit = self.clock.budget()
+            start = time.perf_counter()
             try:
-                return jinja_env().from_string(value).render(self.vars)
+                return sandbox.render(value, self.vars, seconds=seconds, limit=limit)
+            except sandbox.TemplateTimeout as exc:
+                raise _Abort([*self.errors, self.doc.error(path, f"template error: {exc}")]) from None
             except TemplateError as exc:
-                known = ", ".join(sorted(self.vars)) or "none"
-                self.fail(path, f"template error: {exc.message or exc} (vars: {known})")
+                known = f" (vars: {', '.join(sorted(self.vars)) or 'none'})" if isinstance(exc, UndefinedError) else ""
+                self.fail(path, f"template error: {exc.message or exc}{known}")
                 return value
+            finally:
+                self.clock.spent += time.perf_counter() - start
         if isinstance(value, dict):
             return {k: self.render(v, (*path, k)) for k, v in value.items()}
         if isinstance(value, list):
@@ -103,14 +124,14 @@ class _Builder:
     """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
 
     def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str],
-                 case: Mapping[str, Any] | None = None) -> None:
+                 case: Mapping[str, Any] | None = None, clock: _TemplateTime | None = None) -> None:
         self.doc = doc
         self.path = path
         self.errors: list[SpecError] = []
         self.case = dict(case or {})
         # the spec's vars, then the matrix case's values, then --var: the most specific wins
         self.vars: dict[str, Any] = {**doc.data.get("vars", {}), **self.case, **overrides}
-        self.renderer = _Renderer(doc, self.vars, self.errors)
+        self.renderer = _Renderer(doc, self.vars, self.errors, clock)
 
     def where(self, path: YPath) -> str:
         line, col = self.doc.positions.of_value(path)
@@ -196,11 +217,15 @@ class _Builder:
     def load_rules_file(self, name: str, path: YPath) -> list[dict[str, Any]]:
         rules_path = (self.path.parent / name)
         display = str(Path(self.doc.file).parent / name)
-        if not rules_path.is_file():
-            self.fail(path, f"rules file {display} not found")
+        try:
+            text = read_text(rules_path, display)
+        except SpecInvalid as exc:  # said at the spec's `rules:`, which names the file
+            problem = exc.errors[0].message
+            self.fail(path, f"rules file {display} not found" if problem == "file not found"
+                      else f"rules file {display}: {problem}")
             return []
         try:
-            return load_rules(rules_path, display)
+            return _rules(text, display)
         except SpecInvalid as exc:
             self.errors.extend(exc.errors)
             return []
@@ -260,7 +285,7 @@ class _Builder:
     def check_expression(self, source: str, path: YPath) -> None:
         """A `jinja` check must parse and use only the names it will have."""
         try:
-            parsed = jinja_env().parse(source)
+            parsed = sandbox.parse(source)
         except TemplateError as exc:
             self.fail(path, f"template error: {exc}")
             return
@@ -275,7 +300,7 @@ class _Builder:
         if isinstance(handler, dict) and "template" in handler:
             source = handler["template"]
             try:
-                parsed = jinja_env().parse(source)
+                parsed = sandbox.parse(source)
             except TemplateError as exc:
                 self.fail((*path, "template"), f"template error: {exc}")
                 return ToolOutput(template=source)
@@ -366,7 +391,11 @@ def load_rules(path: str | Path, display: str | None = None) -> list[dict[str, A
     """Load and validate a `scripted` model rules file (named `display` in errors); raise SpecInvalid."""
     path = Path(path)
     display = display or str(path)
-    doc = load_yaml(_read(path, display), display)
+    return _rules(read_text(path, display), display)
+
+
+def _rules(text: str, display: str) -> list[dict[str, Any]]:
+    doc = load_yaml(text, display)
     errors = rules_file_errors(doc)
     if not errors:
         errors = _rule_regex_errors(doc, doc.data, ())
@@ -386,22 +415,34 @@ def load_cases(path: str | Path, overrides: Mapping[str, str] | None = None) -> 
     every problem found (a problem shared by several cases is listed once)."""
     path = Path(path)
     display = str(path)
-    doc = load_yaml(_read(path, display), display)
+    try:
+        return _load_cases(path, display, overrides or {})
+    except RecursionError:  # a last resort: the limits keep every recursion far from Python's
+        raise SpecInvalid([SpecError(display, 1, 1, "", "the spec nests too deeply to check")]) from None
+    except (SpecInvalid, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug of the runner: still a spec error (exit 2), saying so
+        raise SpecInvalid([SpecError(display, 1, 1, "", f"{BUG}: {type(exc).__name__}: {exc}")]) from None
+
+
+def _load_cases(path: Path, display: str, overrides: Mapping[str, str]) -> list[Spec]:
+    doc = load_yaml(read_text(path, display), display)
     if not isinstance(doc.data, dict):
         raise SpecInvalid([doc.error((), "a spec is a mapping with at least `assistant` and `conversation`")])
     errors = schema_errors(doc)
     if errors:
-        raise SpecInvalid(errors + _template_errors(doc, overrides or {}))
+        raise SpecInvalid(errors + _template_errors(doc, overrides))
     cases: list[dict[str, Any]] = [{}]
     if "matrix" in doc.data:
-        cases = matrix_cases(doc.data["matrix"])
-        if not cases:
-            raise SpecInvalid([doc.error(("matrix",), "the matrix has no cases left (exclude removes them all)")])
+        cases = _matrix(doc, doc.data["matrix"])
+    clock = _TemplateTime()  # shared by every case: the file's templates have one budget together
     specs: list[Spec] = []
     problems: list[SpecError] = []
     for case in cases:
         try:
-            specs.append(_Builder(doc, path, overrides or {}, case).build())
+            specs.append(_Builder(doc, path, overrides, case, clock).build())
+        except _Abort as exc:
+            raise SpecInvalid(problems + [e for e in exc.errors if e not in problems]) from None
         except SpecInvalid as exc:
             problems.extend(e for e in exc.errors if e not in problems)
     if problems:
@@ -409,16 +450,102 @@ def load_cases(path: str | Path, overrides: Mapping[str, str] | None = None) -> 
     return specs
 
 
+def _matrix(doc: LoadedYaml, matrix: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The matrix's cases, refusing one that crosses into more than MAX_CASES before building any, and
+    values that cannot be part of the file names of a case's outputs."""
+    size = matrix_size(matrix)
+    if size > MAX_CASES:
+        raise SpecInvalid([doc.error(("matrix",), f"the matrix crosses into {size:,} cases, more than the limit "
+                                                  f"of {MAX_CASES:,} cases per spec file")])
+    values: list[tuple[YPath, str, Any]] = [
+        ((name, i), name, v) for name, axis in matrix.items() if name not in ("include", "exclude")
+        for i, v in enumerate(axis)]
+    values += [(("include", j, name), name, v) for j, extra in enumerate(matrix.get("include", []))
+               for name, v in extra.items()]
+    problems = []
+    for where, name, value in values:
+        problem = case_problem(doc.file, case_id({name: value}))
+        if problem:
+            problems.append(doc.error(("matrix", *where), f"the value {problem}"))
+    if problems:
+        raise SpecInvalid(problems)
+    cases = matrix_cases(matrix)
+    if not cases:
+        raise SpecInvalid([doc.error(("matrix",), "the matrix has no cases left (exclude removes them all)")])
+    for case in cases:
+        problem = case_problem(doc.file, case_id(case))
+        if problem:
+            raise SpecInvalid([doc.error(("matrix",), problem)])
+    return cases
+
+
+def matrix_size(matrix: Mapping[str, Any]) -> int:
+    """How many cases a matrix has at most: its axes crossed, plus `include` (before `exclude`)."""
+    axes = [len(v) for k, v in matrix.items() if k not in ("include", "exclude")]
+    return (math.prod(axes) if axes else 0) + len(matrix.get("include", []))
+
+
 def matrix_cases(matrix: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The cases of a matrix: its axes crossed in the order written, less `exclude`, plus `include`."""
-    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
-    cases = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
-    excluded = matrix.get("exclude", [])
-    cases = [c for c in cases if not any(all(c.get(k) == v for k, v in e.items()) for e in excluded)]
+    """The cases of a matrix: its axes crossed in the order written, less `exclude`, plus `include`.
+
+    Matches are found through hashable keys of the values (then confirmed with ==), so that thousands of
+    `exclude` or `include` entries cost about as much as the cases, not cases times entries.
+    """
+    if matrix_size(matrix) > MAX_CASES:
+        raise ValueError(f"the matrix has more than {MAX_CASES:,} cases")
+    axes = {k: list(v) for k, v in matrix.items() if k not in ("include", "exclude")}
+    names = list(axes)
+    excluded = _excluded(axes, matrix.get("exclude", []))
+    indices = itertools.product(*(range(len(axes[n])) for n in names)) if names else iter(())
+    cases = [dict(zip(names, (axes[n][i] for n, i in zip(names, index, strict=True)), strict=True))
+             for index in indices if index not in excluded]
+    seen: dict[Any, list[dict[str, Any]]] = {}
+    for case in cases:
+        seen.setdefault(_value_key(case), []).append(case)
     for extra in matrix.get("include", []):
-        if dict(extra) not in cases:
+        same = seen.setdefault(_value_key(extra), [])
+        if dict(extra) not in same:
+            same.append(dict(extra))
             cases.append(dict(extra))
     return cases
+
+
+def _excluded(axes: dict[str, list[Any]], exclude: list[Mapping[str, Any]]) -> set[tuple[int, ...]]:
+    """The index tuples (one index per axis) of the cases some `exclude` entry matches.
+
+    An entry matches the cases whose value for each of its names equals its own (a name that is no axis
+    reads None): per axis, a set of indices, and the entry's cases are the product of those sets.
+    """
+    names = list(axes)
+    where: dict[str, dict[Any, list[int]]] = {n: {} for n in names}
+    for name, values in axes.items():
+        for i, value in enumerate(values):
+            where[name].setdefault(_value_key(value), []).append(i)
+    boxes: set[tuple[tuple[int, ...], ...]] = set()
+    for entry in exclude:
+        if any(name not in axes and value is not None for name, value in entry.items()):
+            continue  # a name that is no axis is None in every case
+        box = tuple(tuple(i for i in where[n].get(_value_key(entry[n]), []) if axes[n][i] == entry[n])
+                    if n in entry else tuple(range(len(axes[n]))) for n in names)
+        boxes.add(box)
+    out: set[tuple[int, ...]] = set()
+    for box in boxes:  # entries naming the same axes match disjoint cases: this is about as long as the cases
+        out.update(itertools.product(*box))
+    return out
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable key equal for values that are == (1, 1.0 and True share one; == tells them apart)."""
+    if isinstance(value, Mapping):
+        return ("map", frozenset((str(k), _value_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_value_key(v) for v in value))
+    if isinstance(value, bool | int | float):
+        try:
+            return ("number", float(value))
+        except OverflowError:
+            return ("number", value)
+    return ("text", value) if isinstance(value, str) else ("other", repr(value))
 
 
 def case_id(case: Mapping[str, Any]) -> str:
@@ -430,9 +557,12 @@ def _template_errors(doc: LoadedYaml, overrides: Mapping[str, str]) -> list[Spec
     """Template errors of a spec that failed its schema, so the user sees those too in one go."""
     variables = doc.data.get("vars")
     renderer = _Renderer(doc, {**(variables if isinstance(variables, dict) else {}), **overrides}, [])
-    for key in ("assistant", "conversation", "expect"):
-        if key in doc.data:
-            renderer.render(_without_run_time_templates(doc.data[key]), (key,))
+    try:
+        for key in ("assistant", "conversation", "expect"):
+            if key in doc.data:
+                renderer.render(_without_run_time_templates(doc.data[key]), (key,))
+    except _Abort as exc:
+        return exc.errors
     return renderer.errors
 
 

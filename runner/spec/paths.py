@@ -7,7 +7,10 @@ import os
 import re
 from pathlib import Path
 
-_UNSAFE = re.compile(r'[\\/:*?"<>|]')  # characters a file name cannot hold on some system
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f-\x9f]')  # characters a file name cannot hold on some system
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# a file name's bytes on most file systems, less the longest suffix an output adds (`.NAME.json.PID.N.tmp`)
+MAX_NAME_BYTES = 255 - 30
 
 
 def output_stem(spec_file: str, case: str = "") -> Path:
@@ -27,3 +30,19 @@ def _output_stem(spec_file: str, case: str, cwd: str) -> Path:
     if case:  # a matrix case: greet[lang=fr], with path separators kept out of the name
         stem = stem.with_name(f"{stem.name}[{_UNSAFE.sub('_', case)}]")
     return stem
+
+
+def case_problem(spec_file: str, case: str) -> str | None:
+    """Why the matrix case `case` of `spec_file` cannot name its output files, or None when it can: a
+    control character (a NUL would fail when the transcript is written), or a name too long."""
+    found = _CONTROL.search(case)
+    if found is not None:
+        return (f"holds U+{ord(found.group()):04X}, a control character, and a case's values name its "
+                "transcript and cassette files")
+    name = Path(spec_file).name
+    stem = name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name
+    size = len(f"{stem}[{_UNSAFE.sub('_', case)}]".encode())
+    if size > MAX_NAME_BYTES:
+        return (f"the case {case[:40]!r}... names its transcript and cassette files with {size:,} bytes, more "
+                f"than the {MAX_NAME_BYTES} a file system allows")
+    return None
