@@ -255,7 +255,7 @@ class SearchIndex:
             for row_id, store, file, blob in cursor:
                 if len(blob) != size or not allowed(store, file):  # another model's vectors cannot be compared
                     continue
-                similarity = sum(map(operator.mul, _unpack(blob), query))
+                similarity = _dot(_unpack(blob), query)
                 if similarity <= 0.0:
                     continue
                 if len(best) < limit:
@@ -322,6 +322,13 @@ def _embed_checked(embed: Embed, texts: list[str]) -> list[list[float]]:
         if not all(math.isfinite(x) for x in vector):
             raise ValueError("the embedder returned a vector that is not finite")
     return vectors
+
+
+def _dot_python(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(map(operator.mul, a, b))
+
+
+_dot: Callable[[Sequence[float], Sequence[float]], float] = getattr(math, "sumprod", _dot_python)  # 3.12: in C
 
 
 def _unit(vector: Sequence[float]) -> array[float]:
