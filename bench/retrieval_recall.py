@@ -90,6 +90,15 @@ def minilm_embedder() -> Embed | None:
     return lambda texts: [list(map(float, v)) for v in model.encode(texts)]
 
 
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def scratch() -> str:
+    """A temporary folder removed when the script ends (the 100,000-chunk database is ~500 MB)."""
+    _SCRATCH.append(tempfile.TemporaryDirectory(prefix="retrieval-bench-"))
+    return _SCRATCH[-1].name
+
+
 def new_index(path: str = ":memory:", tokenizer: str = "porter") -> SearchIndex:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     if path != ":memory:":
@@ -163,7 +172,7 @@ def ingest_cost(megabytes: float) -> list[tuple[str, float, float, float, float,
     }
     rows = []
     for kind, (name, data) in files.items():
-        index = new_index(os.path.join(tempfile.mkdtemp(), "ingest.sqlite3"))
+        index = new_index(os.path.join(scratch(), "ingest.sqlite3"))
         start = time.perf_counter()
         extracted = extract_text(data, name)
         extracted_at = time.perf_counter()
@@ -193,7 +202,7 @@ def search_cost(chunks: int, hybrid_queries: int) -> dict[str, float]:
     file database of `chunks` synthetic ~200-token chunks, 100 a file; and the seconds taken to build it."""
     rng = random.Random(chunks)
     words, cumulative = vocabulary(20000)
-    folder = tempfile.mkdtemp()
+    folder = scratch()
     index = new_index(os.path.join(folder, "search.sqlite3"))
     embed = random_embedder(384)
     started = time.perf_counter()
