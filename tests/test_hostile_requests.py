@@ -51,6 +51,13 @@ ROUTE_SCHEMAS = {
     "/v1/uploads/{upload_id}/parts": "AddUploadPartRequest",
     "/v1/uploads/{upload_id}/complete": "CompleteUploadRequest",
     "/v1/uploads/{upload_id}/cancel": "",
+    "/v1/vector_stores": "CreateVectorStoreRequest",
+    "/v1/vector_stores/{vector_store_id}": "UpdateVectorStoreRequest",
+    "/v1/vector_stores/{vector_store_id}/files": "CreateVectorStoreFileRequest",
+    "/v1/vector_stores/{vector_store_id}/files/{file_id}": "UpdateVectorStoreFileAttributesRequest",
+    "/v1/vector_stores/{vector_store_id}/file_batches": "CreateVectorStoreFileBatchRequest",
+    "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": "",
+    "/v1/vector_stores/{vector_store_id}/search": "VectorStoreSearchRequest",
 }
 
 
@@ -134,8 +141,12 @@ class World:
         message = (await h.get(f"/v1/threads/{t['id']}/messages")).json()["data"][0]["id"]
         upload = (await h.post("/v1/uploads", json={"filename": "a.txt", "purpose": "assistants", "bytes": 1,
                                                    "mime_type": "text/plain"})).json()["id"]
+        file = (await h.post("/v1/files", files={"purpose": (None, "assistants"),
+                                                  "file": ("a.txt", b"some text", "text/plain")})).json()["id"]
+        store = (await h.post("/v1/vector_stores", json={"file_ids": [file]})).json()["id"]
+        batch = (await h.post(f"/v1/vector_stores/{store}/file_batches", json={"file_ids": [file]})).json()["id"]
         self.ids = {"assistant_id": a, "thread_id": t["id"], "run_id": run["id"], "message_id": message,
-                    "upload_id": upload}
+                    "upload_id": upload, "file_id": file, "vector_store_id": store, "batch_id": batch}
 
     def url(self, route: str) -> str:
         return route.format(**self.ids)
@@ -149,7 +160,10 @@ class World:
                 "SubmitToolOutputsRunRequest": {"tool_outputs": []},
                 "CreateUploadRequest": {"filename": "a.txt", "purpose": "assistants", "bytes": 1,
                                         "mime_type": "text/plain"},
-                "CompleteUploadRequest": {"part_ids": []}}.get(schema, {})
+                "CompleteUploadRequest": {"part_ids": []},
+                "CreateVectorStoreFileRequest": {"file_id": self.ids["file_id"]},
+                "UpdateVectorStoreFileAttributesRequest": {"attributes": {}},
+                "VectorStoreSearchRequest": {"query": "text"}}.get(schema, {})
 
     async def still_answers(self) -> None:
         r = await self.http.post("/v1/assistants", json={"model": "echo", "name": "after"})

@@ -63,6 +63,14 @@ SDK_PARAMS = {
     "CreateUploadRequest": _keys(openai.types.upload_create_params.UploadCreateParams),
     "CompleteUploadRequest": _keys(openai.types.upload_complete_params.UploadCompleteParams),
     "AddUploadPartRequest": _keys(openai.types.uploads.part_create_params.PartCreateParams),
+    "CreateVectorStoreRequest": _keys(openai.types.vector_store_create_params.VectorStoreCreateParams),
+    "UpdateVectorStoreRequest": _keys(openai.types.vector_store_update_params.VectorStoreUpdateParams),
+    "CreateVectorStoreFileRequest": _keys(openai.types.vector_stores.file_create_params.FileCreateParams),
+    "CreateVectorStoreFileBatchRequest": _keys(openai.types.vector_stores.file_batch_create_params
+                                               .FileBatchCreateParams),
+    "UpdateVectorStoreFileAttributesRequest": _keys(openai.types.vector_stores.file_update_params.FileUpdateParams,
+                                                    "vector_store_id"),
+    "VectorStoreSearchRequest": _keys(openai.types.vector_store_search_params.VectorStoreSearchParams),
 }
 
 
@@ -235,7 +243,8 @@ def test_every_post_route_the_backend_serves_has_its_schema_in_the_table() -> No
             content = next(iter(body["content"].values())) if body else None  # JSON or multipart
             schema = content["schema"]["$ref"].split("/")[-1] if content else ""
             assert schema in SCHEMAS, f"POST {path}: {schema}"
-    assert {"/assistants", "/threads/runs", "/files", "/uploads/{upload_id}/parts"} <= served
+    assert {"/assistants", "/threads/runs", "/files", "/uploads/{upload_id}/parts", "/vector_stores",
+            "/vector_stores/{vector_store_id}/search"} <= served
 
 
 # -- what the hosted API refused, refused here too --------------------------------------------------------

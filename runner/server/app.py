@@ -24,6 +24,7 @@ from runner.server.blobs import BlobStore, folder_beside
 from runner.server.body import rest_is_dropped
 from runner.server.errors import APIError, invalid, server_error, shown
 from runner.server.executor import RunExecutor
+from runner.server.ingest import Ingestor
 from runner.server.providers import LiveSettings, ProviderSet
 from runner.server.routes import Handler, all_routes
 from runner.server.store import Store
@@ -50,6 +51,7 @@ class Backend:
         self.settings = settings or BackendSettings()
         self.store = Store(self.settings.db_path)
         self.blobs = BlobStore(folder_beside(self.settings.db_path))
+        self.ingestor = Ingestor(self.store, self.blobs)
         self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
         self.executor = RunExecutor(self.store, self.providers)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
@@ -63,6 +65,7 @@ class Backend:
         self._closed = True
         try:
             await self.executor.shutdown()
+            await self.ingestor.shutdown()
             for provider in self.providers.providers.values():
                 client = getattr(provider, "_client", None)  # live providers create theirs on first use
                 if client is not None:
@@ -142,6 +145,7 @@ def create_app(backend: Backend | None = None, prefix: str = "/v1") -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        backend.ingestor.resume()  # files a stopped server left being indexed (their bytes are on disk)
         yield
         await backend.aclose()
 

@@ -26,12 +26,12 @@ class BlobStore:
     def __init__(self, folder: str | Path | None) -> None:
         self.temporary = folder is None
         self.folder = Path(tempfile.mkdtemp(prefix="runner-files-")) if folder is None else Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
 
     def put(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Store the bytes (written whole to a temporary file, then renamed); return their SHA-256 and size."""
         digest = hashlib.sha256()
         size = 0
+        self.folder.mkdir(parents=True, exist_ok=True)  # made with the first file, not with every database
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as out:

@@ -177,6 +177,44 @@ _EXPIRES_AFTER = {
 }
 
 
+def _chunking(prefix: str) -> dict[str, Rule]:
+    return {
+        prefix: _o(nullable=False),
+        f"{prefix}.type": _s(required=True, nullable=False, enum=("auto", "static")),
+        f"{prefix}.static": _o(nullable=False, required_if=("type", "static"),
+                               keys=("max_chunk_size_tokens", "chunk_overlap_tokens")),
+        f"{prefix}.static.max_chunk_size_tokens": _i(required=True, nullable=False, minimum=100, maximum=4096),
+        f"{prefix}.static.chunk_overlap_tokens": _i(required=True, nullable=False),
+    }
+
+
+# a vector store file's attributes: 16 keys of at most 64 characters; strings of at most 512, numbers, booleans
+ATTRIBUTES = _o(max_items=16, map_key_length=64,
+                map_values=Rule((STRING, NUMBER, BOOLEAN), nullable=False, max_length=512))
+_VS_EXPIRES_AFTER = {
+    "expires_after": _o(keys=("anchor", "days")),
+    "expires_after.anchor": _s(required=True, nullable=False, enum=("last_active_at",)),
+    "expires_after.days": _i(required=True, nullable=False, minimum=1, maximum=365),
+}
+_COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
+
+
+def _filter(prefix: str, *, compound: bool) -> dict[str, Rule]:
+    """A search filter's shape; its structure (which keys go with which type) is checked by the search's
+    own filter checks (runner.server.tools.file_search.filters)."""
+    rules = {
+        f"{prefix}.type": _s(required=compound, nullable=False,
+                             enum=(*_COMPARISONS, "and", "or") if compound else _COMPARISONS),
+        f"{prefix}.key": _s(nullable=False),
+        f"{prefix}.value": Rule((STRING, NUMBER, BOOLEAN, ARRAY), nullable=False),
+        f"{prefix}.value[]": Rule((STRING, NUMBER), nullable=False),
+    }
+    if compound:
+        rules |= {f"{prefix}.filters": _a(nullable=False), f"{prefix}.filters[]": _o(nullable=False),
+                  **_filter(f"{prefix}.filters[]", compound=False)}
+    return rules
+
+
 def _assistant(*, create: bool) -> dict[str, Rule]:
     return {
         "model": _s(required=create, nullable=False, min_length=1),
@@ -269,6 +307,44 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "part_ids[]": _s(nullable=False),
         "md5": _s(nullable=False),
     },
+    # Vector stores
+    "CreateVectorStoreRequest": {
+        "file_ids": _a(nullable=False, max_items=500),
+        "file_ids[]": _s(nullable=False),
+        "name": _s(nullable=False),
+        "description": _s(nullable=False),
+        **_VS_EXPIRES_AFTER,
+        **_chunking("chunking_strategy"),
+        "metadata": METADATA,
+    },
+    "UpdateVectorStoreRequest": {"name": _s(), **_VS_EXPIRES_AFTER, "metadata": METADATA},
+    "CreateVectorStoreFileRequest": {
+        "file_id": _s(required=True, nullable=False),
+        **_chunking("chunking_strategy"),
+        "attributes": ATTRIBUTES,
+    },
+    "CreateVectorStoreFileBatchRequest": {
+        "file_ids": _a(nullable=False, min_items=1, max_items=2000),
+        "file_ids[]": _s(nullable=False),
+        "files": _a(nullable=False, min_items=1, max_items=2000),
+        "files[]": _o(nullable=False, schema="CreateVectorStoreFileRequest"),
+        **_chunking("chunking_strategy"),
+        "attributes": ATTRIBUTES,
+    },
+    "UpdateVectorStoreFileAttributesRequest": {"attributes": Rule((OBJECT,), required=True, max_items=16,
+                                                                  map_key_length=64,
+                                                                  map_values=ATTRIBUTES.map_values)},
+    "VectorStoreSearchRequest": {
+        "query": Rule((STRING, ARRAY), required=True, nullable=False),
+        "query[]": _s(nullable=False),
+        "rewrite_query": _b(nullable=False),
+        "max_num_results": _i(nullable=False, minimum=1, maximum=50),
+        "filters": _o(nullable=False),
+        **_filter("filters", compound=True),
+        "ranking_options": _o(nullable=False, keys=("ranker", "score_threshold")),
+        "ranking_options.ranker": _s(nullable=False, enum=("none", "auto", "default-2024-11-15")),
+        "ranking_options.score_threshold": _n(nullable=False, minimum=0, maximum=1),
+    },
     "": {},  # a route that takes no parameters (cancel): an empty body or {}
 }
 
@@ -287,7 +363,12 @@ DEPARTURES: dict[str, str] = {
     "tool_outputs[]": "a tool output has no other keys",
     "file": "a multipart body's file part is read apart from its text fields, and its absence said there",
     "data": "a multipart body's file part is read apart from its text fields, and its absence said there",
-    "expires_after": "an expiration policy has no other keys than anchor and seconds",
+    "expires_after": "an expiration policy has no other keys than its anchor and its length",
+    "attributes": "16 keys of at most 64 characters; strings of at most 512 (the reference says it in words)",
+    "query[]": "the reference puts minItems on a query string; an empty query is refused by the search",
+    "filters.filters[].type": "a filter's structure (which keys go with which type) is checked by the search",
+    "filters.filters[].key": "a filter's structure (which keys go with which type) is checked by the search",
+    "filters.filters[].value": "a filter's structure (which keys go with which type) is checked by the search",
 }
 
 

@@ -20,6 +20,9 @@ from openai.types.beta.threads.runs.run_step import RunStep
 from openai.types.file_object import FileObject
 from openai.types.upload import Upload
 from openai.types.uploads.upload_part import UploadPart
+from openai.types.vector_store import VectorStore
+from openai.types.vector_stores.vector_store_file import VectorStoreFile
+from openai.types.vector_stores.vector_store_file_batch import VectorStoreFileBatch
 
 from runner.server.errors import invalid
 from runner.server.ids import new_id
@@ -34,6 +37,7 @@ def now() -> int:
 
 _TYPES: dict[str, type[pydantic.BaseModel]] = {
     "assistant": Assistant, "thread": Thread, "message": Message, "run": Run, "run_step": RunStep,
+    "vector_store": VectorStore, "vector_store_file": VectorStoreFile, "vector_store_file_batch": VectorStoreFileBatch,
 }
 
 
@@ -190,3 +194,53 @@ def upload_part(upload_id: str) -> dict[str, Any]:
     """A new part of an Upload."""
     return _validate(UploadPart, {"id": new_id("part_"), "object": "upload.part", "created_at": now(),
                                   "upload_id": upload_id})
+
+
+DAY_SECONDS = 86_400
+# the API's `auto` chunking, as a vector store file reports it
+AUTO_CHUNKING: dict[str, Any] = {"type": "static",
+                                 "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
+
+
+def file_counts(**counts: int) -> dict[str, int]:
+    """A vector store's (or batch's) file counts, with their total."""
+    kinds = ("in_progress", "completed", "failed", "cancelled")
+    out = {kind: counts.get(kind, 0) for kind in kinds}
+    out["total"] = sum(out.values())
+    return out
+
+
+def vector_store(params: dict[str, Any]) -> dict[str, Any]:
+    """A new, empty vector store from create parameters (its files are added separately)."""
+    created = now()
+    body: dict[str, Any] = {
+        "id": new_id("vs_"), "object": "vector_store", "created_at": created, "name": params.get("name") or "",
+        "usage_bytes": 0, "file_counts": file_counts(), "status": "completed", "last_active_at": created,
+        "metadata": params.get("metadata") or {}, "expires_at": expiry(created, params.get("expires_after")),
+    }
+    if params.get("expires_after"):  # absent, not null, without a policy (as the reference has it)
+        body["expires_after"] = params["expires_after"]
+    return _validate(VectorStore, body)
+
+
+def expiry(last_active_at: int, expires_after: dict[str, Any] | None) -> int | None:
+    """When a vector store expires under its policy (days after it was last active), or None."""
+    return last_active_at + int(expires_after["days"]) * DAY_SECONDS if expires_after else None
+
+
+def vector_store_file(vector_store_id: str, file_id: str, chunking: dict[str, Any] | None,
+                      attributes: dict[str, Any] | None) -> dict[str, Any]:
+    """A file being added to a vector store (`in_progress` until it is indexed)."""
+    return _validate(VectorStoreFile, {
+        "id": file_id, "object": "vector_store.file", "created_at": now(), "vector_store_id": vector_store_id,
+        "status": "in_progress", "usage_bytes": 0, "last_error": None, "attributes": attributes or {},
+        "chunking_strategy": chunking or AUTO_CHUNKING,
+    })
+
+
+def file_batch(vector_store_id: str, counts: dict[str, int]) -> dict[str, Any]:
+    """A new batch of files being added to a vector store."""
+    return _validate(VectorStoreFileBatch, {
+        "id": new_id("vsfb_"), "object": "vector_store.files_batch", "created_at": now(),
+        "vector_store_id": vector_store_id, "status": "in_progress", "file_counts": counts,
+    })

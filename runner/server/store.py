@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from runner.server.errors import invalid, not_found
 
-Kind = Literal["assistant", "thread", "message", "run", "run_step", "file", "upload", "upload_part"]
+Kind = Literal["assistant", "thread", "message", "run", "run_step", "file", "upload", "upload_part", "vector_store",
+               "vector_store_file", "vector_store_file_batch"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS answered (
 """
 
 _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step",
-          "file": "file", "upload": "upload", "upload_part": "upload part"}
+          "file": "file", "upload": "upload", "upload_part": "upload part", "vector_store": "vector store",
+          "vector_store_file": "vector store file", "vector_store_file_batch": "vector store file batch"}
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Store:
             cur = self._db.execute("DELETE FROM objects WHERE id = ? AND kind = ?", (object_id, kind))
             if cur.rowcount == 0:
                 raise not_found(_NOUNS[kind], object_id)
-            if kind == "thread":
+            if kind in ("thread", "vector_store"):  # and everything under it
                 self._db.execute("DELETE FROM objects WHERE parent = ?", (object_id,))
 
     def list(
