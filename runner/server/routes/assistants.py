@@ -9,8 +9,10 @@ from starlette.responses import Response
 
 from runner.server import objects
 from runner.server.routes.common import (
+    check_references,
     json_response,
     list_args,
+    make_vector_stores,
     null_clears_metadata,
     read_body,
 )
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 async def create_assistant(b: Backend, request: Request) -> Response:
     body = await read_body(request, "CreateAssistantRequest")
     b.providers.for_model(body["model"])  # an unknown model is a 400 now, not a failed run later
+    check_references(b, body)
+    make_vector_stores(b, body)
     return json_response(b.store.insert("assistant", objects.assistant(body)))  # 400 for what the SDK type refuses
 
 
@@ -39,6 +43,7 @@ async def update_assistant(b: Backend, request: Request) -> Response:
     body = await read_body(request, "ModifyAssistantRequest")
     null_clears_metadata(body)
     body.pop("reasoning_effort", None)
+    check_references(b, body)
     # read once the body is in: the stored assistant may have changed while it arrived
     asst = objects.revalidated("assistant", {**b.store.get("assistant", request.path_params["assistant_id"]),
                                              **body})

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from runner.server import checks, objects
 from runner.server.body import read_object
-from runner.server.errors import invalid, shown
+from runner.server.errors import APIError, invalid, shown
 from runner.server.executor import ACTIVE_RUN_STATUSES
 
 if TYPE_CHECKING:
@@ -94,3 +94,49 @@ def active_run(b: Backend, thread_id: str) -> str | None:
     if run_id is None:
         return None
     return run_id if b.executor.refresh(b.store.get("run", run_id))["status"] in ACTIVE_RUN_STATUSES else None
+
+
+def _known(b: Backend, kind: str, object_id: str, param: str) -> None:
+    try:
+        b.store.get(kind, object_id)  # type: ignore[arg-type]
+    except APIError:
+        noun = "vector store" if kind == "vector_store" else kind
+        raise APIError(404, f"No {noun} found with id '{shown(object_id)}'.", param=param) from None
+
+
+def check_references(b: Backend, body: dict[str, Any], param: str = "") -> None:
+    """404 naming the param for an unknown file or vector store in a checked body's `tool_resources` and its
+    messages' `attachments` (the hosted API refused them; accepted, they would silently do nothing)."""
+    at = f"{param}." if param else ""
+    resources = body.get("tool_resources") or {}
+    search = resources.get("file_search") or {}
+    for i, store_id in enumerate(search.get("vector_store_ids") or []):
+        _known(b, "vector_store", store_id, f"{at}tool_resources.file_search.vector_store_ids[{i}]")
+    for i, store in enumerate(search.get("vector_stores") or []):
+        for j, file_id in enumerate(store.get("file_ids") or []):
+            _known(b, "file", file_id, f"{at}tool_resources.file_search.vector_stores[{i}].file_ids[{j}]")
+    for i, file_id in enumerate((resources.get("code_interpreter") or {}).get("file_ids") or []):
+        _known(b, "file", file_id, f"{at}tool_resources.code_interpreter.file_ids[{i}]")
+    for i, message in enumerate(body.get("messages") or []):
+        check_attachments(b, message, f"{at}messages[{i}]")
+
+
+def check_attachments(b: Backend, message: dict[str, Any], param: str = "") -> None:
+    """404 naming the param for an attachment whose file does not exist."""
+    at = f"{param}." if param else ""
+    for i, attachment in enumerate(message.get("attachments") or []):
+        _known(b, "file", attachment["file_id"], f"{at}attachments[{i}].file_id")
+
+
+def make_vector_stores(b: Backend, body: dict[str, Any]) -> None:
+    """Create the vector stores a checked body asks for inline (`tool_resources.file_search.vector_stores`)
+    and name them in `vector_store_ids` instead, as the API does (call after `check_references`)."""
+    search = (body.get("tool_resources") or {}).get("file_search") or {}
+    for store in search.pop("vector_stores", None) or []:
+        made = b.store.insert("vector_store", objects.vector_store({"metadata": store.get("metadata")}))
+        strategy = store.get("chunking_strategy")
+        chunking = None if not strategy or strategy["type"] == "auto" else {"type": "static",
+                                                                            "static": dict(strategy["static"])}
+        for file_id in dict.fromkeys(store.get("file_ids") or []):
+            b.ingestor.add(made["id"], file_id, chunking=chunking)
+        search.setdefault("vector_store_ids", []).append(made["id"])

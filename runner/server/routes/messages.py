@@ -11,6 +11,7 @@ from runner.server import objects
 from runner.server.errors import invalid
 from runner.server.routes.common import (
     active_run,
+    check_attachments,
     json_response,
     list_args,
     new_message,
@@ -28,6 +29,7 @@ async def create_message(b: Backend, request: Request) -> Response:
     b.store.get("thread", thread_id)
     body = await read_body(request, "CreateMessageRequest")
     b.store.get("thread", thread_id)  # still there once the body is in
+    check_attachments(b, body)
     active = active_run(b, thread_id)
     if active:
         raise invalid(f"Can't add messages to {thread_id} while a run {active} is active.")

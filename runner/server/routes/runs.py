@@ -13,10 +13,13 @@ from runner.server import objects
 from runner.server.errors import APIError, invalid
 from runner.server.routes.common import (
     active_run,
+    check_attachments,
+    check_references,
     check_tool_choice,
     insert_messages,
     json_response,
     list_args,
+    make_vector_stores,
     new_messages,
     null_clears_metadata,
     read_body,
@@ -83,6 +86,8 @@ async def create_run(b: Backend, request: Request) -> Response:
     stream = bool(body.pop("stream", None))
     asst = _assistant_of(b, body)
     run = _run(b, thread_id, asst, body)
+    for i, message in enumerate(body.get("additional_messages") or []):
+        check_attachments(b, message, f"additional_messages[{i}]")
     messages = new_messages(thread_id, body.get("additional_messages"), "additional_messages")
     b.store.get("thread", thread_id)  # still there once the body is in
     active = active_run(b, thread_id)
@@ -96,8 +101,10 @@ async def create_thread_and_run(b: Backend, request: Request) -> Response:
     stream = bool(body.pop("stream", None))
     asst = _assistant_of(b, body)
     thread_params = body.pop("thread", None) or {}
+    check_references(b, thread_params, "thread")
+    check_references(b, {"tool_resources": body.pop("tool_resources", None)})
+    make_vector_stores(b, thread_params)
     thread, messages = thread_from(thread_params, "thread")
-    body.pop("tool_resources", None)
     run = _run(b, thread["id"], asst, body)
     return _start_run(b, run, messages, stream=stream, thread=thread)
 

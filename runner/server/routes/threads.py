@@ -9,8 +9,10 @@ from starlette.responses import Response
 
 from runner.server import objects
 from runner.server.routes.common import (
+    check_references,
     insert_messages,
     json_response,
+    make_vector_stores,
     null_clears_metadata,
     read_body,
     thread_from,
@@ -22,7 +24,10 @@ if TYPE_CHECKING:
 
 
 async def create_thread(b: Backend, request: Request) -> Response:
-    thread, messages = thread_from(await read_body(request, "CreateThreadRequest"))
+    body = await read_body(request, "CreateThreadRequest")
+    check_references(b, body)
+    make_vector_stores(b, body)
+    thread, messages = thread_from(body)
     with b.store.transaction():
         b.store.insert("thread", thread)
         insert_messages(b, thread["id"], messages)
@@ -37,6 +42,7 @@ async def update_thread(b: Backend, request: Request) -> Response:
     b.store.get("thread", request.path_params["thread_id"])
     body = await read_body(request, "ModifyThreadRequest")
     null_clears_metadata(body)
+    check_references(b, body)
     thread = objects.revalidated("thread", {**b.store.get("thread", request.path_params["thread_id"]), **body})
     return json_response(b.store.update("thread", thread))
 
