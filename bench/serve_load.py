@@ -1,0 +1,402 @@
+"""Load benchmark for issue 11: `runner serve` over loopback HTTP under N concurrent clients. A script, not a test.
+
+    python bench/serve_load.py                      # 32 and 64 clients, 60 s each
+    python bench/serve_load.py --quick              # ~10 s per client count, a smoke check
+    python bench/serve_load.py --clients 8,32 --seconds 30 --write --label "after"
+    python bench/serve_load.py --repeat 3 --write --label after   # medians of 3 runs per client count
+
+For each client count a fresh `runner serve --provider echo --port 0 --db <tmp>` is started as its own process
+and this process drives it (the clients never share the server's CPU or event loop). Each client loops over one
+cycle until the time is up:
+
+    POST /v1/threads -> POST /v1/threads/{id}/messages -> POST /v1/threads/{id}/runs (stream=true, the SSE
+    stream read to its `done`) -> GET /v1/threads/{id}/messages (the reply must echo the message)
+
+The clients are raw httpx2 AsyncClients (one keep-alive connection each), not the AsyncOpenAI SDK: the SDK
+spends client CPU per call (pydantic models, its SSE parser) and on a 2-core machine that CPU is taken from
+the server being measured. Reported per client count: requests/s and cycles/s (completed ones, over the wall
+time until the last cycle ended), p50/p99 of the cycle latency, errors by request and status, the CPU the
+server, the clients and the rest of the machine used (as a share of one core: a server near 100% is bound by
+its single event loop; "other" is whatever else the shared machine ran meanwhile), and a
+consistency check of the SQLite file opened read-only once the server has stopped: every thread the clients
+created is there with its message and the echoed reply, every run is completed with its completed step,
+nothing is left in progress, the counts match what the clients saw, and `PRAGMA integrity_check` is ok.
+
+`--write` puts the figures in the "Serve load" section of BENCHMARKS.md as rows labelled `--label`; rows of
+other labels (e.g. a "before" measurement) are kept, so one table shows before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Serve load"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Seen:
+    """What the clients saw, to compare with the database afterwards."""
+
+    threads: set[str] = field(default_factory=set)
+    messages: dict[str, str] = field(default_factory=dict)  # user message id -> thread id
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> thread id
+    completed: set[str] = field(default_factory=set)  # threads whose cycle ended with the echoed reply listed
+
+
+@dataclass
+class Load:
+    """The outcome of one client count."""
+
+    clients: int
+    wall: float = 0.0
+    requests: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    seen: Seen = field(default_factory=Seen)
+    server_cpu: float = 0.0  # CPU seconds over the measured window
+    client_cpu: float = 0.0
+    other_cpu: float = 0.0  # what the rest of the machine used meanwhile (the machine may be shared)
+    problems: list[str] = field(default_factory=list)  # what the consistency check found wrong
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (nearest rank) of the cycle latencies, in seconds."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+class CycleError(Exception):
+    """One request of a cycle failed; `key` says which and how, for the error counts."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+# -- the server -----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def serving(db: Path, log_level: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start `runner serve` on a free port (its log in a file, so a full pipe never blocks it); stop it by PID."""
+    log = db.with_suffix(".log")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "serve", "--provider", "echo", "--port", "0",
+                                 "--db", str(db), "--log-level", log_level],
+                                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env, cwd=db.parent)
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None:
+            match = re.search(r"Assistants API on (http://\S+/v1)", log.read_text(encoding="utf-8", errors="replace"))
+            url = match.group(1) if match else None
+            if url is None and (proc.poll() is not None or time.monotonic() > deadline):
+                raise SystemExit("runner serve did not start:\n" + log.read_text(encoding="utf-8", errors="replace"))
+            time.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # graceful: uvicorn finishes, the store closes
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, not idle or waiting for I/O) since boot."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
+# -- the clients ----------------------------------------------------------------------------------
+
+def _checked(response: httpx2.Response, what: str) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise CycleError(f"{what} {response.status_code}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _request(client: httpx2.AsyncClient, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx2.HTTPError as exc:
+        raise CycleError(f"{what} {type(exc).__name__}") from None
+    return _checked(response, what)
+
+
+async def _streamed_run(client: httpx2.AsyncClient, thread_id: str, assistant_id: str) -> str:
+    """Create a streamed run and read its events to `done`; the run's id once it completed."""
+    what = "POST /threads/{id}/runs"
+    run_id = None
+    completed = done = False
+    try:
+        async with client.stream("POST", f"/threads/{thread_id}/runs",
+                                 json={"assistant_id": assistant_id, "stream": True}) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise CycleError(f"{what} {response.status_code}")
+            event = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event is not None:
+                    if event == "thread.run.created":
+                        run_id = json.loads(line[6:])["id"]
+                    elif event == "thread.run.completed":
+                        completed = True
+                    elif event == "done":
+                        done = True
+    except httpx2.HTTPError as exc:
+        raise CycleError(f"{what} {type(exc).__name__}") from None
+    if run_id is None or not completed or not done:
+        raise CycleError(f"{what} stream ended without {'done' if completed else 'thread.run.completed'}")
+    return run_id
+
+
+async def cycle(client: httpx2.AsyncClient, assistant_id: str, text: str, seen: Seen) -> None:
+    """One thread -> message -> streamed run -> list cycle; raises CycleError at the first failed request."""
+    thread = await _request(client, "POST", "/threads", "POST /threads", json={})
+    seen.threads.add(thread["id"])
+    message = await _request(client, "POST", f"/threads/{thread['id']}/messages", "POST /threads/{id}/messages",
+                             json={"role": "user", "content": text})
+    seen.messages[message["id"]] = thread["id"]
+    run_id = await _streamed_run(client, thread["id"], assistant_id)
+    seen.runs[run_id] = thread["id"]
+    page = await _request(client, "GET", f"/threads/{thread['id']}/messages", "GET /threads/{id}/messages")
+    replies = [(m["role"], m["content"][0]["text"]["value"]) for m in page["data"]]
+    if replies != [("assistant", text), ("user", text)]:
+        raise CycleError("GET /threads/{id}/messages wrong content")
+    seen.completed.add(thread["id"])
+
+
+async def drive(url: str, clients: int, seconds: float, load: Load) -> None:
+    """Run `clients` concurrent clients for `seconds`; a cycle begun before the end is finished."""
+    limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+    timeout = httpx2.Timeout(120.0)
+    sessions = [httpx2.AsyncClient(base_url=url, limits=limits, timeout=timeout) for _ in range(clients)]
+    try:
+        assistant = await _request(sessions[0], "POST", "/assistants", "POST /assistants", json={"model": "echo"})
+        # open every connection first, so the window measures cycles and not connection set-up
+        await asyncio.gather(*(s.get(f"/assistants/{assistant['id']}") for s in sessions))
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def client_loop(index: int, session: httpx2.AsyncClient) -> None:
+            n = 0
+            while time.perf_counter() < end:
+                began = time.perf_counter()
+                try:
+                    await cycle(session, assistant["id"], f"hello {index}-{n}", load.seen)
+                except CycleError as exc:
+                    load.errors[exc.key] += 1
+                    if "Error" in exc.key:  # a transport error: the connection may be gone, so back off a little
+                        await asyncio.sleep(0.1)
+                else:
+                    load.latencies.append(time.perf_counter() - began)
+                    load.requests += 4
+                n += 1
+
+        await asyncio.gather(*(client_loop(i, s) for i, s in enumerate(sessions)))
+        load.wall = time.perf_counter() - start
+    finally:
+        await asyncio.gather(*(s.aclose() for s in sessions))
+
+
+# -- the database afterwards ----------------------------------------------------------------------
+
+def check_database(db: Path, seen: Seen) -> list[str]:
+    """What is wrong with the stored objects, given what the clients saw (empty: consistent)."""
+    problems: list[str] = []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if integrity != "ok":
+            problems.append(f"integrity_check: {integrity}")
+        rows = conn.execute("SELECT id, kind, parent, run_id, json_extract(body, '$.status') FROM objects").fetchall()
+    finally:
+        conn.close()
+    by_kind: dict[str, dict[str, tuple[str | None, str | None, str | None]]] = collections.defaultdict(dict)
+    for object_id, kind, parent, run_id, status in rows:
+        by_kind[kind][object_id] = (parent, run_id, status)
+    threads, messages = by_kind["thread"], by_kind["message"]
+    runs, steps = by_kind["run"], by_kind["run_step"]
+
+    def compare(what: str, stored: set[str], expected: set[str]) -> None:
+        if stored != expected:
+            problems.append(f"{what}: {len(stored)} stored, {len(expected)} seen by the clients "
+                            f"({len(expected - stored)} missing, {len(stored - expected)} unexpected)")
+
+    compare("threads", set(threads), seen.threads)
+    compare("user messages", {i for i, (_, run, _) in messages.items() if run is None}, set(seen.messages))
+    compare("runs", set(runs), set(seen.runs))
+    for message_id, thread_id in seen.messages.items():
+        if message_id in messages and messages[message_id][0] != thread_id:
+            problems.append(f"message {message_id} is not under its thread {thread_id}")
+    not_completed = [i for i, (_, _, status) in runs.items() if status != "completed"]
+    if not_completed:
+        problems.append(f"{len(not_completed)} run(s) not completed, e.g. {not_completed[0]}")
+    replies = collections.Counter(run for _, run, _ in messages.values() if run is not None)
+    for run_id, thread_id in seen.runs.items():
+        if run_id in runs and runs[run_id][0] != thread_id:
+            problems.append(f"run {run_id} is not under its thread {thread_id}")
+        if replies.get(run_id) != 1:
+            problems.append(f"run {run_id} has {replies.get(run_id, 0)} reply message(s), not 1")
+    open_ones = [i for table in (messages, steps) for i, (_, _, status) in table.items() if status != "completed"]
+    if open_ones:
+        problems.append(f"{len(open_ones)} message(s)/step(s) not completed, e.g. {open_ones[0]}")
+    if len(steps) != len(runs):
+        problems.append(f"{len(steps)} run steps for {len(runs)} runs")
+    per_thread = collections.Counter(parent for parent, _, _ in messages.values())
+    short = [t for t in seen.completed if per_thread.get(t) != 2]
+    if short:
+        problems.append(f"{len(short)} completed thread(s) without exactly 2 messages, e.g. {short[0]}")
+    return problems
+
+
+# -- one client count, and the report -------------------------------------------------------------
+
+def measure(clients: int, seconds: float, log_level: str) -> Load:
+    """Start a fresh server, load it with `clients` clients for `seconds`, stop it, check its database."""
+    load = Load(clients)
+    with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
+        db = Path(tmp) / "load.sqlite3"
+        with serving(db, log_level) as (proc, url):
+            server_before, client_before = cpu_seconds(proc.pid), time.process_time()
+            busy_before = machine_busy_seconds()
+            asyncio.run(drive(url, clients, seconds, load))
+            load.server_cpu = cpu_seconds(proc.pid) - server_before
+            load.client_cpu = time.process_time() - client_before
+            load.other_cpu = max(0.0, machine_busy_seconds() - busy_before - load.server_cpu - load.client_cpu)
+        load.problems = check_database(db, load.seen)
+    return load
+
+
+def figures(load: Load) -> dict[str, float]:
+    """One run's figures: rates per second, latencies in seconds, CPU as a share of one core."""
+    return {"requests/s": load.requests / load.wall, "cycles/s": len(load.latencies) / load.wall,
+            "p50": load.percentile(50), "p99": load.percentile(99), "server": load.server_cpu / load.wall,
+            "client": load.client_cpu / load.wall, "other": load.other_cpu / load.wall}
+
+
+def describe(load: Load) -> str:
+    """One run in a line, for the log of a repeated measurement."""
+    f = figures(load)
+    return (f"{load.clients} clients: {f['requests/s']:.0f} requests/s, p50 {f['p50']:.2f} s, p99 {f['p99']:.2f} s, "
+            f"{sum(load.errors.values())} errors, CPU server {f['server']:.0%} client {f['client']:.0%} "
+            f"other {f['other']:.0%}, {'consistent' if not load.problems else 'INCONSISTENT'}")
+
+
+def table(groups: list[list[Load]], label: str, seconds: float) -> list[list[str]]:
+    """Markdown table rows (header first): per client count, the median of each figure over its repeats,
+    the errors of all of them, and whether every database was consistent."""
+    header = ["", "clients", "requests/s", "cycles/s", "cycle p50", "cycle p99", "errors", "server CPU",
+              "client CPU", "other CPU", "database"]
+    rows = [header]
+    for loads in groups:
+        f = {key: statistics.median(figures(load)[key] for load in loads) for key in figures(loads[0])}
+        errors: collections.Counter[str] = sum((load.errors for load in loads), collections.Counter())
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+        runs = f", median of {len(loads)}" if len(loads) > 1 else ""
+        rows.append([label, f"{loads[0].clients} ({seconds:g} s{runs})",
+                     f"{f['requests/s']:.0f}", f"{f['cycles/s']:.1f}", f"{f['p50']:.2f} s", f"{f['p99']:.2f} s",
+                     shown, *(f"{f[key]:.0%}" for key in ("server", "client", "other")),
+                     "consistent" if not any(load.problems for load in loads) else "INCONSISTENT"])
+    return rows
+
+
+def render(rows: list[list[str]]) -> list[str]:
+    """Rows as an aligned Markdown table."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)) + " |",
+             "| " + " | ".join("-" * w for w in widths) + " |"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows[1:]]
+    return lines
+
+
+def write_section(rows: list[list[str]], label: str) -> None:
+    """Replace this label's rows in the "Serve load" section of BENCHMARKS.md (other labels' rows are kept)."""
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    start = text.find(f"\n{SECTION}\n")
+    before, old = (text, "") if start < 0 else (text[:start], text[start + 1:])
+    after = ""
+    following = old.find("\n## ", len(SECTION))
+    if following >= 0:
+        old, after = old[:following + 1], old[following + 1:]
+    kept = [[c.strip() for c in line.strip().strip("|").split("|")] for line in old.splitlines()
+            if line.startswith("| ") and not line.startswith("| -")]
+    kept = [r for r in kept[1:] if len(r) == len(rows[0]) and r[0] != label]  # [0]: the old header
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    section = (f"{SECTION}\n\nProduced by `python bench/serve_load.py --write --label LABEL` (issue 11; see the "
+               "script's docstring for what each column measures): `runner serve --provider echo` over loopback "
+               "HTTP, N clients for the seconds shown, one cycle = create thread -> message -> streamed run -> "
+               "list (4 requests); CPU is a share of one core, \"other\" what the rest of the shared machine used "
+               f"meanwhile. Last written on {machine}, {time.strftime('%Y-%m-%d')}.\n\n"
+               + "\n".join(render([rows[0], *kept, *rows[1:]])) + "\n")
+    path.write_text(before.rstrip("\n") + "\n\n" + section + ("\n" + after if after else ""), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="32,64", help="client counts to measure, comma-separated")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of load per client count")
+    parser.add_argument("--quick", action="store_true", help="about 10 s per client count: a smoke check")
+    parser.add_argument("--log-level", default="info", help="the server's --log-level (info logs every request)")
+    parser.add_argument("--write", action="store_true", help="put the figures in BENCHMARKS.md")
+    parser.add_argument("--label", default="current", help="the rows' label in BENCHMARKS.md (e.g. before, after)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per client count; the table shows medians")
+    args = parser.parse_args()
+    seconds = 10.0 if args.quick else args.seconds
+    counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    groups: list[list[Load]] = [[] for _ in counts]
+    for _ in range(args.repeat):
+        for clients, group in zip(counts, groups, strict=True):  # round-robin: drift on the machine hits all alike
+            load = measure(clients, seconds, args.log_level)
+            group.append(load)
+            print(describe(load), file=sys.stderr, flush=True)
+            for problem in load.problems:
+                print(f"{clients} clients: database: {problem}", file=sys.stderr)
+    rows = table(groups, args.label, seconds)
+    print("\n".join(render(rows)))
+    if args.write:
+        write_section(rows, args.label)
+    if any(load.problems for group in groups for load in group):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
