@@ -79,6 +79,7 @@ class Load:
     client_cpu: float = 0.0
     other_cpu: float = 0.0  # what the rest of the machine used meanwhile (the machine may be shared)
     problems: list[str] = field(default_factory=list)  # what the consistency check found wrong
+    timing: dict[str, dict[str, float]] | None = None  # --store-timing: statement word -> count, seconds
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (nearest rank) of the cycle latencies, in seconds."""
@@ -99,13 +100,20 @@ class CycleError(Exception):
 # -- the server -----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def serving(db: Path, log_level: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Start `runner serve` on a free port (its log in a file, so a full pipe never blocks it); stop it by PID."""
+def serving(db: Path, log_level: str, timing: Path | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start `runner serve` on a free port (its log in a file, so a full pipe never blocks it); stop it by PID.
+
+    With `timing`, the server runs under bench/store_timing.py, which writes its SQLite time there on shutdown.
+    """
     log = db.with_suffix(".log")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    command = [sys.executable, "-m", "runner"]
+    if timing is not None:
+        env["SERVE_LOAD_TIMING"] = str(timing)
+        command = [sys.executable, str(ROOT / "bench" / "store_timing.py")]
     with open(log, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "runner", "serve", "--provider", "echo", "--port", "0",
-                                 "--db", str(db), "--log-level", log_level],
+        proc = subprocess.Popen([*command, "serve", "--provider", "echo", "--port", "0", "--db", str(db),
+                                 "--log-level", log_level],
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env, cwd=db.parent)
     try:
         deadline = time.monotonic() + 60
@@ -203,7 +211,12 @@ async def cycle(client: httpx2.AsyncClient, assistant_id: str, text: str, seen: 
     seen.completed.add(thread["id"])
 
 
-async def drive(url: str, clients: int, seconds: float, load: Load) -> None:
+def snapshot(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds used so far by the server, by this process (the clients) and by the whole machine."""
+    return cpu_seconds(server_pid), time.process_time(), machine_busy_seconds()
+
+
+async def drive(url: str, server_pid: int, clients: int, seconds: float, load: Load) -> None:
     """Run `clients` concurrent clients for `seconds`; a cycle begun before the end is finished."""
     limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
     timeout = httpx2.Timeout(120.0)
@@ -212,6 +225,7 @@ async def drive(url: str, clients: int, seconds: float, load: Load) -> None:
         assistant = await _request(sessions[0], "POST", "/assistants", "POST /assistants", json={"model": "echo"})
         # open every connection first, so the window measures cycles and not connection set-up
         await asyncio.gather(*(s.get(f"/assistants/{assistant['id']}") for s in sessions))
+        before = snapshot(server_pid)
         start = time.perf_counter()
         end = start + seconds
 
@@ -232,6 +246,9 @@ async def drive(url: str, clients: int, seconds: float, load: Load) -> None:
 
         await asyncio.gather(*(client_loop(i, s) for i, s in enumerate(sessions)))
         load.wall = time.perf_counter() - start
+        server, client, machine = (b - a for a, b in zip(before, snapshot(server_pid), strict=True))
+        load.server_cpu, load.client_cpu = server, client
+        load.other_cpu = max(0.0, machine - server - client)
     finally:
         await asyncio.gather(*(s.aclose() for s in sessions))
 
@@ -289,20 +306,47 @@ def check_database(db: Path, seen: Seen) -> list[str]:
 
 # -- one client count, and the report -------------------------------------------------------------
 
-def measure(clients: int, seconds: float, log_level: str) -> Load:
+def measure(clients: int, seconds: float, log_level: str, store_timing: bool = False) -> Load:
     """Start a fresh server, load it with `clients` clients for `seconds`, stop it, check its database."""
     load = Load(clients)
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         db = Path(tmp) / "load.sqlite3"
-        with serving(db, log_level) as (proc, url):
-            server_before, client_before = cpu_seconds(proc.pid), time.process_time()
-            busy_before = machine_busy_seconds()
-            asyncio.run(drive(url, clients, seconds, load))
-            load.server_cpu = cpu_seconds(proc.pid) - server_before
-            load.client_cpu = time.process_time() - client_before
-            load.other_cpu = max(0.0, machine_busy_seconds() - busy_before - load.server_cpu - load.client_cpu)
+        timing = Path(tmp) / "timing.json" if store_timing else None
+        with serving(db, log_level, timing) as (proc, url):
+            asyncio.run(drive(url, proc.pid, clients, seconds, load))
         load.problems = check_database(db, load.seen)
+        if timing is not None:
+            load.timing = json.loads(timing.read_text(encoding="utf-8")) if timing.exists() else {}
     return load
+
+
+def timing_lines(groups: list[list[Load]]) -> list[str]:
+    """Per client count, the medians of what SQLite cost per cycle on the server's event loop (--store-timing): CPU
+    time of the loop's thread, and wall time (which on a shared machine includes waiting for a core)."""
+    lines = []
+    for loads in groups:
+        per: dict[str, list[float]] = collections.defaultdict(list)
+        for load in loads:
+            cycles = max(1, len(load.latencies))
+            words = load.timing or {}
+            loop = {w: t for w, t in words.items() if "off the event loop" not in w}
+            statements = {w: t for w, t in loop.items() if not w.startswith("store calls")}
+            held = [w for w in loop if w.startswith(("store calls", "BEGIN", "COMMIT", "ROLLBACK"))]
+            per["statements"].append(sum(t["count"] for t in statements.values()) / cycles)
+            per["commits"].append(words.get("COMMIT", {}).get("count", 0) / cycles)
+            per["statement ms"].append(sum(t["cpu"] for t in statements.values()) * 1000 / cycles)
+            per["commit ms"].append(words.get("COMMIT", {}).get("cpu", 0) * 1000 / cycles)
+            per["held ms"].append(sum(loop[w]["cpu"] for w in held) * 1000 / cycles)
+            per["held wall ms"].append(sum(loop[w]["seconds"] for w in held) * 1000 / cycles)
+            per["server ms"].append(load.server_cpu * 1000 / cycles)
+            per["share"].append(per["held ms"][-1] / per["server ms"][-1] if load.server_cpu else 0.0)
+        m = {key: statistics.median(values) for key, values in per.items()}
+        lines.append(f"{loads[0].clients} clients, per cycle: {m['statements']:.1f} SQL statements "
+                     f"({m['commits']:.1f} COMMIT) using {m['statement ms']:.2f} ms CPU (COMMIT {m['commit ms']:.2f} "
+                     f"ms); the store (statements + JSON) used {m['held ms']:.2f} ms CPU of the server's "
+                     f"{m['server ms']:.2f} ms ({m['share']:.0%}) and held its event loop {m['held wall ms']:.2f} ms "
+                     "wall clock")
+    return lines
 
 
 def figures(load: Load) -> dict[str, float]:
@@ -378,6 +422,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="the server's --log-level (info logs every request)")
     parser.add_argument("--write", action="store_true", help="put the figures in BENCHMARKS.md")
     parser.add_argument("--label", default="current", help="the rows' label in BENCHMARKS.md (e.g. before, after)")
+    parser.add_argument("--store-timing", action="store_true",
+                        help="time the server's SQLite statements (bench/store_timing.py) and print their share")
     parser.add_argument("--repeat", type=int, default=1, help="runs per client count; the table shows medians")
     args = parser.parse_args()
     seconds = 10.0 if args.quick else args.seconds
@@ -385,13 +431,15 @@ def main() -> None:
     groups: list[list[Load]] = [[] for _ in counts]
     for _ in range(args.repeat):
         for clients, group in zip(counts, groups, strict=True):  # round-robin: drift on the machine hits all alike
-            load = measure(clients, seconds, args.log_level)
+            load = measure(clients, seconds, args.log_level, args.store_timing)
             group.append(load)
             print(describe(load), file=sys.stderr, flush=True)
             for problem in load.problems:
                 print(f"{clients} clients: database: {problem}", file=sys.stderr)
     rows = table(groups, args.label, seconds)
     print("\n".join(render(rows)))
+    if args.store_timing:
+        print("\n".join(timing_lines(groups)))
     if args.write:
         write_section(rows, args.label)
     if any(load.problems for group in groups for load in group):
