@@ -120,6 +120,15 @@ class Store:
         body: dict[str, Any] = json.loads(row[0])
         return body
 
+    def get_with_private(self, kind: Kind, object_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The object with this id and the private state kept beside it, in one read; 404 when there is none."""
+        row = self._db.execute(
+            "SELECT body, private FROM objects WHERE id = ? AND kind = ?", (object_id, kind)
+        ).fetchone()
+        if row is None:
+            raise not_found(_NOUNS[kind], object_id)
+        return json.loads(row[0]), json.loads(row[1]) if row[1] else {}
+
     def private(self, object_id: str) -> dict[str, Any]:
         """The private state kept beside an object (empty when none)."""
         row = self._db.execute("SELECT private FROM objects WHERE id = ?", (object_id,)).fetchone()
