@@ -17,7 +17,8 @@ spends client CPU per call (pydantic models, its SSE parser) and on a 2-core mac
 the server being measured. Reported per client count: requests/s and cycles/s (completed ones, over the wall
 time until the last cycle ended), p50/p99 of the cycle latency, errors by request and status, the CPU the
 server, the clients and the rest of the machine used (as a share of one core: a server near 100% is bound by
-its single event loop; "other" is whatever else the shared machine ran meanwhile), and a
+its single event loop; "other" is whatever else the shared machine ran meanwhile), the server's CPU time per
+request (what a change to the server changes, and much less noisy than requests/s on a shared machine), and a
 consistency check of the SQLite file opened read-only once the server has stopped: every thread the clients
 created is there with its message and the echoed reply, every run is completed with its completed step,
 nothing is left in progress, the counts match what the clients saw, and `PRAGMA integrity_check` is ok.
@@ -353,6 +354,7 @@ def figures(load: Load) -> dict[str, float]:
     """One run's figures: rates per second, latencies in seconds, CPU as a share of one core."""
     return {"requests/s": load.requests / load.wall, "cycles/s": len(load.latencies) / load.wall,
             "p50": load.percentile(50), "p99": load.percentile(99), "server": load.server_cpu / load.wall,
+            "server ms": load.server_cpu * 1000 / max(1, load.requests),
             "client": load.client_cpu / load.wall, "other": load.other_cpu / load.wall}
 
 
@@ -360,7 +362,8 @@ def describe(load: Load) -> str:
     """One run in a line, for the log of a repeated measurement."""
     f = figures(load)
     return (f"{load.clients} clients: {f['requests/s']:.0f} requests/s, p50 {f['p50']:.2f} s, p99 {f['p99']:.2f} s, "
-            f"{sum(load.errors.values())} errors, CPU server {f['server']:.0%} client {f['client']:.0%} "
+            f"{sum(load.errors.values())} errors, CPU server {f['server']:.0%} ({f['server ms']:.2f} ms/request) "
+            f"client {f['client']:.0%} "
             f"other {f['other']:.0%}, {'consistent' if not load.problems else 'INCONSISTENT'}")
 
 
@@ -368,7 +371,7 @@ def table(groups: list[list[Load]], label: str, seconds: float) -> list[list[str
     """Markdown table rows (header first): per client count, the median of each figure over its repeats,
     the errors of all of them, and whether every database was consistent."""
     header = ["", "clients", "requests/s", "cycles/s", "cycle p50", "cycle p99", "errors", "server CPU",
-              "client CPU", "other CPU", "database"]
+              "server CPU/request", "client CPU", "other CPU", "database"]
     rows = [header]
     for loads in groups:
         f = {key: statistics.median(figures(load)[key] for load in loads) for key in figures(loads[0])}
@@ -377,7 +380,8 @@ def table(groups: list[list[Load]], label: str, seconds: float) -> list[list[str
         runs = f", median of {len(loads)}" if len(loads) > 1 else ""
         rows.append([label, f"{loads[0].clients} ({seconds:g} s{runs})",
                      f"{f['requests/s']:.0f}", f"{f['cycles/s']:.1f}", f"{f['p50']:.2f} s", f"{f['p99']:.2f} s",
-                     shown, *(f"{f[key]:.0%}" for key in ("server", "client", "other")),
+                     shown, f"{f['server']:.0%}", f"{f['server ms']:.2f} ms",
+                     *(f"{f[key]:.0%}" for key in ("client", "other")),
                      "consistent" if not any(load.problems for load in loads) else "INCONSISTENT"])
     return rows
 
@@ -409,7 +413,8 @@ def write_section(rows: list[list[str]], label: str) -> None:
                "script's docstring for what each column measures): `runner serve --provider echo` over loopback "
                "HTTP, N clients for the seconds shown, one cycle = create thread -> message -> streamed run -> "
                "list (4 requests); CPU is a share of one core, \"other\" what the rest of the shared machine used "
-               f"meanwhile. Last written on {machine}, {time.strftime('%Y-%m-%d')}.\n\n"
+               "meanwhile: requests/s follows the server's share of a core, its CPU per request is the steadier "
+               f"figure. Last written on {machine}, {time.strftime('%Y-%m-%d')}.\n\n"
                + "\n".join(render([rows[0], *kept, *rows[1:]])) + "\n")
     path.write_text(before.rstrip("\n") + "\n\n" + section + ("\n" + after if after else ""), encoding="utf-8")
 
