@@ -14,14 +14,17 @@ cycle until the time is up:
 
 The clients are raw httpx2 AsyncClients (one keep-alive connection each), not the AsyncOpenAI SDK: the SDK
 spends client CPU per call (pydantic models, its SSE parser) and on a 2-core machine that CPU is taken from
-the server being measured. Reported per client count: requests/s and cycles/s (completed ones, over the wall
-time until the last cycle ended), p50/p99 of the cycle latency, errors by request and status, the CPU the
-server, the clients and the rest of the machine used (as a share of one core: a server near 100% is bound by
-its single event loop; "other" is whatever else the shared machine ran meanwhile), the server's CPU time per
-request (what a change to the server changes, and much less noisy than requests/s on a shared machine), and a
-consistency check of the SQLite file opened read-only once the server has stopped: every thread the clients
-created is there with its message and the echoed reply, every run is completed with its completed step,
-nothing is left in progress, the counts match what the clients saw, and `PRAGMA integrity_check` is ok.
+the server being measured. `--client sdk` drives the same cycle through AsyncOpenAI (on the same httpx2
+clients), the client users actually have, to see what it costs.
+
+Reported per client count: requests/s and cycles/s (completed cycles, over the wall time until the last one
+ended), p50/p99 of the cycle latency, errors by request and status, the CPU the server, the clients and the
+rest of the machine used (as a share of one core: a server near 100% is bound by its single event loop;
+"other" is whatever else the shared machine ran meanwhile), the server's CPU time per request (what a change
+to the server changes, and much less noisy than requests/s on a shared machine), and a consistency check of
+the SQLite file opened read-only once the server has stopped: every thread the clients created is there with
+its message and the echoed reply, every run is completed with its completed step, nothing is left in
+progress, the counts match what the clients saw, and `PRAGMA integrity_check` is ok.
 
 `--write` puts the figures in the "Serve load" section of BENCHMARKS.md as rows labelled `--label`; rows of
 other labels (e.g. a "before" measurement) are kept, so one table shows before and after.
@@ -44,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +55,7 @@ from typing import Any
 
 import httpx2
 
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # --client sdk: every Assistants call warns
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Serve load"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -77,6 +82,7 @@ class Load:
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     seen: Seen = field(default_factory=Seen)
     server_cpu: float = 0.0  # CPU seconds over the measured window
+    loop_cpu: float = 0.0  # the server's main thread: its event loop
     client_cpu: float = 0.0
     other_cpu: float = 0.0  # what the rest of the machine used meanwhile (the machine may be shared)
     problems: list[str] = field(default_factory=list)  # what the consistency check found wrong
@@ -136,9 +142,9 @@ def serving(db: Path, log_level: str, timing: Path | None = None) -> Iterator[tu
                 proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds a process (or one of its threads) has used so far."""
+    with open(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
@@ -212,16 +218,54 @@ async def cycle(client: httpx2.AsyncClient, assistant_id: str, text: str, seen: 
     seen.completed.add(thread["id"])
 
 
-def snapshot(server_pid: int) -> tuple[float, float, float]:
-    """CPU seconds used so far by the server, by this process (the clients) and by the whole machine."""
-    return cpu_seconds(server_pid), time.process_time(), machine_busy_seconds()
+async def sdk_cycle(client: Any, assistant_id: str, text: str, seen: Seen) -> None:
+    """The same cycle through the official AsyncOpenAI SDK (--client sdk), as the users' programs make it."""
+    import openai
+
+    what = "POST /threads"
+    try:
+        thread = await client.beta.threads.create()
+        seen.threads.add(thread.id)
+        what = "POST /threads/{id}/messages"
+        message = await client.beta.threads.messages.create(thread.id, role="user", content=text)
+        seen.messages[message.id] = thread.id
+        what = "POST /threads/{id}/runs"
+        run_id, completed = None, False
+        async for event in await client.beta.threads.runs.create(thread.id, assistant_id=assistant_id, stream=True):
+            if event.event == "thread.run.created":
+                run_id = event.data.id
+            elif event.event == "thread.run.completed":
+                completed = True
+        if run_id is None or not completed:
+            raise CycleError(f"{what} stream ended without thread.run.completed")
+        seen.runs[run_id] = thread.id
+        what = "GET /threads/{id}/messages"
+        page = await client.beta.threads.messages.list(thread.id)
+    except openai.APIStatusError as exc:
+        raise CycleError(f"{what} {exc.status_code}") from None
+    except openai.APIError as exc:
+        raise CycleError(f"{what} {type(exc).__name__}") from None
+    if [(m.role, m.content[0].text.value) for m in page.data] != [("assistant", text), ("user", text)]:
+        raise CycleError("GET /threads/{id}/messages wrong content")
+    seen.completed.add(thread.id)
 
 
-async def drive(url: str, server_pid: int, clients: int, seconds: float, load: Load) -> None:
+def snapshot(server_pid: int) -> tuple[float, float, float, float]:
+    """CPU seconds used so far by the server, its main thread (the event loop), this process (the clients) and
+    the whole machine."""
+    return cpu_seconds(server_pid), cpu_seconds(server_pid, server_pid), time.process_time(), machine_busy_seconds()
+
+
+async def drive(url: str, server_pid: int, clients: int, seconds: float, load: Load, sdk: bool = False) -> None:
     """Run `clients` concurrent clients for `seconds`; a cycle begun before the end is finished."""
     limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
     timeout = httpx2.Timeout(120.0)
     sessions = [httpx2.AsyncClient(base_url=url, limits=limits, timeout=timeout) for _ in range(clients)]
+    sdks: list[Any] = []
+    if sdk:
+        from openai import AsyncOpenAI
+
+        sdks = [AsyncOpenAI(api_key="unused", base_url=url, max_retries=0, http_client=s) for s in sessions]
     try:
         assistant = await _request(sessions[0], "POST", "/assistants", "POST /assistants", json={"model": "echo"})
         # open every connection first, so the window measures cycles and not connection set-up
@@ -235,7 +279,10 @@ async def drive(url: str, server_pid: int, clients: int, seconds: float, load: L
             while time.perf_counter() < end:
                 began = time.perf_counter()
                 try:
-                    await cycle(session, assistant["id"], f"hello {index}-{n}", load.seen)
+                    if sdks:
+                        await sdk_cycle(sdks[index], assistant["id"], f"hello {index}-{n}", load.seen)
+                    else:
+                        await cycle(session, assistant["id"], f"hello {index}-{n}", load.seen)
                 except CycleError as exc:
                     load.errors[exc.key] += 1
                     if "Error" in exc.key:  # a transport error: the connection may be gone, so back off a little
@@ -247,8 +294,8 @@ async def drive(url: str, server_pid: int, clients: int, seconds: float, load: L
 
         await asyncio.gather(*(client_loop(i, s) for i, s in enumerate(sessions)))
         load.wall = time.perf_counter() - start
-        server, client, machine = (b - a for a, b in zip(before, snapshot(server_pid), strict=True))
-        load.server_cpu, load.client_cpu = server, client
+        server, loop, client, machine = (b - a for a, b in zip(before, snapshot(server_pid), strict=True))
+        load.server_cpu, load.loop_cpu, load.client_cpu = server, loop, client
         load.other_cpu = max(0.0, machine - server - client)
     finally:
         await asyncio.gather(*(s.aclose() for s in sessions))
@@ -307,14 +354,14 @@ def check_database(db: Path, seen: Seen) -> list[str]:
 
 # -- one client count, and the report -------------------------------------------------------------
 
-def measure(clients: int, seconds: float, log_level: str, store_timing: bool = False) -> Load:
+def measure(clients: int, seconds: float, log_level: str, store_timing: bool = False, sdk: bool = False) -> Load:
     """Start a fresh server, load it with `clients` clients for `seconds`, stop it, check its database."""
     load = Load(clients)
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         db = Path(tmp) / "load.sqlite3"
         timing = Path(tmp) / "timing.json" if store_timing else None
         with serving(db, log_level, timing) as (proc, url):
-            asyncio.run(drive(url, proc.pid, clients, seconds, load))
+            asyncio.run(drive(url, proc.pid, clients, seconds, load, sdk))
         load.problems = check_database(db, load.seen)
         if timing is not None:
             load.timing = json.loads(timing.read_text(encoding="utf-8")) if timing.exists() else {}
@@ -354,7 +401,7 @@ def figures(load: Load) -> dict[str, float]:
     """One run's figures: rates per second, latencies in seconds, CPU as a share of one core."""
     return {"requests/s": load.requests / load.wall, "cycles/s": len(load.latencies) / load.wall,
             "p50": load.percentile(50), "p99": load.percentile(99), "server": load.server_cpu / load.wall,
-            "server ms": load.server_cpu * 1000 / max(1, load.requests),
+            "server ms": load.server_cpu * 1000 / max(1, load.requests), "loop": load.loop_cpu / load.wall,
             "client": load.client_cpu / load.wall, "other": load.other_cpu / load.wall}
 
 
@@ -362,7 +409,8 @@ def describe(load: Load) -> str:
     """One run in a line, for the log of a repeated measurement."""
     f = figures(load)
     return (f"{load.clients} clients: {f['requests/s']:.0f} requests/s, p50 {f['p50']:.2f} s, p99 {f['p99']:.2f} s, "
-            f"{sum(load.errors.values())} errors, CPU server {f['server']:.0%} ({f['server ms']:.2f} ms/request) "
+            f"{sum(load.errors.values())} errors, CPU server {f['server']:.0%} (its event loop {f['loop']:.0%}; "
+            f"{f['server ms']:.2f} ms/request) "
             f"client {f['client']:.0%} "
             f"other {f['other']:.0%}, {'consistent' if not load.problems else 'INCONSISTENT'}")
 
@@ -427,6 +475,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="the server's --log-level (info logs every request)")
     parser.add_argument("--write", action="store_true", help="put the figures in BENCHMARKS.md")
     parser.add_argument("--label", default="current", help="the rows' label in BENCHMARKS.md (e.g. before, after)")
+    parser.add_argument("--client", choices=("httpx2", "sdk"), default="httpx2",
+                        help="raw httpx2 requests (default: the least client CPU) or the official AsyncOpenAI SDK")
     parser.add_argument("--store-timing", action="store_true",
                         help="time the server's SQLite statements (bench/store_timing.py) and print their share")
     parser.add_argument("--repeat", type=int, default=1, help="runs per client count; the table shows medians")
@@ -436,7 +486,7 @@ def main() -> None:
     groups: list[list[Load]] = [[] for _ in counts]
     for _ in range(args.repeat):
         for clients, group in zip(counts, groups, strict=True):  # round-robin: drift on the machine hits all alike
-            load = measure(clients, seconds, args.log_level, args.store_timing)
+            load = measure(clients, seconds, args.log_level, args.store_timing, args.client == "sdk")
             group.append(load)
             print(describe(load), file=sys.stderr, flush=True)
             for problem in load.problems:
