@@ -4,6 +4,8 @@
     python bench/serve_load.py --quick              # ~10 s per client count, a smoke check
     python bench/serve_load.py --clients 8,32 --seconds 30 --write --label "after"
     python bench/serve_load.py --repeat 3 --write --label after   # medians of 3 runs per client count
+    git archive main runner | tar -x -C /tmp/base                 # another version of the server, to compare:
+    python bench/serve_load.py --baseline /tmp/base --baseline-label before --label after --repeat 3 --write
 
 For each client count a fresh `runner serve --provider echo --port 0 --db <tmp>` is started as its own process
 and this process drives it (the clients never share the server's CPU or event loop). Each client loops over one
@@ -26,8 +28,8 @@ the SQLite file opened read-only once the server has stopped: every thread the c
 its message and the echoed reply, every run is completed with its completed step, nothing is left in
 progress, the counts match what the clients saw, and `PRAGMA integrity_check` is ok.
 
-`--write` puts the figures in the "Serve load" section of BENCHMARKS.md as rows labelled `--label`; rows of
-other labels (e.g. a "before" measurement) are kept, so one table shows before and after.
+`--write` puts the figures in the "Serve load" section of BENCHMARKS.md as rows labelled `--label` (and
+`--baseline-label`); rows of other labels are kept, and so is any text after the table in that section.
 """
 
 from __future__ import annotations
@@ -107,13 +109,17 @@ class CycleError(Exception):
 # -- the server -----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def serving(db: Path, log_level: str, timing: Path | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serving(db: Path, log_level: str, timing: Path | None = None,
+            tree: Path | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Start `runner serve` on a free port (its log in a file, so a full pipe never blocks it); stop it by PID.
 
-    With `timing`, the server runs under bench/store_timing.py, which writes its SQLite time there on shutdown.
+    With `timing`, the server runs under bench/store_timing.py, which writes its SQLite time there on shutdown;
+    with `tree`, it imports `runner` from that folder (another version of the code) instead.
     """
     log = db.with_suffix(".log")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OPENAI_"))}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "runner"]
     if timing is not None:
         env["SERVE_LOAD_TIMING"] = str(timing)
@@ -354,13 +360,14 @@ def check_database(db: Path, seen: Seen) -> list[str]:
 
 # -- one client count, and the report -------------------------------------------------------------
 
-def measure(clients: int, seconds: float, log_level: str, store_timing: bool = False, sdk: bool = False) -> Load:
+def measure(clients: int, seconds: float, log_level: str, store_timing: bool = False, sdk: bool = False,
+            tree: Path | None = None) -> Load:
     """Start a fresh server, load it with `clients` clients for `seconds`, stop it, check its database."""
     load = Load(clients)
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         db = Path(tmp) / "load.sqlite3"
         timing = Path(tmp) / "timing.json" if store_timing else None
-        with serving(db, log_level, timing) as (proc, url):
+        with serving(db, log_level, timing, tree) as (proc, url):
             asyncio.run(drive(url, proc.pid, clients, seconds, load, sdk))
         load.problems = check_database(db, load.seen)
         if timing is not None:
@@ -443,8 +450,9 @@ def render(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def write_section(rows: list[list[str]], label: str) -> None:
-    """Replace this label's rows in the "Serve load" section of BENCHMARKS.md (other labels' rows are kept)."""
+def write_section(rows: list[list[str]], labels: set[str]) -> None:
+    """Replace these labels' rows in the "Serve load" section of BENCHMARKS.md; other labels' rows, and the
+    notes written under the table, are kept."""
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     start = text.find(f"\n{SECTION}\n")
@@ -453,17 +461,20 @@ def write_section(rows: list[list[str]], label: str) -> None:
     following = old.find("\n## ", len(SECTION))
     if following >= 0:
         old, after = old[:following + 1], old[following + 1:]
-    kept = [[c.strip() for c in line.strip().strip("|").split("|")] for line in old.splitlines()
-            if line.startswith("| ") and not line.startswith("| -")]
-    kept = [r for r in kept[1:] if len(r) == len(rows[0]) and r[0] != label]  # [0]: the old header
+    lines = old.splitlines()
+    table_at = [i for i, line in enumerate(lines) if line.startswith("|")]
+    notes = "\n".join(lines[table_at[-1] + 1:]).strip("\n") if table_at else ""
+    kept = [[c.strip() for c in lines[i].strip().strip("|").split("|")] for i in table_at
+            if not lines[i].startswith("| -")]
+    kept = [r for r in kept[1:] if len(r) == len(rows[0]) and r[0] not in labels]  # [0]: the old header
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    section = (f"{SECTION}\n\nProduced by `python bench/serve_load.py --write --label LABEL` (issue 11; see the "
-               "script's docstring for what each column measures): `runner serve --provider echo` over loopback "
-               "HTTP, N clients for the seconds shown, one cycle = create thread -> message -> streamed run -> "
-               "list (4 requests); CPU is a share of one core, \"other\" what the rest of the shared machine used "
-               "meanwhile: requests/s follows the server's share of a core, its CPU per request is the steadier "
-               f"figure. Last written on {machine}, {time.strftime('%Y-%m-%d')}.\n\n"
-               + "\n".join(render([rows[0], *kept, *rows[1:]])) + "\n")
+    section = (f"{SECTION}\n\nProduced by `python bench/serve_load.py --write` (issue 11; see the script's docstring "
+               "for what each column measures): `runner serve --provider echo` over loopback HTTP, N clients for "
+               "the seconds shown, one cycle = create thread -> message -> streamed run -> list (4 requests); CPU "
+               "is a share of one core, \"other\" what the rest of the shared machine used meanwhile: requests/s "
+               "follows the server's share of a core, its CPU per request is the steadier figure. Last written on "
+               f"{machine}, {time.strftime('%Y-%m-%d')}.\n\n"
+               + "\n".join(render([rows[0], *kept, *rows[1:]])) + "\n" + (f"\n{notes}\n" if notes else ""))
     path.write_text(before.rstrip("\n") + "\n\n" + section + ("\n" + after if after else ""), encoding="utf-8")
 
 
@@ -480,24 +491,38 @@ def main() -> None:
     parser.add_argument("--store-timing", action="store_true",
                         help="time the server's SQLite statements (bench/store_timing.py) and print their share")
     parser.add_argument("--repeat", type=int, default=1, help="runs per client count; the table shows medians")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also measure the server of another copy of the code (a folder holding its runner/ "
+                             "package, e.g. from `git archive`), alternating run by run with this one")
+    parser.add_argument("--baseline-label", default="baseline", help="the baseline rows' label")
     args = parser.parse_args()
     seconds = 10.0 if args.quick else args.seconds
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
-    groups: list[list[Load]] = [[] for _ in counts]
+    trees: list[tuple[str, Path | None]] = [(args.label, None)]
+    if args.baseline is not None:
+        if not (args.baseline / "runner" / "__main__.py").exists():
+            parser.error(f"--baseline {args.baseline}: no runner package in it")
+        trees.insert(0, (args.baseline_label, args.baseline.resolve()))
+    groups: dict[str, list[list[Load]]] = {label: [[] for _ in counts] for label, _ in trees}
     for _ in range(args.repeat):
-        for clients, group in zip(counts, groups, strict=True):  # round-robin: drift on the machine hits all alike
-            load = measure(clients, seconds, args.log_level, args.store_timing, args.client == "sdk")
-            group.append(load)
-            print(describe(load), file=sys.stderr, flush=True)
-            for problem in load.problems:
-                print(f"{clients} clients: database: {problem}", file=sys.stderr)
-    rows = table(groups, args.label, seconds)
+        # round-robin over client counts and code versions: drift on a shared machine hits all of them alike
+        for index, clients in enumerate(counts):
+            for label, tree in trees:
+                load = measure(clients, seconds, args.log_level, args.store_timing, args.client == "sdk", tree)
+                groups[label][index].append(load)
+                print(f"{label}: {describe(load)}", file=sys.stderr, flush=True)
+                for problem in load.problems:
+                    print(f"{label}: {clients} clients: database: {problem}", file=sys.stderr)
+    rows: list[list[str]] = []
+    for label, _ in trees:
+        rows += table(groups[label], label, seconds)[0 if not rows else 1:]
     print("\n".join(render(rows)))
     if args.store_timing:
-        print("\n".join(timing_lines(groups)))
+        for label, _ in trees:
+            print("\n".join(f"{label}: {line}" for line in timing_lines(groups[label])))
     if args.write:
-        write_section(rows, args.label)
-    if any(load.problems for group in groups for load in group):
+        write_section(rows, {label for label, _ in trees})
+    if any(load.problems for group in groups.values() for loads in group for load in loads):
         sys.exit(1)
 
 
