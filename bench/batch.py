@@ -238,10 +238,14 @@ def main() -> None:
     print("\n".join(table))
     if not args.no_write and not args.quick:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        (ROOT / "BENCHMARKS.md").write_text(
+        path = ROOT / "BENCHMARKS.md"
+        # this script owns the title and its table; the `## ` sections after them (bench/serve_load.py's) stay
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        kept = old[old.index("\n## ") + 1:] if "\n## " in old else ""
+        path.write_text(
             "# Benchmarks\n\nProduced by `python bench/batch.py` (issue 5's targets; see the script's docstring for "
-            f"what each row measures) on {machine}, {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(table) + "\n",
-            encoding="utf-8")
+            f"what each row measures) on {machine}, {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(table) + "\n"
+            + ("\n" + kept if kept else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":

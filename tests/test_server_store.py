@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import openai
@@ -10,6 +13,7 @@ import pytest
 from server_helpers import Env, serve, text_of
 
 from runner.server import Backend, BackendSettings
+from runner.server import store as store_module
 from runner.server.errors import APIError
 from runner.server.store import Page, Store
 
@@ -239,6 +243,42 @@ def test_file_backed_store_keeps_data_across_reopen(tmp_path: Path) -> None:
         assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         s.close()
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+
+
+def test_a_file_store_checkpoints_its_wal_off_the_writing_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints (the copy of the WAL into the database, with its fsyncs) run in the store's own thread, so a
+    commit on the event loop never waits for one; the loop's autocheckpoint is only a far-off bound."""
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 0.01)
+    path = tmp_path / "backend.db"
+    s = Store(str(path))
+    try:
+        assert s._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store_module.BACKSTOP_PAGES
+        before = path.stat().st_size
+        for i in range(50):  # ~50 pages: far below the backstop, so only the thread can have copied them
+            s.insert("message", {**_msg(i), "text": "x" * 4000}, parent="thread_1")
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < before + 50 * 4000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert path.stat().st_size >= before + 50 * 4000
+        assert len(_checkpoint_threads()) == 1
+    finally:
+        s.close()
+    assert _checkpoint_threads() == []  # close() ends the thread before closing the database
+    assert Store()._checkpointer is None  # nothing to checkpoint in memory
+
+
+def test_a_file_store_dropped_without_close_ends_its_checkpoint_thread(tmp_path: Path) -> None:
+    s = Store(str(tmp_path / "backend.db"))
+    s.insert("thread", {"id": "thread_d", "object": "thread"})
+    thread = _checkpoint_threads()[0]
+    del s
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_file_backed_backend_survives_restart(tmp_path: Path) -> None:

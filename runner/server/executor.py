@@ -244,11 +244,11 @@ class RunExecutor:
     async def _drive(self, run_id: str) -> None:
         try:
             with self._change():
-                run = self.store.get("run", run_id)
+                run, private = self.store.get_with_private("run", run_id)
                 run.update(status="in_progress", started_at=run["started_at"] or objects.now())
                 self.store.update("run", run)
                 self._emit(run_id, "thread.run.in_progress", run)
-            await self._step(run_id)
+            await self._step(run, private)  # no await since the read: what it holds is what is stored
         except asyncio.CancelledError:
             with contextlib.suppress(APIError):  # APIError: the thread was deleted under the run
                 self._finish_cancelled(self.store.get("run", run_id))
@@ -262,9 +262,9 @@ class RunExecutor:
         finally:
             self._close(run_id)  # however the execution stopped, a streaming client gets its end
 
-    async def _step(self, run_id: str) -> None:
-        run = self.store.get("run", run_id)
-        private = self.store.private(run_id)
+    async def _step(self, run: dict[str, Any], private: dict[str, Any]) -> None:
+        """Call the model for the run (as stored, with its private state) and record what it answered."""
+        run_id: str = run["id"]
         resumed = _answering_outputs(private)
         request = self._request(run, private, resumed)
         if request is None:
@@ -274,7 +274,7 @@ class RunExecutor:
             provider, request.model = self.providers.resolve(run["model"])
             answer = self._redacted(await provider.respond(request))
             # the run as it is now: requests may have updated it (its metadata) while the model answered
-            run = self.store.get("run", run_id)
+            run, private = self.store.get_with_private("run", run_id)
             reply = police_reply(answer, run, resumed=resumed)
         except ModelError as exc:
             self._fail(self.store.get("run", run_id), exc.code, exc.message)
@@ -284,7 +284,6 @@ class RunExecutor:
                 raise  # the run or its thread was deleted meanwhile
             self._fail(self.store.get("run", run_id), "invalid_prompt", exc.message)
             return
-        private = self.store.private(run_id)
         with self._change():
             self._add_usage(run, reply)
             if reply.tool_calls:
