@@ -188,18 +188,23 @@ CODE_INTERPRETER = {"type": "code_interpreter"}
 
 @pytest.mark.parametrize("kind", ["file_search", "code_interpreter"])
 def test_a_built_in_tool_choice_is_accepted_when_the_run_has_that_tool(kind: str) -> None:
-    """Stored and answered as given; the backend does not run these tools yet, so the model answers as with
+    """Stored and answered as given. A forced file_search searches first (this thread has no stores: no
+    results) and the model answers from it; code_interpreter is not run yet, so the model answers as with
     `auto` and the budget policing lets the answer stand."""
 
     async def body(env: Env) -> None:
         c = env.client
-        a = await env.assistant("scripted", tools=[{"type": kind}, WEATHER_TOOL])
+        # the scripted model answers a search's output with `tool_output` rules: echo needs none
+        a = await env.assistant("echo" if kind == "file_search" else "scripted", tools=[{"type": kind}, WEATHER_TOOL])
         t = await env.thread("hello Ada")
         run = check(await c.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id,
                                                               tool_choice={"type": kind}))  # type: ignore[arg-type]
         assert run.status == "completed" and run.tool_choice.type == kind  # type: ignore[union-attr]
         assert (await c.beta.threads.runs.retrieve(run.id, thread_id=t.id)).tool_choice.type == kind  # type: ignore[union-attr]
-        assert text_of((await env.messages(t.id))[0]) == "Hi Ada!"
+        assert text_of((await env.messages(t.id))[0]) == ("hello Ada" if kind == "file_search" else "Hi Ada!")
+        steps = (await c.beta.threads.runs.steps.list(run.id, thread_id=t.id, order="asc")).data
+        assert [s.type for s in steps] == (["tool_calls", "message_creation"] if kind == "file_search"
+                                           else ["message_creation"])
         # the run's own tools count, not only the assistant's; and create_and_run and streams take it too
         echo = await env.assistant("echo")
         events = [e async for e in await c.beta.threads.create_and_run(

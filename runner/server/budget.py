@@ -41,8 +41,8 @@ def model_tool_choice(choice: Any, resumed: bool) -> Any:
 
     A forced call (`required`, or a named function) binds the run's first model call only: the model must
     be free to answer the outputs, or a forced run would call tools until it expires. A built-in tool
-    (`file_search`, `code_interpreter`) is not executed by this backend, so no model is given one: the choice
-    naming it constrains nothing yet and the call is `auto`.
+    (`file_search`, `code_interpreter`) is never a model's to call here: a forced `file_search` is run by the
+    backend before the model is called (the executor), so every model call of such a run is `auto`.
     """
     choice = choice or "auto"
     if isinstance(choice, dict) and choice.get("type") != "function":

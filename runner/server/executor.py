@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from runner.server import objects
@@ -38,6 +38,17 @@ def _answering_outputs(private: dict[str, Any]) -> bool:
     return any(item.get("type") == "function_call_output" for item in private.get("items", []))
 
 
+FILE_SEARCH_MAX_RESULTS = 20  # the API's default number of results for file_search
+# what the backend's search answers: (vector store ids, query, max results, score threshold) -> results
+Search = Callable[[list[str], str, int, float], list[dict[str, Any]]]
+
+
+def _forces_file_search(run: dict[str, Any], private: dict[str, Any]) -> bool:
+    """Whether the run's tool_choice asks for a file search it has not made yet."""
+    choice = run.get("tool_choice")
+    return isinstance(choice, dict) and choice.get("type") == "file_search" and not private.get("searched")
+
+
 def message_text(message: dict[str, Any]) -> str:
     """The text parts of a message, joined."""
     return "".join(part["text"]["value"] for part in message.get("content", []) if part.get("type") == "text")
@@ -46,9 +57,10 @@ def message_text(message: dict[str, Any]) -> str:
 class RunExecutor:
     """Runs the backend's runs, one asyncio task each, and publishes their events."""
 
-    def __init__(self, store: Store, providers: ProviderSet) -> None:
+    def __init__(self, store: Store, providers: ProviderSet, search: Search | None = None) -> None:
         self.store = store
         self.providers = providers
+        self.search = search  # the vector stores' search, for the file_search tool
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[asyncio.Queue[Event | None]]] = {}
         # inside _change(): what to publish once its writes are committed ((run, event) or (run, None): close)
@@ -265,6 +277,8 @@ class RunExecutor:
     async def _step(self, run: dict[str, Any], private: dict[str, Any]) -> None:
         """Call the model for the run (as stored, with its private state) and record what it answered."""
         run_id: str = run["id"]
+        if _forces_file_search(run, private) and self.search is not None:
+            await self._file_search(run, private)
         resumed = _answering_outputs(private)
         request = self._request(run, private, resumed)
         if request is None:
@@ -290,6 +304,48 @@ class RunExecutor:
                 self._require_action(run, private, reply)
             else:
                 self._complete_with_message(run, private, reply)
+
+    async def _file_search(self, run: dict[str, Any], private: dict[str, Any]) -> None:
+        """Search the run's vector stores with the thread's last user message (a forced `file_search`): a
+        completed `tool_calls` step with the results, which the model then answers from."""
+        assert self.search is not None
+        user = [m for m in self.store.children("message", run["thread_id"]) if m["role"] == "user"]
+        query = message_text(user[-1]) if user else ""
+        options = next((t.get("file_search") or {} for t in run["tools"] if t.get("type") == "file_search"), {})
+        ranking = options.get("ranking_options") or {}
+        threshold = float(ranking.get("score_threshold", 0.0))
+        results = await asyncio.to_thread(self.search, self._vector_store_ids(run), query,
+                                          options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
+        call = {"id": new_id("call_"), "type": "file_search", "file_search": {
+            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},
+            "results": [{"file_id": r["file_id"], "file_name": r["file_name"], "score": r["score"]} for r in results]}}
+        step = objects.run_step(run, {"type": "tool_calls", "tool_calls": [call]})
+        with self._change():
+            self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+            announced = {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}
+            self._emit(run["id"], "thread.run.step.created", announced)
+            self._emit(run["id"], "thread.run.step.in_progress", announced)
+            self._emit(run["id"], "thread.run.step.delta", _step_delta(step["id"], {"index": 0, **call}))
+            step.update(status="completed", completed_at=objects.now())
+            self.store.update("run_step", step)
+            self._emit(run["id"], "thread.run.step.completed", step)
+            private["searched"] = True
+            private.setdefault("results", {})[call["id"]] = [r["content"] for r in results]  # for include[]
+            private.setdefault("items", []).extend([
+                {"type": "function_call", "call_id": call["id"], "name": "file_search",
+                 "arguments": json.dumps({"query": query})},
+                {"type": "function_call_output", "call_id": call["id"], "output": _search_output(results)},
+            ])
+            self.store.set_private("run", run["id"], private)
+
+    def _vector_store_ids(self, run: dict[str, Any]) -> list[str]:
+        """The vector stores a run searches: its assistant's and its thread's."""
+        ids: list[str] = []
+        for kind, object_id in (("assistant", run["assistant_id"]), ("thread", run["thread_id"])):
+            with contextlib.suppress(APIError):  # an assistant deleted since the run started searches nothing
+                resources = self.store.get(kind, object_id).get("tool_resources") or {}  # type: ignore[arg-type]
+                ids.extend((resources.get("file_search") or {}).get("vector_store_ids") or [])
+        return list(dict.fromkeys(ids))
 
     def _redacted(self, reply: ModelReply) -> ModelReply:
         """The reply with the providers' keys replaced by `<NAME>`: an upstream that quotes the request's
@@ -470,3 +526,10 @@ class RunExecutor:
             self._release_thread(run)
             self._emit(run["id"], "thread.run.failed", run)
             self._close(run["id"])
+
+def _search_output(results: list[dict[str, Any]]) -> str:
+    """What the model reads of a file search: each result numbered, with its file, score and text."""
+    if not results:
+        return "No results."
+    return "\n\n".join(f"[{i}] {r['file_name']} (score {r['score']:.2f})\n" + "\n".join(
+        part["text"] for part in r["content"]) for i, r in enumerate(results))
