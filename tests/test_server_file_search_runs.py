@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from test_server_files import _with_client
 
 from runner.server.app import Backend
+from runner.server.routes.runs import SEARCH_CONTENT
 
 DOCS = {"tides.md": "Tides are caused by the gravitational pull of the moon on the oceans.",
         "bread.txt": "Sourdough bread needs flour, water, salt and a starter."}
@@ -102,3 +103,25 @@ def test_the_scripted_model_answers_from_what_the_search_found() -> None:
         assert reply.content[0].text.value == "It says so in bread.txt."  # type: ignore[union-attr]
 
     _with_client(test, BackendSettings(rules=[{"tool_output": r"\[0\] (\S+)", "reply": r"It says so in \1."}]))
+
+
+def test_include_asks_for_the_text_of_each_result() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        assistant_id, _ = await _world(client, backend)
+        run = await client.beta.threads.create_and_run_poll(
+            assistant_id=assistant_id, tool_choice={"type": "file_search"},
+            thread={"messages": [{"role": "user", "content": "What pulls the tides?"}]}, poll_interval_ms=10)
+        plain = (await client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")).data[0]
+        assert plain.step_details.tool_calls[0].file_search.results[0].content is None  # type: ignore[union-attr]
+        full = (await client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc",
+                                                           include=[SEARCH_CONTENT])).data[0]
+        content = full.step_details.tool_calls[0].file_search.results[0].content  # type: ignore[union-attr]
+        assert content is not None and "moon" in (content[0].text or "")
+        one = await client.beta.threads.runs.steps.retrieve(full.id, thread_id=run.thread_id, run_id=run.id,
+                                                            include=[SEARCH_CONTENT])
+        assert one.step_details.tool_calls[0].file_search.results[0].content  # type: ignore[union-attr]
+        bad = await client._client.get(f"/threads/{run.thread_id}/runs/{run.id}/steps",
+                                       params={"include[]": "everything"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "include"
+
+    _with_client(test)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from runner.server import objects
-from runner.server.errors import APIError, invalid
+from runner.server.errors import APIError, invalid, shown
 from runner.server.routes.common import (
     active_run,
     check_attachments,
@@ -158,9 +158,30 @@ async def submit_tool_outputs(b: Backend, request: Request) -> Response:
     return _stream(queue) if stream else _run_response(b, run)
 
 
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"  # the one `include[]` value
+
+
+def _included(b: Backend, request: Request, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+    """With `include[]` asking for it, the text of each file_search result (kept beside the run) in its step."""
+    asked = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    for value in asked:
+        if value != SEARCH_CONTENT:
+            raise invalid(f"Invalid value for 'include': '{shown(value)}'; the only one is '{SEARCH_CONTENT}'.",
+                          "include")
+    if not asked:
+        return
+    kept = b.store.private(run["id"]).get("results", {})
+    for step in steps:
+        for call in step["step_details"].get("tool_calls", []) if step["type"] == "tool_calls" else []:
+            if call["type"] == "file_search" and call["id"] in kept:
+                for result, content in zip(call["file_search"]["results"], kept[call["id"]], strict=False):
+                    result["content"] = content
+
+
 async def list_run_steps(b: Backend, request: Request) -> Response:
     run = _get_run(b, request)
     page = b.store.list("run_step", parent=run["thread_id"], run_id=run["id"], **list_args(request))
+    _included(b, request, run, page.data)
     return json_response(page.body())
 
 
@@ -169,6 +190,7 @@ async def get_run_step(b: Backend, request: Request) -> Response:
     step = b.store.get("run_step", request.path_params["step_id"], parent=run["thread_id"])
     if step["run_id"] != run["id"]:
         raise APIError(404, f"No run step found with id '{step['id']}'.")
+    _included(b, request, run, [step])
     return json_response(step)
 
 
