@@ -58,25 +58,32 @@ def test_hostile_tool_output_templates_fail_their_turn_and_the_batch_goes_on(tmp
         assert message in result.output, (name, result.output)
 
 
-def test_a_tool_output_template_renders_off_the_event_loop() -> None:
-    async def main() -> tuple[str, int]:
-        ticks = 0
+def test_a_tool_output_template_renders_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render waits for the event loop to tick: on the loop's own thread it would wait in vain."""
+    import threading
 
+    ticked = threading.Event()
+    render = sandbox.render
+
+    def waiting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ticked.wait(timeout=5)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox, "render", waiting)
+
+    async def main() -> str:
         async def heartbeat() -> None:
-            nonlocal ticks
             while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+                await asyncio.sleep(0.001)
+                ticked.set()
 
         beat = asyncio.create_task(heartbeat())
-        handlers = {"f": ToolOutput(template="{% for i in range(300) %}{% for j in range(300) %}"
-                                             "{% endfor %}{% endfor %}{{ args.x }}")}
-        out = await answer_call("f", {"x": "done"}, handlers, {}, 1, "s.yaml")
+        out = await answer_call("f", {"x": "done"}, {"f": ToolOutput(template="{{ args.x }}")}, {}, 1, "s.yaml")
         beat.cancel()
-        return out, ticks
+        return out
 
-    out, ticks = run_async(main())
-    assert out == "done" and ticks > 0  # the loop went on while the template rendered
+    assert run_async(main()) == "done"
+    assert ticked.is_set()  # the loop went on while the template was rendering
 
 
 def test_the_turns_timeout_stops_a_render_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,12 +108,12 @@ def test_the_turns_timeout_stops_a_render_in_progress(monkeypatch: pytest.Monkey
         return time.perf_counter()
 
     cancelled_at = run_async(main())
-    deadline = time.perf_counter() + 1.5
+    deadline = cancelled_at + 10  # a bound on waiting, not a timing claim: the message below says what stopped it
     while not ended and time.perf_counter() < deadline:
         time.sleep(0.01)
     assert ended, "the render went on after its turn gave up"
-    stopped_at, exc = ended[0]
-    assert stopped_at - cancelled_at < 0.5
+    _, exc = ended[0]
+    # stopped by the cancellation, not by the 2 s limit of every template (whose message differs)
     assert "rendering was cancelled: the turn ran out of time (--timeout)" in str(exc)
 
 
