@@ -125,3 +125,34 @@ def test_include_asks_for_the_text_of_each_result() -> None:
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "include"
 
     _with_client(test)
+
+
+def test_a_file_attached_to_a_message_is_searched_in_the_threads_own_store() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        notes = await client.files.create(file=("notes.txt", b"The meeting moved to Thursday at noon.", "text/plain"),
+                                          purpose="assistants")
+        data = await client.files.create(file=("data.csv", b"a,b\n1,2\n", "text/csv"), purpose="assistants")
+        assistant = await client.beta.assistants.create(model="echo", tools=[{"type": "file_search"}])
+        thread = await client.beta.threads.create()
+        await client.beta.threads.messages.create(thread.id, role="user", content="When is the meeting?", attachments=[
+            {"file_id": notes.id, "tools": [{"type": "file_search"}]},
+            {"file_id": data.id, "tools": [{"type": "code_interpreter"}]}])
+        resources = (await client.beta.threads.retrieve(thread.id)).tool_resources
+        assert resources is not None and resources.code_interpreter is not None
+        assert resources.code_interpreter.file_ids == [data.id]
+        store_ids = resources.file_search.vector_store_ids  # type: ignore[union-attr]
+        assert store_ids is not None and len(store_ids) == 1
+        # the run searches at once: it waits for the attachment to be indexed, as the API does
+        run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                             tool_choice={"type": "file_search"}, poll_interval_ms=10)
+        steps = (await client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")).data
+        results = steps[0].step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
+        assert [r.file_name for r in results] == ["notes.txt"]
+        # a second attachment goes into the same store
+        more = await client.files.create(file=("more.txt", b"Bring the slides.", "text/plain"), purpose="assistants")
+        await client.beta.threads.messages.create(thread.id, role="user", content="and?",
+                                                  attachments=[{"file_id": more.id, "tools": [{"type": "file_search"}]}])
+        await backend.ingestor.settled()
+        assert (await client.vector_stores.retrieve(store_ids[0])).file_counts.completed == 2
+
+    _with_client(test)

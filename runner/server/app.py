@@ -53,7 +53,7 @@ class Backend:
         self.blobs = BlobStore(folder_beside(self.settings.db_path))
         self.ingestor = Ingestor(self.store, self.blobs)
         self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
-        self.executor = RunExecutor(self.store, self.providers, search=self.search)
+        self.executor = RunExecutor(self.store, self.providers, search=self.search, ready=self.ingestor.settled_for)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
         self._closed = False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from runner.server import objects
@@ -57,10 +57,12 @@ def message_text(message: dict[str, Any]) -> str:
 class RunExecutor:
     """Runs the backend's runs, one asyncio task each, and publishes their events."""
 
-    def __init__(self, store: Store, providers: ProviderSet, search: Search | None = None) -> None:
+    def __init__(self, store: Store, providers: ProviderSet, search: Search | None = None,
+                 ready: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.providers = providers
         self.search = search  # the vector stores' search, for the file_search tool
+        self.ready = ready  # waits until vector stores have indexed the files being added to them
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[asyncio.Queue[Event | None]]] = {}
         # inside _change(): what to publish once its writes are committed ((run, event) or (run, None): close)
@@ -314,7 +316,10 @@ class RunExecutor:
         options = next((t.get("file_search") or {} for t in run["tools"] if t.get("type") == "file_search"), {})
         ranking = options.get("ranking_options") or {}
         threshold = float(ranking.get("score_threshold", 0.0))
-        results = await asyncio.to_thread(self.search, self._vector_store_ids(run), query,
+        stores = self._vector_store_ids(run)
+        if self.ready is not None:  # a file just attached is searched once it is indexed, as the API waits
+            await self.ready(stores)
+        results = await asyncio.to_thread(self.search, stores, query,
                                           options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
         call = {"id": new_id("call_"), "type": "file_search", "file_search": {
             "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},

@@ -180,6 +180,12 @@ class Ingestor:
             self._start(vsf["id"])
         return len(stranded)
 
+    async def settled_for(self, vector_store_ids: list[str]) -> None:
+        """Wait until the files being indexed into these vector stores are done."""
+        prefixes = tuple(f"vsf:{vector_store_id}:" for vector_store_id in vector_store_ids)
+        while pending := [task for stored_key, task in self._tasks.items() if stored_key.startswith(prefixes)]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def settled(self) -> None:
         """Wait until every file being indexed now is done (for tests and shutdown)."""
         while self._tasks:

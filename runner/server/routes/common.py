@@ -140,3 +140,29 @@ def make_vector_stores(b: Backend, body: dict[str, Any]) -> None:
         for file_id in dict.fromkeys(store.get("file_ids") or []):
             b.ingestor.add(made["id"], file_id, chunking=chunking)
         search.setdefault("vector_store_ids", []).append(made["id"])
+
+
+def attach_files(b: Backend, thread_id: str, messages: list[dict[str, Any]]) -> None:
+    """Files attached to messages go where their tools look, as the API puts them: a `file_search` attachment
+    into the thread's own vector store (made with the first one), a `code_interpreter` one among the thread's
+    code interpreter files. Call once the thread and its messages are stored."""
+    wanted = [(a["file_id"], {t.get("type") for t in a.get("tools") or []})
+              for m in messages for a in m.get("attachments") or []]
+    if not wanted:
+        return
+    thread = b.store.get("thread", thread_id)
+    resources = thread.get("tool_resources") or {}
+    search = resources.setdefault("file_search", {})
+    code = resources.setdefault("code_interpreter", {})
+    for file_id, tools in wanted:
+        if "file_search" in tools:
+            if not search.get("vector_store_ids"):
+                made = b.store.insert("vector_store", objects.vector_store({"name": f"thread {thread_id}"}))
+                search["vector_store_ids"] = [made["id"]]
+            b.ingestor.add(search["vector_store_ids"][0], file_id)
+        if "code_interpreter" in tools and file_id not in code.setdefault("file_ids", []):
+            code["file_ids"].append(file_id)
+    for name in ("file_search", "code_interpreter"):
+        if not resources[name] or resources[name] == {"file_ids": []}:
+            resources.pop(name)
+    b.store.update("thread", objects.revalidated("thread", {**thread, "tool_resources": resources}))

@@ -11,6 +11,7 @@ from runner.server import objects
 from runner.server.errors import invalid
 from runner.server.routes.common import (
     active_run,
+    attach_files,
     check_attachments,
     json_response,
     list_args,
@@ -33,7 +34,10 @@ async def create_message(b: Backend, request: Request) -> Response:
     active = active_run(b, thread_id)
     if active:
         raise invalid(f"Can't add messages to {thread_id} while a run {active} is active.")
-    return json_response(b.store.insert("message", new_message(thread_id, body), parent=thread_id))
+    with b.store.transaction():
+        message = b.store.insert("message", new_message(thread_id, body), parent=thread_id)
+        attach_files(b, thread_id, [message])
+    return json_response(message)
 
 
 async def list_messages(b: Backend, request: Request) -> Response:

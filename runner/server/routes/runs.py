@@ -13,6 +13,7 @@ from runner.server import objects
 from runner.server.errors import APIError, invalid, shown
 from runner.server.routes.common import (
     active_run,
+    attach_files,
     check_attachments,
     check_references,
     check_tool_choice,
@@ -70,6 +71,9 @@ def _start_run(b: Backend, run: dict[str, Any], messages: list[dict[str, Any]], 
         if thread is not None:
             b.store.insert("thread", thread)
         insert_messages(b, thread_id, messages)
+        attach_files(b, thread_id, messages)
+        if thread is not None:
+            thread = b.store.get("thread", thread_id)  # as announced: with the stores its attachments made
         b.store.insert("run", run, parent=thread_id)
         thread_private = b.store.private(thread_id)
         thread_private["active_run"] = run["id"]

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from runner.server import objects
 from runner.server.routes.common import (
+    attach_files,
     check_references,
     insert_messages,
     json_response,
@@ -31,7 +32,8 @@ async def create_thread(b: Backend, request: Request) -> Response:
     with b.store.transaction():
         b.store.insert("thread", thread)
         insert_messages(b, thread["id"], messages)
-    return json_response(thread)
+        attach_files(b, thread["id"], messages)
+    return json_response(b.store.get("thread", thread["id"]))
 
 
 async def get_thread(b: Backend, request: Request) -> Response:
