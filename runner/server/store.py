@@ -52,6 +52,24 @@ _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "r
           "vector_store_file": "vector store file", "vector_store_file_batch": "vector store file batch"}
 
 
+@contextlib.contextmanager
+def immediate_transaction(db: sqlite3.Connection, lock: threading.RLock) -> Iterator[bool]:
+    """The backend's transaction discipline on a shared connection (the store's, the search index's):
+    BEGIN IMMEDIATE under the lock, ROLLBACK on any exception, COMMIT otherwise; inside a transaction
+    already open, join it. Yields whether this call began (and so commits) the transaction."""
+    with lock:
+        if db.in_transaction:
+            yield False
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 @dataclass
 class Page:
     """One page of a list endpoint, in the API's `{object: list, data, first_id, last_id, has_more}` shape."""
@@ -151,17 +169,9 @@ class Store:
 
         A transaction inside another joins it. Never await inside one: the connection is shared.
         """
-        with self._lock:
-            if self._db.in_transaction:
-                yield
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with immediate_transaction(self._db, self._lock) as began:
+            yield
+        if began:
             self._wrote()
 
     def insert(

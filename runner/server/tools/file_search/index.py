@@ -24,9 +24,10 @@ import sqlite3
 import sys
 import threading
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from runner.server.store import immediate_transaction
 from runner.server.tools.file_search.chunking import Chunk
 
 Embed = Callable[[list[str]], list[list[float]]]
@@ -91,20 +92,9 @@ class SearchIndex:
             for statement in statements:
                 self._db.execute(statement)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """The Store's transaction discipline: BEGIN IMMEDIATE under its lock, or join the one already open."""
-        with self._lock:
-            if self._db.in_transaction:
-                yield
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[bool]:
+        """The Store's transaction discipline on its connection (joins one the Store has open)."""
+        return immediate_transaction(self._db, self._lock)
 
     def add_file(self, vector_store_id: str, file_id: str, chunks: list[Chunk], *, embed: Embed | None = None) -> int:
         """Index a file's chunks (replacing any it had in this store); with `embed`, store each chunk's embedding
