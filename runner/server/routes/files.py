@@ -55,27 +55,36 @@ def _form_params(fields: dict[str, str], schema: str) -> dict[str, Any]:
     return params
 
 
-def _unsupported_purpose(purpose: str) -> None:
-    if purpose == "evals":  # the hosted Evals were shut down on 2026-11-30; this backend has none
-        raise invalid("Files with purpose 'evals' are not supported by this backend.", "purpose")
+async def _file_form(request: Request, schema: str, field: str, limit: int) -> tuple[dict[str, Any], Any]:
+    """A multipart body holding one file in `field` (at most `limit` bytes, with room for the form) and text
+    fields checked as `schema`: the parameters and the uploaded file."""
+    fields, uploaded = await read_form(request, limit + _FORM_OVERHEAD, (field,))
+    params = _form_params(fields, schema)
+    if field not in uploaded:
+        raise invalid(f"Missing required parameter: '{field}'.", field)
+    return params, uploaded[field]
 
 
-async def create_file(b: Backend, request: Request) -> Response:
-    """POST /files: a multipart upload of one file with its purpose."""
-    fields, uploaded = await read_form(request, MAX_FILE_BYTES + _FORM_OVERHEAD, ("file",))
-    params = _form_params(fields, "CreateFileRequest")
-    if "file" not in uploaded:
-        raise invalid("Missing required parameter: 'file'.", "file")
-    _unsupported_purpose(params["purpose"])
-    upload = uploaded["file"]
+async def _stored(b: Backend, upload: Any, field: str, limit: int, what: str, code: str) -> tuple[str, int]:
+    """An uploaded file's bytes put in the blob store (the upload closed): their SHA-256 and size; 413 `code`,
+    and nothing kept, past `limit` bytes."""
     try:
         sha, size = b.blobs.put_file(upload.file)
     finally:
         await upload.close()
-    if size > MAX_FILE_BYTES:
+    if size > limit:
         b.discard_unheld(sha)
-        raise APIError(413, f"The file is {size} bytes; the maximum is {MAX_FILE_BYTES} bytes.", param="file",
-                       code="file_too_large")
+        raise APIError(413, f"The {what} is {size} bytes; the maximum is {limit} bytes.", param=field, code=code)
+    return sha, size
+
+
+async def create_file(b: Backend, request: Request) -> Response:
+    """POST /files: a multipart upload of one file with its purpose."""
+    params, upload = await _file_form(request, "CreateFileRequest", "file", MAX_FILE_BYTES)
+    if params["purpose"] == "evals":  # the hosted Evals were shut down on 2026-11-30; this backend has none
+        await upload.close()
+        raise invalid("Files with purpose 'evals' are not supported by this backend.", "purpose")
+    sha, size = await _stored(b, upload, "file", MAX_FILE_BYTES, "file", "file_too_large")
     body = objects.file(upload.filename or "file", size, params["purpose"], params.get("expires_after"))
     return json_response(b.store.insert("file", body, private={"sha256": sha, "mime_type": upload.content_type}))
 
@@ -164,19 +173,8 @@ async def add_upload_part(b: Backend, request: Request) -> Response:
     """POST /uploads/{upload_id}/parts: one part's bytes (multipart `data`)."""
     upload_id = request.path_params["upload_id"]
     _pending(b, upload_id)
-    fields, uploaded = await read_form(request, MAX_PART_BYTES + _FORM_OVERHEAD, ("data",))
-    _form_params(fields, "AddUploadPartRequest")
-    if "data" not in uploaded:
-        raise invalid("Missing required parameter: 'data'.", "data")
-    data = uploaded["data"]
-    try:
-        sha, size = b.blobs.put_file(data.file)
-    finally:
-        await data.close()
-    if size > MAX_PART_BYTES:
-        b.discard_unheld(sha)
-        raise APIError(413, f"The part is {size} bytes; the maximum is {MAX_PART_BYTES} bytes.", param="data",
-                       code="part_too_large")
+    _, data = await _file_form(request, "AddUploadPartRequest", "data", MAX_PART_BYTES)
+    sha, size = await _stored(b, data, "data", MAX_PART_BYTES, "part", "part_too_large")
     part = objects.upload_part(upload_id)
     b.store.insert("upload_part", part, parent=upload_id, private={"sha256": sha, "bytes": size})
     return json_response(part)
