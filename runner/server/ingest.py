@@ -113,11 +113,7 @@ class Ingestor:
         with self.store.transaction():
             self.store.update("vector_store_file", {**vsf, "status": status, "usage_bytes": usage,
                                                     "last_error": error})
-            self.refresh(vsf["vector_store_id"], self._batch_of(stored_key))
-
-    def _batch_of(self, stored_key: str) -> str | None:
-        row = self.store._db.execute("SELECT run_id FROM objects WHERE id = ?", (stored_key,)).fetchone()
-        return row[0] if row else None
+            self.refresh(vsf["vector_store_id"], self.store.group_of(stored_key))
 
     def refresh(self, vector_store_id: str, batch_id: str | None = None) -> None:
         """Recount a vector store's files (and a batch's): counts, usage, status."""
@@ -130,8 +126,7 @@ class Ingestor:
                                            "usage_bytes": sum(f["usage_bytes"] for f in files)})
         if batch_id is not None:
             batch = self.store.get("vector_store_file_batch", batch_id)
-            mine = [f for f in files if self._batch_of(f["id"]) == batch_id]
-            counts = _count(mine)
+            counts = _count(self.store.children("vector_store_file", vector_store_id, run_id=batch_id))
             status = batch["status"] if batch["status"] == "cancelled" else (
                 "in_progress" if counts["in_progress"] else "completed")
             self.store.update("vector_store_file_batch", {**batch, "file_counts": counts, "status": status})
@@ -142,7 +137,7 @@ class Ingestor:
         task = self._tasks.pop(stored_key, None)
         if task is not None:
             task.cancel()
-        batch_id = self._batch_of(stored_key)
+        batch_id = self.store.group_of(stored_key)
         with self.store.transaction():
             self.store.delete("vector_store_file", stored_key)
             self.index.remove_file(vector_store_id, file_id)
@@ -163,8 +158,8 @@ class Ingestor:
         batch = self.store.get("vector_store_file_batch", batch_id)
         vector_store_id = batch["vector_store_id"]
         with self.store.transaction():
-            for vsf in self.store.children("vector_store_file", vector_store_id):
-                if vsf["status"] == "in_progress" and self._batch_of(vsf["id"]) == batch_id:
+            for vsf in self.store.children("vector_store_file", vector_store_id, run_id=batch_id):
+                if vsf["status"] == "in_progress":
                     task = self._tasks.pop(vsf["id"], None)
                     if task is not None:
                         task.cancel()

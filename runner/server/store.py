@@ -316,12 +316,24 @@ class Store:
                          (request, status, body))
         self._wrote()
 
-    def children(self, kind: Kind, parent: str) -> builtins.list[dict[str, Any]]:
-        """Every object of a kind under a parent, oldest first (e.g. a thread's messages)."""
-        rows = self._db.execute(
-            "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY seq ASC", (kind, parent)
-        ).fetchall()
+    def children(self, kind: Kind, parent: str, *, run_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every object of a kind under a parent, oldest first (e.g. a thread's messages); with `run_id`, only
+        those of that group (a run's, a file batch's)."""
+        if run_id is None:
+            rows = self._db.execute(
+                "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY seq ASC", (kind, parent)
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT body FROM objects WHERE kind = ? AND parent = ? AND run_id = ? ORDER BY seq ASC",
+                (kind, parent, run_id),
+            ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def group_of(self, object_id: str) -> str | None:
+        """The group an object was stored in (`run_id`: its run, or its file batch), if any."""
+        row = self._db.execute("SELECT run_id FROM objects WHERE id = ?", (object_id,)).fetchone()
+        return row[0] if row else None
 
     def holding(self, kind: Kind, key: str, value: str) -> int:
         """How many objects of a kind keep `value` under `key` in their private state (a blob's holders)."""
