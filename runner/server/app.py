@@ -75,16 +75,10 @@ class Backend:
             self.blobs.close()
 
     def search(self, vector_store_ids: list[str], query: str, limit: int, threshold: float) -> list[dict[str, Any]]:
-        """The file_search tool's results: the chunks of the stores' indexed files best matching `query`."""
-        completed = {(vs, f["id"].rsplit(":", 1)[-1]) for vs in vector_store_ids
-                     for f in self.store.children("vector_store_file", vs) if f["status"] == "completed"}
-        if not completed or not query.strip():
-            return []
-        hits = self.ingestor.index.search(vector_store_ids, query, max_num_results=limit, score_threshold=threshold,
-                                          allowed_files=lambda vs, file_id: (vs, file_id) in completed)
-        names = {hit.file_id: self.store.get("file", hit.file_id)["filename"] for hit in hits}
-        return [{"file_id": hit.file_id, "file_name": names[hit.file_id], "score": round(hit.score, 6),
-                 "content": [{"type": "text", "text": hit.text}]} for hit in hits]
+        """The file_search tool's results (in its run step's shape, with their text as `content`)."""
+        return [{"file_id": hit["file_id"], "file_name": hit["filename"], "score": hit["score"],
+                 "content": [{"type": "text", "text": hit["text"]}]}
+                for hit in self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold)]
 
     def discard_unheld(self, sha: str) -> None:
         """Remove a blob that no file and no upload part holds any more."""

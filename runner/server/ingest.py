@@ -131,6 +131,27 @@ class Ingestor:
                 "in_progress" if counts["in_progress"] else "completed")
             self.store.update("vector_store_file_batch", {**batch, "file_counts": counts, "status": status})
 
+    def search(self, vector_store_ids: list[str], query: str, *, limit: int, threshold: float = 0.0,
+               filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The best chunks of the stores' indexed (`completed`) files for `query`, whose attributes pass
+        `filters` (checked already): each its file's id and name, score, attributes and text."""
+        from runner.server.tools.file_search.filters import matches
+
+        attributes = {(vs, public(f)["id"]): f.get("attributes") or {} for vs in vector_store_ids
+                      for f in self.store.children("vector_store_file", vs) if f["status"] == "completed"}
+        if not attributes or not query.strip():
+            return []
+
+        def allowed(vector_store_id: str, file_id: str) -> bool:
+            found = attributes.get((vector_store_id, file_id))
+            return found is not None and (filters is None or matches(filters, found))
+
+        hits = self.index.search(vector_store_ids, query, max_num_results=limit, score_threshold=threshold,
+                                 allowed_files=allowed)
+        names = {hit.file_id: self.store.get("file", hit.file_id)["filename"] for hit in hits}
+        return [{"file_id": hit.file_id, "filename": names[hit.file_id], "score": round(hit.score, 6),
+                 "attributes": attributes[(hit.vector_store_id, hit.file_id)], "text": hit.text} for hit in hits]
+
     def remove(self, vector_store_id: str, file_id: str) -> None:
         """Detach a file from a vector store: its task stops, its chunks go."""
         stored_key = key(vector_store_id, file_id)

@@ -245,7 +245,7 @@ async def list_file_batch_files(b: Backend, request: Request) -> Response:
 
 async def search_vector_store(b: Backend, request: Request) -> Response:
     """POST /vector_stores/{vector_store_id}/search: hybrid search of its chunks, best first."""
-    from runner.server.tools.file_search.filters import check_filters, matches
+    from runner.server.tools.file_search.filters import FilterError, check_filters
 
     store = _store(b, request)
     _usable(store)
@@ -257,24 +257,17 @@ async def search_vector_store(b: Backend, request: Request) -> Response:
     if filters is not None:
         try:
             check_filters(filters)
-        except ValueError as exc:
-            raise invalid(f"Invalid 'filters': {exc}", "filters") from None
+        except FilterError as exc:
+            raise invalid(str(exc), exc.param) from None
     ranking = params.get("ranking_options") or {}
-    attributes = {public(f)["id"]: f.get("attributes") or {} for f in b.store.children("vector_store_file", store["id"])
-                  if f["status"] == "completed"}
-
-    def allowed(vector_store_id: str, file_id: str) -> bool:
-        return file_id in attributes and (filters is None or matches(filters, attributes[file_id]))
-
-    hits = b.ingestor.index.search([store["id"]], " ".join(queries), max_num_results=params.get("max_num_results", 10),
-                                   score_threshold=ranking.get("score_threshold", 0.0), allowed_files=allowed)
-    names = {hit.file_id: b.store.get("file", hit.file_id)["filename"] for hit in hits}
+    hits = b.ingestor.search([store["id"]], " ".join(queries), limit=params.get("max_num_results", 10),
+                             threshold=ranking.get("score_threshold", 0.0), filters=filters)
     _touch(b, store)
     return json_response({
         "object": "vector_store.search_results.page", "search_query": queries, "has_more": False,
         "next_page": None,
-        "data": [{"file_id": hit.file_id, "filename": names[hit.file_id], "score": round(hit.score, 6),
-                  "attributes": attributes[hit.file_id], "content": [{"type": "text", "text": hit.text}]}
+        "data": [{"file_id": hit["file_id"], "filename": hit["filename"], "score": hit["score"],
+                  "attributes": hit["attributes"], "content": [{"type": "text", "text": hit["text"]}]}
                  for hit in hits],
     })
 
