@@ -259,8 +259,6 @@ def difference(recorded: Any, sent: Any, parts: list[str]) -> str:
 
 
 def _body_difference(recorded: Any, sent: Any) -> str:
-    import json
-
     def parsed(body: Any) -> Any:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body or ""
         try:
@@ -293,8 +291,6 @@ def _first_difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any]:
 
 
 def _clip(value: Any, limit: int = 120) -> str:
-    import json
-
     if value is _MISSING:
         return "nothing"
     text = json.dumps(value, ensure_ascii=False, default=str)

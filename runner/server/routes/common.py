@@ -96,7 +96,8 @@ def active_run(b: Backend, thread_id: str) -> str | None:
     return run_id if b.executor.refresh(b.store.get("run", run_id))["status"] in ACTIVE_RUN_STATUSES else None
 
 
-def _known(b: Backend, kind: str, object_id: str, param: str) -> None:
+def known(b: Backend, kind: str, object_id: str, param: str) -> None:
+    """404 naming `param` unless an object of `kind` with this id exists (a file, a vector store)."""
     try:
         b.store.get(kind, object_id)  # type: ignore[arg-type]
     except APIError:
@@ -111,12 +112,12 @@ def check_references(b: Backend, body: dict[str, Any], param: str = "") -> None:
     resources = body.get("tool_resources") or {}
     search = resources.get("file_search") or {}
     for i, store_id in enumerate(search.get("vector_store_ids") or []):
-        _known(b, "vector_store", store_id, f"{at}tool_resources.file_search.vector_store_ids[{i}]")
+        known(b, "vector_store", store_id, f"{at}tool_resources.file_search.vector_store_ids[{i}]")
     for i, store in enumerate(search.get("vector_stores") or []):
         for j, file_id in enumerate(store.get("file_ids") or []):
-            _known(b, "file", file_id, f"{at}tool_resources.file_search.vector_stores[{i}].file_ids[{j}]")
+            known(b, "file", file_id, f"{at}tool_resources.file_search.vector_stores[{i}].file_ids[{j}]")
     for i, file_id in enumerate((resources.get("code_interpreter") or {}).get("file_ids") or []):
-        _known(b, "file", file_id, f"{at}tool_resources.code_interpreter.file_ids[{i}]")
+        known(b, "file", file_id, f"{at}tool_resources.code_interpreter.file_ids[{i}]")
     for i, message in enumerate(body.get("messages") or []):
         check_attachments(b, message, f"{at}messages[{i}]")
 
@@ -125,7 +126,7 @@ def check_attachments(b: Backend, message: dict[str, Any], param: str = "") -> N
     """404 naming the param for an attachment whose file does not exist."""
     at = f"{param}." if param else ""
     for i, attachment in enumerate(message.get("attachments") or []):
-        _known(b, "file", attachment["file_id"], f"{at}attachments[{i}].file_id")
+        known(b, "file", attachment["file_id"], f"{at}attachments[{i}].file_id")
 
 
 def make_vector_stores(b: Backend, body: dict[str, Any]) -> None:

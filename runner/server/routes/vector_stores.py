@@ -12,7 +12,7 @@ from starlette.responses import Response
 from runner.server import objects
 from runner.server.errors import APIError, invalid, shown
 from runner.server.ingest import key, public
-from runner.server.routes.common import json_response, list_args, null_clears_metadata, read_body
+from runner.server.routes.common import json_response, known, list_args, null_clears_metadata, read_body
 
 if TYPE_CHECKING:
     from runner.server.app import Backend
@@ -52,13 +52,6 @@ def _chunking(strategy: dict[str, Any] | None, param: str) -> dict[str, Any] | N
     return {"type": "static", "static": dict(sizes)}
 
 
-def _known_file(b: Backend, file_id: str, param: str) -> None:
-    try:
-        b.store.get("file", file_id)
-    except APIError:
-        raise APIError(404, f"No file found with id '{shown(file_id)}'.", param=param) from None
-
-
 # -- vector stores ------------------------------------------------------------------------------------
 
 async def create_vector_store(b: Backend, request: Request) -> Response:
@@ -66,7 +59,7 @@ async def create_vector_store(b: Backend, request: Request) -> Response:
     params = await read_body(request, "CreateVectorStoreRequest")
     file_ids = params.get("file_ids") or []
     for i, file_id in enumerate(file_ids):
-        _known_file(b, file_id, f"file_ids[{i}]")
+        known(b, "file", file_id, f"file_ids[{i}]")
     chunking = _chunking(params.get("chunking_strategy"), "chunking_strategy")
     store = b.store.insert("vector_store", objects.vector_store(params))
     for file_id in dict.fromkeys(file_ids):
@@ -124,7 +117,7 @@ async def create_vector_store_file(b: Backend, request: Request) -> Response:
     store = _store(b, request)
     _usable(store)
     params = await read_body(request, "CreateVectorStoreFileRequest")
-    _known_file(b, params["file_id"], "file_id")
+    known(b, "file", params["file_id"], "file_id")
     body = b.ingestor.add(store["id"], params["file_id"],
                           chunking=_chunking(params.get("chunking_strategy"), "chunking_strategy"),
                           attributes=params.get("attributes"))
@@ -205,7 +198,7 @@ async def create_file_batch(b: Backend, request: Request) -> Response:
                     _chunking(entry.get("chunking_strategy"), f"files[{i}].chunking_strategy"))
                    for i, entry in enumerate(params["files"])]
     for param, entry, _ in entries:
-        _known_file(b, entry["file_id"], param)
+        known(b, "file", entry["file_id"], param)
     batch = b.store.insert("vector_store_file_batch",
                            objects.file_batch(store["id"], objects.file_counts(in_progress=len(entries))),
                            parent=store["id"])
