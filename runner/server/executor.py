@@ -21,6 +21,8 @@ from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
 from runner.server.providers.base import count_tokens
 from runner.server.store import Store
+from runner.server.tools.file_search.citations import file_citations, search_output
+from runner.server.tools.functions import builtin_names, model_tools, search_query
 
 # an event as it goes on the wire: its name and its JSON payload, serialised when it happened
 Event = tuple[str, str]
@@ -39,6 +41,7 @@ def _answering_outputs(private: dict[str, Any]) -> bool:
 
 
 FILE_SEARCH_MAX_RESULTS = 20  # the API's default number of results for file_search
+MAX_BUILTIN_ROUNDS = 8  # model calls in a row answered by built-in tools before the model must reply
 # what the backend's search answers: (vector store ids, query, max results, score threshold) -> results
 Search = Callable[[list[str], str, int, float], list[dict[str, Any]]]
 
@@ -277,70 +280,109 @@ class RunExecutor:
             self._close(run_id)  # however the execution stopped, a streaming client gets its end
 
     async def _step(self, run: dict[str, Any], private: dict[str, Any]) -> None:
-        """Call the model for the run (as stored, with its private state) and record what it answered."""
+        """Call the model for the run (as stored, with its private state) and record what it answered; the calls
+        it makes to built-in tools are answered here and the model called again, until it replies or calls a
+        function of the client's."""
         run_id: str = run["id"]
         if _forces_file_search(run, private) and self.search is not None:
-            await self._file_search(run, private)
-        resumed = _answering_outputs(private)
-        request = self._request(run, private, resumed)
-        if request is None:
-            self._end_incomplete(run, "max_prompt_tokens")
+            await self._file_searches(run, private, [(new_id("call_"), self._last_user_text(run))], None)
+        while True:
+            resumed = _answering_outputs(private)
+            rounds = int(private.get("builtin_rounds", 0))
+            offered = self._builtins(run) if rounds < MAX_BUILTIN_ROUNDS else frozenset()
+            request = self._request(run, private, resumed, offered)
+            if request is None:
+                self._end_incomplete(run, "max_prompt_tokens")
+                return
+            try:
+                provider, request.model = self.providers.resolve(run["model"])
+                answer = self._redacted(await provider.respond(request))
+                # the run as it is now: requests may have updated it (its metadata) while the model answered
+                run, private = self.store.get_with_private("run", run_id)
+                reply = police_reply(answer, run, resumed=resumed)
+                builtin_calls = [call for call in reply.tool_calls if call.name in self._builtins(run)]
+                if builtin_calls and not offered:
+                    raise ModelError(f"the model called {builtin_calls[0].name} {MAX_BUILTIN_ROUNDS} times in a row "
+                                     "without replying")
+            except ModelError as exc:
+                self._fail(self.store.get("run", run_id), exc.code, exc.message)
+                return
+            except APIError as exc:
+                if exc.status == 404:
+                    raise  # the run or its thread was deleted meanwhile
+                self._fail(self.store.get("run", run_id), "invalid_prompt", exc.message)
+                return
+            if builtin_calls:
+                private["builtin_rounds"] = rounds + 1
+                with self._change():
+                    self._add_usage(run, reply)
+                    self.store.update("run", run)
+                await self._file_searches(run, private, [(call.call_id or new_id("call_"), search_query(call.arguments))
+                                                         for call in builtin_calls], self._step_usage(reply))
+                reply.tool_calls = [call for call in reply.tool_calls if call not in builtin_calls]
+                if not reply.tool_calls:
+                    continue  # the model reads what was found
+                reply.prompt_tokens = reply.completion_tokens = 0  # counted with the search step
+            with self._change():
+                self._add_usage(run, reply)
+                if reply.tool_calls:
+                    self._require_action(run, private, reply)
+                else:
+                    self._complete_with_message(run, private, reply)
             return
-        try:
-            provider, request.model = self.providers.resolve(run["model"])
-            answer = self._redacted(await provider.respond(request))
-            # the run as it is now: requests may have updated it (its metadata) while the model answered
-            run, private = self.store.get_with_private("run", run_id)
-            reply = police_reply(answer, run, resumed=resumed)
-        except ModelError as exc:
-            self._fail(self.store.get("run", run_id), exc.code, exc.message)
-            return
-        except APIError as exc:
-            if exc.status == 404:
-                raise  # the run or its thread was deleted meanwhile
-            self._fail(self.store.get("run", run_id), "invalid_prompt", exc.message)
-            return
-        with self._change():
-            self._add_usage(run, reply)
-            if reply.tool_calls:
-                self._require_action(run, private, reply)
-            else:
-                self._complete_with_message(run, private, reply)
 
-    async def _file_search(self, run: dict[str, Any], private: dict[str, Any]) -> None:
-        """Search the run's vector stores with the thread's last user message (a forced `file_search`): a
-        completed `tool_calls` step with the results, which the model then answers from."""
-        assert self.search is not None
+    def _builtins(self, run: dict[str, Any]) -> frozenset[str]:
+        """The built-in tools this backend answers for the run's model (none without a search to run)."""
+        return builtin_names(run["tools"]) if self.search is not None else frozenset()
+
+    def _last_user_text(self, run: dict[str, Any]) -> str:
         user = [m for m in self.store.children("message", run["thread_id"]) if m["role"] == "user"]
-        query = message_text(user[-1]) if user else ""
+        return message_text(user[-1]) if user else ""
+
+    async def _file_searches(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str]],
+                             usage: dict[str, int] | None) -> None:
+        """Search the run's vector stores once per (call id, query): one completed `tool_calls` step holding a
+        `file_search` call each, with its results, which the model then reads (numbered for its citations).
+        A forced `file_search` has the thread's last user message as its query."""
+        assert self.search is not None
         options = next((t.get("file_search") or {} for t in run["tools"] if t.get("type") == "file_search"), {})
         ranking = options.get("ranking_options") or {}
         threshold = float(ranking.get("score_threshold", 0.0))
         stores = self._vector_store_ids(run)
         if self.ready is not None:  # a file just attached is searched once it is indexed, as the API waits
             await self.ready(stores)
-        results = await asyncio.to_thread(self.search, stores, query,
-                                          options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
-        call = {"id": new_id("call_"), "type": "file_search", "file_search": {
-            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},
-            "results": [{"file_id": r["file_id"], "file_name": r["file_name"], "score": r["score"]} for r in results]}}
-        step = objects.run_step(run, {"type": "tool_calls", "tool_calls": [call]})
+        tool_calls: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
+        citable: list[list[str]] = private.setdefault("citable", [])  # per search of the run: its results' files
+        for call_id, query in calls:
+            results = await asyncio.to_thread(self.search, stores, query,
+                                              options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
+            tool_calls.append({"id": call_id, "type": "file_search", "file_search": {
+                "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},
+                "results": [{"file_id": r["file_id"], "file_name": r["file_name"], "score": r["score"]}
+                            for r in results],
+                "queries": [query]}})  # beyond the API's shape (which keeps the query to itself), as Responses shows it
+            private.setdefault("results", {})[call_id] = [r["content"] for r in results]  # for include[]
+            items += [{"type": "function_call", "call_id": call_id, "name": "file_search",
+                       "arguments": json.dumps({"query": query}, ensure_ascii=False)},
+                      {"type": "function_call_output", "call_id": call_id,
+                       "output": search_output(len(citable), query, results)}]
+            citable.append([r["file_id"] for r in results])
+        step = objects.run_step(run, {"type": "tool_calls", "tool_calls": tool_calls})
+        if usage is not None:
+            step["usage"] = usage
         with self._change():
             self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
             announced = {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}
             self._emit(run["id"], "thread.run.step.created", announced)
             self._emit(run["id"], "thread.run.step.in_progress", announced)
-            self._emit(run["id"], "thread.run.step.delta", _step_delta(step["id"], {"index": 0, **call}))
+            for index, call in enumerate(tool_calls):
+                self._emit(run["id"], "thread.run.step.delta", _step_delta(step["id"], {"index": index, **call}))
             step.update(status="completed", completed_at=objects.now())
             self.store.update("run_step", step)
             self._emit(run["id"], "thread.run.step.completed", step)
             private["searched"] = True
-            private.setdefault("results", {})[call["id"]] = [r["content"] for r in results]  # for include[]
-            private.setdefault("items", []).extend([
-                {"type": "function_call", "call_id": call["id"], "name": "file_search",
-                 "arguments": json.dumps({"query": query})},
-                {"type": "function_call_output", "call_id": call["id"], "output": _search_output(results)},
-            ])
+            private.setdefault("items", []).extend(items)
             self.store.set_private("run", run["id"], private)
 
     def _vector_store_ids(self, run: dict[str, Any]) -> list[str]:
@@ -364,9 +406,10 @@ class RunExecutor:
                                                        redact.text(call.call_id))
         return reply
 
-    def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool) -> ModelRequest | None:
-        """The model call for the run's next step (`resumed`: answering its tool outputs); None when the
-        context cannot fit `max_prompt_tokens`."""
+    def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool,
+                 builtins: frozenset[str]) -> ModelRequest | None:
+        """The model call for the run's next step (`resumed`: answering its tool outputs; `builtins`: the built-in
+        tools offered as functions); None when the context cannot fit `max_prompt_tokens`."""
         own_items: list[dict[str, Any]] = private.get("items", [])
         fixed = count_tokens(run["instructions"]) + sum(
             count_tokens(str(item.get("arguments") or item.get("output") or "")) for item in own_items)
@@ -377,7 +420,8 @@ class RunExecutor:
             return None
         items = [*selected, *own_items]
         return ModelRequest(
-            model=run["model"], instructions=run["instructions"], items=items, tools=run["tools"],
+            model=run["model"], instructions=run["instructions"], items=items,
+            tools=model_tools(run["tools"], builtins),
             tool_choice=model_tool_choice(run["tool_choice"], resumed), parallel_tool_calls=run["parallel_tool_calls"],
             response_format=run["response_format"], temperature=run["temperature"], top_p=run["top_p"],
             max_output_tokens=run["max_completion_tokens"],
@@ -493,12 +537,14 @@ class RunExecutor:
             self.store.insert("message", msg, parent=run["thread_id"], run_id=run["id"])
             self._emit(run["id"], "thread.message.created", msg)
             self._emit(run["id"], "thread.message.in_progress", msg)
+            citations = file_citations(text, private.get("citable", []))
             self._emit(run["id"], "thread.message.delta", {
                 "id": msg["id"], "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+                "delta": {"content": [{"index": 0, "type": "text", "text": {
+                    "value": text, "annotations": [{"index": i, **c} for i, c in enumerate(citations)]}}]},
             })
             finished = objects.now()
-            msg["content"] = objects.text_content(text)
+            msg["content"] = objects.text_content(text, citations)
             if reply.incomplete_reason:  # cut short by the token budget: the API's `incomplete` outcome
                 msg.update(status="incomplete", incomplete_at=finished, incomplete_details={"reason": "max_tokens"})
                 self.store.update("message", msg)
@@ -531,10 +577,3 @@ class RunExecutor:
             self._release_thread(run)
             self._emit(run["id"], "thread.run.failed", run)
             self._close(run["id"])
-
-def _search_output(results: list[dict[str, Any]]) -> str:
-    """What the model reads of a file search: each result numbered, with its file, score and text."""
-    if not results:
-        return "No results."
-    return "\n\n".join(f"[{i}] {r['file_name']} (score {r['score']:.2f})\n" + "\n".join(
-        part["text"] for part in r["content"]) for i, r in enumerate(results))

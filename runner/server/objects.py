@@ -108,9 +108,9 @@ def thread(params: dict[str, Any], *, param: str = "") -> dict[str, Any]:
     }, param)
 
 
-def text_content(text: str) -> list[dict[str, Any]]:
-    """Message content holding one text part."""
-    return [{"type": "text", "text": {"value": text, "annotations": []}}]
+def text_content(text: str, annotations: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Message content holding one text part (with its annotations: the citations in it)."""
+    return [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
 
 
 def message(
