@@ -57,3 +57,22 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
 def run_async(coro):  # type: ignore[no-untyped-def]
     """Run a coroutine to completion (the suite has no async plugin on purpose)."""
     return asyncio.run(coro)
+
+
+@pytest.fixture
+def sdk_resources_loaded() -> None:
+    """The SDK's resource modules a conversation uses, imported: pytester's in-process runs drop the modules
+    first imported inside them, and a request type left holding a dropped module's globals no longer resolves
+    its hints (`NameError: Required`) in the tests that run after."""
+    import importlib
+
+    for name in ("openai.resources.beta.assistants", "openai.resources.beta.threads.threads",
+                 "openai.resources.beta.threads.runs.runs", "openai.resources.beta.threads.messages",
+                 "openai.resources.files", "openai.resources.vector_stores.vector_stores", "openai.types.beta.threads"):
+        importlib.import_module(name)
+
+
+@pytest.fixture
+def pytester(sdk_resources_loaded: None, pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester, taking its snapshot of the loaded modules once the SDK's are among them."""
+    return pytester
