@@ -128,3 +128,25 @@ def test_openai_base_url_points_the_served_backend_at_any_responses_server(tmp_p
     assert upstream_request.body["model"] == "gpt-4o"
     assert upstream_request.body["instructions"].startswith("Please address the user as Jane Doe")
     assert "providers echo, openai" in log and SECRET not in log
+
+
+def test_the_file_search_quickstart_runs_unchanged_and_gets_its_citation(tmp_path: Path) -> None:
+    from retrieval_files import make_pdf
+
+    kit = DATA / "file_search_quickstart"
+    edgar = tmp_path / "edgar"
+    edgar.mkdir()
+    (edgar / "goog-10k.md").write_text("# Alphabet Inc. 10-K\n\nAlphabet's revenues grew in 2023, led by Search.\n")
+    (edgar / "brka-10k.txt").write_text("Berkshire Hathaway owns insurance, rail and energy businesses.\n")
+    (edgar / "aapl-10k.pdf").write_bytes(make_pdf([[
+        "15,115,823,000 shares of AAPL common stock were issued and outstanding as of October 20, 2023."]]))
+    with serving(tmp_path, "--provider", "scripted", "--rules", str(kit / "rules.yaml")) as server:
+        proc = subprocess.run([sys.executable, "-W", "ignore", str(kit / "quickstart.py")], cwd=tmp_path,
+                              env=clean_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-anything"),
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    status, counts, resources, answer, citation = proc.stdout.splitlines()
+    assert status == "completed" and "completed=2" in counts and "total=2" in counts
+    assert "vector_store_ids=['vs_" in resources  # the attachment made the thread's own store
+    assert answer == "There were 15,115,823,000 shares outstanding [0]."
+    assert citation == "[0] aapl-10k.pdf"
