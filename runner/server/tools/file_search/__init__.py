@@ -2,15 +2,29 @@
 
 extract.py turns a file's bytes into text, chunking.py cuts the text into the API's overlapping token windows,
 index.py stores and searches the chunks (FTS5 bm25, optionally fused with embeddings), filters.py applies the
-API's attribute filters. Nothing here talks to the network.
+API's attribute filters, citations.py writes the results for the model and reads its citations back. Nothing
+here talks to the network.
+
+The names below load their module on first use (PEP 562): a backend that never indexes a file does not pay
+for the extractors at start-up.
 """
 
-from runner.server.tools.file_search.chunking import Chunk, check_chunking, chunk_text, parse_chunking_strategy
-from runner.server.tools.file_search.extract import InvalidFile, UnsupportedFile, extract_text
-from runner.server.tools.file_search.filters import FilterError, check_filters, matches
-from runner.server.tools.file_search.index import SearchHit, SearchIndex
+from __future__ import annotations
 
-__all__ = [
-    "Chunk", "FilterError", "InvalidFile", "SearchHit", "SearchIndex", "UnsupportedFile", "check_chunking",
-    "check_filters", "chunk_text", "extract_text", "matches", "parse_chunking_strategy",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "Chunk": "chunking", "check_chunking": "chunking", "chunk_text": "chunking", "parse_chunking_strategy": "chunking",
+    "InvalidFile": "extract", "UnsupportedFile": "extract", "extract_text": "extract",
+    "FilterError": "filters", "check_filters": "filters", "matches": "filters",
+    "SearchHit": "index", "SearchIndex": "index",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
