@@ -41,3 +41,13 @@ FILE_TEMPLATE_SECONDS = 10.0
 
 # digits of an integer (Python's own limit for reading or printing one)
 MAX_INT_DIGITS = 4300
+
+# knowledge files one `files:` list (or one turn's `attachments:`) may name once its globs are matched: the
+# API's limit for a vector store created with its files (`vector_stores.create(file_ids=...)`)
+MAX_KNOWLEDGE_FILES = 500
+
+# bytes of one knowledge file: the API's (and the built-in backend's) limit for an uploaded file
+MAX_KNOWLEDGE_FILE_BYTES = 512 * 1024 * 1024
+
+# folder entries one glob may look through: `**` in a folder with a million files fails in a second, not an hour
+MAX_GLOB_ENTRIES = 100_000
