@@ -62,12 +62,15 @@ class Counted:
 
         self.app = create_app(backend)
         self.seen: list[str] = []
+        self.content_types: list[str] = []  # of the uploads
         self.fail = fail
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             self.seen.append(f"{method} {_shape(path)}")
+            if path.endswith("/files") and method == "POST":
+                self.content_types.append(dict(scope["headers"]).get(b"content-type", b"").decode())
             if self.fail is not None and self.fail(method, path):
                 body = json.dumps({"error": {"message": "broken here", "type": "server_error"}}).encode()
                 await send({"type": "http.response.start", "status": 500,
@@ -254,8 +257,19 @@ def test_remote_endpoints_delete_the_files_and_stores_made_unless_kept(folder: P
     (transcript,), backend, _ = run_async(conversations([spec], target=remote))
     assert transcript.verdict == "passed"
     assert backend.store.list("file").data == []
-    assert [s["id"] for s in backend.store.list("vector_store").data if s["id"] == transcript.vector_store_id] == []
+    assert backend.store.list("vector_store").data == []  # the assistant's, and the one made for the attachment
     (kept,), backend, _ = run_async(conversations([spec], target=remote, options=EngineOptions(keep=True)))
     assert len(backend.store.list("file").data) == 3
     (embedded,), backend, app = run_async(conversations([spec]))
     assert app.count("DELETE /v1/files/{id}") == 0 and len(backend.store.list("file").data) == 3
+
+
+def test_an_upload_is_the_same_request_body_every_time(folder: Path) -> None:
+    """The multipart boundary is the contents' digest, not random: a recorded upload replays from a cassette."""
+    import hashlib
+
+    spec = spec_in(folder, "files: [knowledge/warranty.md]\n" + ASSISTANT + "conversation:\n" + ASK_WARRANTY)
+    _, _, first = run_async(conversations([spec]))
+    _, _, second = run_async(conversations([spec]))
+    digest = hashlib.sha256(KNOWLEDGE["knowledge/warranty.md"].encode()).hexdigest()
+    assert first.content_types == second.content_types == [f"multipart/form-data; boundary=runner-{digest[:40]}"]

@@ -187,6 +187,7 @@ class _Conversation:
         finally:
             if self.thread_id is not None and not self.target.embedded and not self.options.keep:
                 with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
+                    await self._delete_thread_stores()
                     await self.threads.delete(self.thread_id)
 
     async def _knowledge(self, transcript: Transcript) -> Store:
@@ -201,6 +202,16 @@ class _Conversation:
         transcript.vector_store_id = store.id
         self.file_names.update({f.file_id: f.name for f in store.files})
         return store
+
+    async def _delete_thread_stores(self) -> None:
+        """Delete the vector store the backend made for the thread's attachments: deleting the thread leaves it."""
+        if self.thread_id is None or not any(turn.attachments for turn in self.spec.turns):
+            return
+        thread = await self.threads.retrieve(self.thread_id)
+        search = thread.tool_resources.file_search if thread.tool_resources else None
+        for store_id in (search.vector_store_ids or []) if search else []:
+            if not self.pool.knowledge.made(store_id):  # the batch's own go at its end
+                await self.client.vector_stores.delete(store_id)
 
     def _knowledge_error(self, exc: KnowledgeError) -> str:
         return f"{exc}: {_describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)

@@ -67,7 +67,7 @@ class Knowledge:
     async def upload(self, file: KnowledgeFile) -> Uploaded:
         """The file on the backend, uploaded (`purpose: assistants`) unless this batch already has it."""
         digest = await self._digest(file)
-        return await self._uploads.get((file.path, digest), lambda: self._upload(file))
+        return await self._uploads.get((file.path, digest), lambda: self._upload(file, digest))
 
     async def store(self, files: Sequence[KnowledgeFile], *, shared: bool = True) -> Store:
         """A vector store of `files`, indexed: the batch's one for this set of files (paths and contents), or
@@ -81,6 +81,10 @@ class Knowledge:
         if made.problem is not None:
             raise KnowledgeError(made.problem)
         return made
+
+    def made(self, store_id: str) -> bool:
+        """True when this batch made the vector store (and deletes it at its end)."""
+        return store_id in self.created_stores
 
     async def delete_created(self) -> None:
         """Delete the vector stores, then the files, this batch made (remote backends, unless --keep)."""
@@ -104,14 +108,19 @@ class Knowledge:
             self._digests[key] = await asyncio.to_thread(_sha256, file.location)
         return self._digests[key]
 
-    async def _upload(self, file: KnowledgeFile) -> Uploaded:
+    async def _upload(self, file: KnowledgeFile, digest: str) -> Uploaded:
         async with self._slots:
             try:
                 data = await asyncio.to_thread(_read, file.location)
             except OSError as exc:
                 raise KnowledgeError(f"reading {file.path}: {exc.strerror}") from None
+            # a boundary of the contents' digest, not a random one: the same upload is the same request body,
+            # which a cassette can replay
+            headers = {**idempotent()["extra_headers"],
+                       "Content-Type": f"multipart/form-data; boundary=runner-{digest[:40]}"}
             try:
-                created = await self.client.files.create(file=(file.name, data), purpose="assistants", **idempotent())
+                created = await self.client.files.create(file=(file.name, data), purpose="assistants",
+                                                         extra_headers=headers)
             except Exception as exc:
                 raise KnowledgeError(f"uploading {file.path}", exc) from exc
         self.created_files.append(created.id)
