@@ -1,6 +1,6 @@
 """The limits of a spec file, all in one place: README.md's "Limits" lists the same values.
 
-Each is far above what a real spec uses (the example specs: at most 1.5 KB, 112 YAML nodes nested 10 deep,
+Each is far above what a real spec uses (the example specs: at most 2.3 KB, about 120 YAML nodes nested 10 deep,
 4 matrix cases, templates of a few dozen characters rendering in microseconds) and low enough that a
 hostile or broken file fails within seconds with a message naming the limit, never a traceback or a hang.
 """
