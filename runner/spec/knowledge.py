@@ -10,6 +10,7 @@ number of folders; a name starting with `.` is matched only by a pattern that sp
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -109,6 +110,9 @@ class FileMatcher:
             raise PatternProblem(f"no file {self._shown(relative)} (paths are relative to the spec's folder)"
                                  ) from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise PatternProblem(f"{self._shown(relative)[:80]}...: the file name is too long for the file "
+                                     "system") from None
             raise PatternProblem(f"cannot read {self._shown(relative)}: {exc.strerror}") from None
         if named and not path.is_file():
             kind = "a folder: name its files, e.g. " + relative + "/*" if path.is_dir() else "not a regular file"
