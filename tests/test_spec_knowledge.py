@@ -311,6 +311,12 @@ def test_checks_on_searches_need_the_file_search_tool_unless_the_assistant_exist
         ("file_search", {"file": "anything.pdf", "contains": "42"}), ("cites", "x.md")]
 
 
+def test_tool_called_on_file_search_points_at_the_file_search_check(folder: Path) -> None:
+    err = only_error(write(folder, HEAD + "conversation:\n  - user: hi\n    expect: [{tool_called: file_search}]\n"))
+    assert err.message.startswith("tool_called judges function calls; file_search is a built-in tool, whose "
+                                  "searches the `file_search` check judges")
+
+
 def test_runner_validate_reports_a_missing_knowledge_file(folder: Path) -> None:
     path = with_files(folder, "['docs/*.md']")
     result = CliRunner().invoke(cli, ["validate", str(path)])

@@ -354,7 +354,10 @@ class _Builder:
             self.check_schema(arg["schema"], (*cpath, "schema"), "schema")
         elif kind == "tool_called" and tool_names is not None:
             name = arg if isinstance(arg, str) else arg["name"]
-            if name not in tool_names:
+            if name == "file_search" and name not in tool_names:
+                self.fail(cpath, "tool_called judges function calls; file_search is a built-in tool, whose searches "
+                                 "the `file_search` check judges (e.g. `file_search: true`)")
+            elif name not in tool_names:
                 self.fail(cpath, _unknown_tool(name, tool_names))
         elif kind in ("file_search", "cites"):
             arg = self.check_search(kind, arg, cpath, scope)
