@@ -51,7 +51,7 @@ def test_hello_passes_and_writes_transcripts(runner_in: CliRunner, tmp_path: Pat
 def test_all_examples_pass(runner_in: CliRunner, tmp_path: Path) -> None:
     result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "7 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
+    assert "8 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
 
 
 def test_failing_expectation_exits_1_showing_expected_and_actual(runner_in: CliRunner, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_unavailable_model_is_a_spec_error(runner_in: CliRunner, tmp_path: Path)
 
 def test_validate(runner_in: CliRunner, tmp_path: Path) -> None:
     ok = runner_in.invoke(cli, ["validate", str(EXAMPLES)])
-    assert ok.exit_code == 0 and "4 spec files valid" in ok.output
+    assert ok.exit_code == 0 and "5 spec files valid" in ok.output
     (tmp_path / "bad.yaml").write_text("assistant: {model: echo}\nconversation: []\nconversation: []\n",
                                        encoding="utf-8")
     bad = runner_in.invoke(cli, ["validate", "bad.yaml"])
@@ -115,7 +115,7 @@ def test_var_overrides_and_bad_var(runner_in: CliRunner, tmp_path: Path) -> None
 def test_poll_mode_gives_the_same_verdicts(runner_in: CliRunner) -> None:
     result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--poll", "-j", "1"])
     assert result.exit_code == 0, result.output
-    assert "7 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
+    assert "8 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
 
 
 def test_no_temporary_files_are_left(runner_in: CliRunner, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Pa
     monkeypatch.setattr("runner.run.run_batch", first_then_ctrl_c)
     result = runner_in.invoke(cli, ["run", str(EXAMPLES)])
     assert result.exit_code == 130
-    assert "interrupted: 1 of 7 conversations finished" in result.output
+    assert "interrupted: 1 of 8 conversations finished" in result.output
     written = sorted(p.name for p in (tmp_path / "transcripts").rglob("*.json"))
     assert len(written) == 1
 

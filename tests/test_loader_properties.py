@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -43,9 +44,10 @@ EXAMPLE_TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with the examples' rules file, which mutated examples name."""
+    """A folder with the examples' rules file and knowledge files, which mutated examples name."""
     path = tmp_path_factory.mktemp("properties")
     (path / "weather.rules.yaml").write_text(EXAMPLE_TEXTS["weather.rules.yaml"], encoding="utf-8")
+    shutil.copytree(EXAMPLES / "knowledge", path / "knowledge")
     return path
 
 

@@ -167,10 +167,15 @@ def test_required_without_any_tool(tmp_path: Path) -> None:
     assert err.message == "'required' needs a function in assistant.tools (none declared)"
 
 
-def test_built_in_tool_choice_needs_an_existing_assistant(tmp_path: Path) -> None:
+def test_built_in_tool_choice_needs_that_tool_in_the_assistant(tmp_path: Path) -> None:
     (err,) = load_errors(tmp_path, with_run("{tool_choice: file_search}"))
     assert err.path == "conversation[0].run.tool_choice"
-    assert err.message.startswith("'file_search' needs a file_search tool, and a spec's assistant has function tools")
+    assert err.message == ("'file_search' needs the file_search tool, which assistant.tools does not have: add "
+                           "`- file_search` to assistant.tools")
+    declared = HEAD.replace("    - name: get_time\n", "    - name: get_time\n    - file_search\n    - code_interpreter\n")
+    assert loaded(tmp_path, with_run("{tool_choice: file_search}", declared)).tool_choice == {"type": "file_search"}
+    assert loaded(tmp_path, with_run("{tool_choice: {type: code_interpreter}}", declared)).tool_choice == {
+        "type": "code_interpreter"}
     existing = "assistant_id: asst_1\nconversation:\n  - user: hi\n"
     assert loaded(tmp_path, with_run("{tool_choice: file_search}", existing)).tool_choice == {"type": "file_search"}
     # an existing assistant's tools are unknown to the spec: its backend judges the name

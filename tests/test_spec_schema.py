@@ -271,6 +271,8 @@ def test_enum_provider():
         conversation: [{user: hi}]
         """)
     assert (err.path, err.message) == ("backend.provider", 'must be one of: echo, scripted (got "openai")')
+    (err,) = errors_of("assistant: {model: echo}\nbackend: {provider: scripter}\nconversation: [{user: hi}]\n")
+    assert err.message == "must be one of: echo, scripted (got \"scripter\"; did you mean 'scripted'?)"
 
 
 @pytest.mark.parametrize(

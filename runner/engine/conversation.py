@@ -1,7 +1,8 @@
 """One conversation through the Assistants pipeline of the official SDK.
 
-    assistant (shared per config) -> thread with the first message -> per turn: message, run
-    (streamed, or polled honouring openai-poll-after-ms), tool outputs, reply -> transcript
+    knowledge files (uploaded and indexed once per batch) -> assistant (shared per config) -> thread with the
+    first message -> per turn: message (with its attachments), run (streamed, or polled honouring
+    openai-poll-after-ms), tool outputs, reply, the run's file searches -> transcript
 
 The engine records what happened; judging it is the checks' job.
 """
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.backend import BackendTarget, redactor_for
+from runner.engine.calls import idempotent, poll
+from runner.engine.knowledge import Knowledge, KnowledgeError, Store
+from runner.engine.once import Once
+from runner.engine.retrieval import citations_in, names_found, run_searches
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
 from runner.redact import Redactor
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
@@ -37,7 +41,6 @@ warnings.filterwarnings("ignore", message="deprecated", category=DeprecationWarn
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 STOPPED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # the run waits for nothing but us
-POLL_FIRST_S, POLL_MAX_S = 0.05, 2.0  # polling without the backend's hint: start quick, back off
 TIMEOUT_STATUS = "timeout"
 
 
@@ -56,51 +59,52 @@ class EngineOptions:
 
 
 class AssistantPool:
-    """One assistant per distinct config on a backend, shared by the conversations that use it."""
+    """One assistant per distinct config (and knowledge files) on a backend, shared by the conversations that
+    use it, with the batch's knowledge files on that backend."""
 
     def __init__(self, client: AsyncOpenAI) -> None:
         from runner.sdk import assistants
 
         self.assistants = assistants(client)
-        self._ids: dict[str, asyncio.Future[str]] = {}
+        self.knowledge = Knowledge(client)
+        self._ids: Once[str] = Once()
+        self._tools: dict[str, set[str]] = {}  # the tool types of the existing assistants found by id
         self.created: list[str] = []
 
-    async def get(self, config: AssistantConfig) -> str:
-        """The id of an assistant with this config, creating it on first use."""
-        return await self._once(config.key(), self._create, config)
+    async def get(self, config: AssistantConfig, vector_store_id: str | None = None) -> str:
+        """The id of an assistant with this config searching this vector store (the batch's one for a set of
+        files), creating it on first use."""
+        key = config.key() if vector_store_id is None else f"{config.key()}\nvector store {vector_store_id}"
+        return await self._ids.get(key, lambda: self._create(config, vector_store_id))
 
     async def existing(self, assistant_id: str) -> str:
         """Check once that an assistant given by id exists on the backend; return its id."""
-        return await self._once("id:" + assistant_id, self._retrieve, assistant_id)
+        return await self._ids.get("id:" + assistant_id, lambda: self._retrieve(assistant_id))
 
-    async def _create(self, config: AssistantConfig) -> str:
-        assistant = await self.assistants.create(**config.to_create_params())
+    def tool_types(self, assistant_id: str) -> set[str]:
+        """The types of the tools of an existing assistant found with `existing` (`function`, `file_search`)."""
+        return self._tools.get(assistant_id, set())
+
+    async def _create(self, config: AssistantConfig, vector_store_id: str | None) -> str:
+        params = config.to_create_params()
+        if vector_store_id is not None:
+            params["tool_resources"] = {"file_search": {"vector_store_ids": [vector_store_id]}}
+        assistant = await self.assistants.create(**params)
         self.created.append(assistant.id)
         return assistant.id
 
     async def _retrieve(self, assistant_id: str) -> str:
-        return (await self.assistants.retrieve(assistant_id)).id
-
-    async def _once(self, key: str, make: Any, arg: Any) -> str:
-        future = self._ids.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._ids[key] = future
-            try:
-                future.set_result(await make(arg))
-            except BaseException as exc:
-                del self._ids[key]  # let the next conversation try again, and see the same error
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it themselves
-                raise
-        return await asyncio.shield(future)
+        assistant = await self.assistants.retrieve(assistant_id)
+        self._tools[assistant.id] = {tool.type for tool in assistant.tools or []}
+        return assistant.id
 
     async def delete_created(self) -> None:
-        """Delete the assistants this pool created (remote backends, unless --keep)."""
+        """Delete the assistants, vector stores and files this pool created (remote backends, unless --keep)."""
         for assistant_id in self.created:
             with contextlib.suppress(Exception):  # cleanup is best effort: the verdicts are already in
                 await self.assistants.delete(assistant_id)
         self.created.clear()
+        await self.knowledge.delete_created()
 
 
 @dataclass
@@ -122,6 +126,8 @@ class _Conversation:
         self.cassette = cassette
         self.thread_id: str | None = None  # the first turn's run creates the thread
         self.redact = redactor_for(target, options.secret_env)
+        self.thread_resources: dict[str, Any] | None = None  # the knowledge store, for an existing assistant
+        self.file_names: dict[str, str] = {}  # file id -> name of the files uploaded, for citations
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -143,12 +149,16 @@ class _Conversation:
 
     async def _converse(self, transcript: Transcript, records: list[TurnRecord]) -> None:
         spec = self.spec
-        stage = "creating the assistant" if spec.assistant is not None else f"finding assistant {spec.assistant_id}"
+        stage = "indexing the knowledge files"
         try:
             async with asyncio.timeout(self.options.timeout):  # --timeout bounds every wait on the backend
+                store = await self._knowledge(transcript) if spec.files else None
+                store_id = store.id if store is not None else None
                 if spec.assistant is not None:
-                    transcript.assistant_id = await self.pool.get(spec.assistant)
+                    stage = "creating the assistant"
+                    transcript.assistant_id = await self.pool.get(spec.assistant, store_id)
                 elif spec.assistant_id is not None:
+                    stage = f"finding assistant {spec.assistant_id}"
                     transcript.assistant_id = await self.pool.existing(spec.assistant_id)
         except TimeoutError:
             transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
@@ -156,7 +166,8 @@ class _Conversation:
                 record.skipped = True
             return
         except Exception as exc:
-            transcript.error = f"{stage}: {_describe_error(exc, self.redact)}"
+            transcript.error = (self._knowledge_error(exc) if isinstance(exc, KnowledgeError)
+                                else f"{stage}: {_describe_error(exc, self.redact)}")
             for record in records:
                 record.skipped = True
             return
@@ -176,7 +187,53 @@ class _Conversation:
         finally:
             if self.thread_id is not None and not self.target.embedded and not self.options.keep:
                 with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
+                    await self._delete_thread_stores()
                     await self.threads.delete(self.thread_id)
+
+    async def _knowledge(self, transcript: Transcript) -> Store:
+        """The spec's files indexed in a vector store: the assistant's (shared by the batch), or for an existing
+        assistant the thread's, its own when turns attach files (they would join it)."""
+        spec = self.spec
+        own = spec.assistant is None and any(turn.attachments for turn in spec.turns)
+        store = await self.pool.knowledge.store(spec.files, shared=not own)
+        if spec.assistant is None:
+            self.thread_resources = {"file_search": {"vector_store_ids": [store.id]}}
+        transcript.files = [f.record() for f in store.files]
+        transcript.vector_store_id = store.id
+        self.file_names.update({f.file_id: f.name for f in store.files})
+        return store
+
+    async def _delete_thread_stores(self) -> None:
+        """Delete the vector store the backend made for the thread's attachments: deleting the thread leaves it."""
+        if self.thread_id is None or not any(turn.attachments for turn in self.spec.turns):
+            return
+        thread = await self.threads.retrieve(self.thread_id)
+        search = thread.tool_resources.file_search if thread.tool_resources else None
+        for store_id in (search.vector_store_ids or []) if search else []:
+            if not self.pool.knowledge.made(store_id):  # the batch's own go at its end
+                await self.client.vector_stores.delete(store_id)
+
+    def _knowledge_error(self, exc: KnowledgeError) -> str:
+        return f"{exc}: {_describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)
+
+    def _searches_wanted(self, turn: Turn) -> bool:
+        """Whether the turn's run may have searched (only then are its steps listed: other turns make no call)."""
+        spec = self.spec
+        if turn.attachments or spec.files:
+            return True
+        if spec.assistant is not None:
+            return spec.assistant.has("file_search")
+        return "file_search" in self.pool.tool_types(spec.assistant_id or "")
+
+    async def _user_message(self, turn: Turn, record: TurnRecord) -> dict[str, Any]:
+        """The turn's user message, with its attachments uploaded (once per batch) for file_search."""
+        message: dict[str, Any] = {"role": "user", "content": turn.user}
+        if turn.attachments:
+            uploaded = await asyncio.gather(*(self.pool.knowledge.upload(f) for f in turn.attachments))
+            record.attachments = [u.record() for u in uploaded]
+            self.file_names.update({u.file_id: u.name for u in uploaded})
+            message["attachments"] = [{"file_id": u.file_id, "tools": [{"type": "file_search"}]} for u in uploaded]
+        return message
 
     async def _turn(self, turn: Turn, record: TurnRecord, assistant_id: str) -> None:
         # the turn's `run:` options override the assistant's settings for this run only
@@ -186,18 +243,25 @@ class _Conversation:
         if turn.additional_instructions is not None:
             options["additional_instructions"] = turn.additional_instructions
         start = time.perf_counter()
+        finished: float | None = None
         state = _RunState()
         try:
             async with asyncio.timeout(self.options.timeout):
+                message = await self._user_message(turn, record)
                 if self.thread_id is None and "additional_instructions" in options:
                     # create_and_run has no additional_instructions: make the thread first
-                    self.thread_id = (await self.threads.create(**_once())).id
+                    self.thread_id = (await self.threads.create(**self._thread_params(), **idempotent())).id
                 if self.thread_id is not None:
-                    await self.threads.messages.create(thread_id=self.thread_id, role="user", content=turn.user,
-                                                       **_once())
+                    await self.threads.messages.create(thread_id=self.thread_id, **message, **idempotent())
             start = time.perf_counter()
             async with asyncio.timeout(self.options.timeout):
-                await self._follow(turn, record, assistant_id, options, state)
+                await self._follow(turn, record, assistant_id, options, state, message)
+                finished = time.perf_counter()
+                if state.run is not None and self._searches_wanted(turn):
+                    try:
+                        record.searches = await run_searches(self.threads, state.run)
+                    except Exception as exc:  # the checks on searches could not be judged: the turn says why
+                        raise KnowledgeError("listing the run's steps for its file searches", exc) from exc
         except TimeoutError:
             record.status = TIMEOUT_STATUS
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
@@ -207,6 +271,9 @@ class _Conversation:
             await self._cancel_quietly(state.run)
             if state.run is not None:
                 record.status = "cancelled"
+        except KnowledgeError as exc:
+            record.error = self._knowledge_error(exc)
+            await self._cancel_quietly(state.run)
         except Exception as exc:
             record.error = _describe_error(exc, self.redact)
             await self._cancel_quietly(state.run)
@@ -214,7 +281,7 @@ class _Conversation:
             if not self.target.embedded:  # the batch was cancelled (Ctrl-C twice): leave no run going remotely
                 await self._cancel_quietly(state.run)
             raise
-        record.latency_ms = (time.perf_counter() - start) * 1000
+        record.latency_ms = ((finished or time.perf_counter()) - start) * 1000
         run = state.run
         if run is not None:
             record.run_id = run.id
@@ -226,30 +293,36 @@ class _Conversation:
         messages = state.messages or []
         record.messages = [{"id": m.id, "text": _message_text(m)} for m in messages]
         record.reply = "\n".join(m["text"] for m in record.messages)
+        record.citations = citations_in(messages, {**self.file_names, **names_found(record.searches)})
 
-    def _start_run(self, turn: Turn, assistant_id: str, options: dict[str, Any], *, stream: bool) -> Any:
+    def _thread_params(self) -> dict[str, Any]:
+        """What a new thread is made with besides its messages: the knowledge store, for an existing assistant."""
+        return {"tool_resources": self.thread_resources} if self.thread_resources is not None else {}
+
+    def _start_run(self, assistant_id: str, options: dict[str, Any], message: dict[str, Any], *,
+                   stream: bool) -> Any:
         """Start the turn's run (a coroutine, or for `stream` the raw event stream's context manager); the
         first turn creates the thread with its message in the same call."""
         if self.thread_id is None:
             create_and_run = (self.threads.with_streaming_response.create_and_run if stream
                               else self.threads.create_and_run)
-            return create_and_run(assistant_id=assistant_id, stream=stream, **options, **_once(),
-                                  thread={"messages": [{"role": "user", "content": turn.user}]})
+            return create_and_run(assistant_id=assistant_id, stream=stream, **options, **idempotent(),
+                                  thread={"messages": [message], **self._thread_params()})
         create = self.threads.runs.with_streaming_response.create if stream else self.threads.runs.create
-        return create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream, **options, **_once())
+        return create(thread_id=self.thread_id, assistant_id=assistant_id, stream=stream, **options, **idempotent())
 
     async def _follow(self, turn: Turn, record: TurnRecord, assistant_id: str, options: dict[str, Any],
-                      state: _RunState) -> None:
+                      state: _RunState, message: dict[str, Any]) -> None:
         if self.target.config.stream and self.streaming.get("stream", True):
             try:
-                await self._follow_stream(self._start_run(turn, assistant_id, options, stream=True), turn, record,
-                                          state)
+                await self._follow_stream(self._start_run(assistant_id, options, message, stream=True), turn,
+                                          record, state)
                 return
             except Exception as exc:
                 if state.run is not None or not _refuses_streaming(exc):
                     raise
                 self.streaming["stream"] = False  # this backend does not stream: poll from now on
-        run = await self._start_run(turn, assistant_id, options, stream=False)
+        run = await self._start_run(assistant_id, options, message, stream=False)
         self.thread_id = run.thread_id
         await self._follow_poll(run, turn, record, state)
 
@@ -280,7 +353,7 @@ class _Conversation:
                 return
             outputs = await self._answer_calls(run, turn, record)
             stream = self.threads.runs.with_streaming_response.submit_tool_outputs(
-                run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True, **_once())
+                run_id=run.id, thread_id=run.thread_id, tool_outputs=outputs, stream=True, **idempotent())
 
     async def _follow_poll(self, run: Any, turn: Turn, record: TurnRecord, state: _RunState) -> None:
         state.run = run
@@ -291,26 +364,14 @@ class _Conversation:
                 break
             outputs = await self._answer_calls(run, turn, record)
             state.run = run = await self.threads.runs.submit_tool_outputs(
-                run_id=run.id, thread_id=thread_id, tool_outputs=outputs, **_once())
+                run_id=run.id, thread_id=thread_id, tool_outputs=outputs, **idempotent())
         page = await self.threads.messages.list(thread_id=thread_id, run_id=run.id, order="asc", limit=100)
         state.messages = [m for m in page.data if m.role == "assistant"]
 
     async def _poll(self, run: Any) -> Any:
-        """Retrieve the run until it stops: as often as the backend's openai-poll-after-ms says, or, without
-        it, from 50 ms up, doubling to 2 s (the SDK's own poll would sleep a fixed second)."""
-        delay = POLL_FIRST_S
-        while run.status not in STOPPED_STATUSES:
-            response = await self.threads.runs.with_raw_response.retrieve(run.id, thread_id=run.thread_id)
-            run = response.parse()
-            if run.status in STOPPED_STATUSES:
-                break
-            hinted = response.headers.get("openai-poll-after-ms")
-            if hinted is not None and hinted.isdigit():
-                await asyncio.sleep(int(hinted) / 1000)
-            else:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, POLL_MAX_S)
-        return run
+        """Retrieve the run until it stops (see runner.engine.calls.poll)."""
+        return await poll(run, lambda: self.threads.runs.with_raw_response.retrieve(run.id, thread_id=run.thread_id),
+                          lambda r: r.status in STOPPED_STATUSES)
 
     async def _answer_calls(self, run: Any, turn: Turn, record: TurnRecord) -> list[Any]:
         """Outputs for every call the run waits for; parallel calls are answered concurrently."""
@@ -342,12 +403,6 @@ class _Conversation:
                 await self.threads.runs.cancel(run_id=run.id, thread_id=thread_id)
         except Exception:  # the turn already failed; a run we could not cancel expires on its own
             pass
-
-
-def _once() -> dict[str, Any]:
-    """An Idempotency-Key for one acting request: the SDK's retries of it resend the same key, and a backend
-    that honours it (this project's does) acts once, so a retry never adds a user message twice."""
-    return {"extra_headers": {"Idempotency-Key": uuid.uuid4().hex}}
 
 
 async def _sse_events(response: Any) -> AsyncIterator[tuple[str, str]]:

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 from runner.expect.grader import Grader, GradingError
-from runner.report.transcript import CheckResult, ToolCallRecord, Transcript, TurnRecord
+from runner.report.transcript import CheckResult, SearchRecord, ToolCallRecord, Transcript, TurnRecord
 from runner.spec.model import Check, Spec, Turn
 
 Outcome = tuple[bool, str]
@@ -57,6 +57,8 @@ def turn_view(turn: TurnRecord) -> dict[str, Any]:
         "tool_calls": [{"name": c.name, "arguments": c.arguments, "output": c.output} for c in turn.tool_calls],
         "usage": turn.usage or {}, "latency_ms": turn.latency_ms, "messages": turn.messages,
         "run_id": turn.run_id, "last_error": turn.last_error, "error": turn.error,
+        "searches": [{"queries": s.queries, "results": s.results} for s in turn.searches],
+        "citations": turn.citations, "attachments": turn.attachments,
     }
 
 
@@ -135,6 +137,50 @@ def _tool_called(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     ok = any(_subset(wanted, c.arguments) for c in calls)
     wanted_text = json.dumps(wanted, ensure_ascii=False)
     return ok, f"expected a call to {name} with arguments including {wanted_text}; calls made: {made}"
+
+
+def _score(result: dict[str, Any]) -> str:
+    score = result.get("score")
+    return f"{score:.2f}" if isinstance(score, int | float) else "no score"
+
+
+def _found(turn: TurnRecord) -> str:
+    """What the turn's searches found, for a failure's reason: each result's file and score."""
+    if not turn.searches:
+        return "no file search ran in this turn"
+    shown = []
+    for search in turn.searches:
+        queries = ", ".join(_show(q, 80) for q in search.queries)
+        results = ", ".join(f"{r.get('file_name') or r.get('file_id')} ({_score(r)})" for r in search.results
+                            ) or "no results"
+        shown.append(f"{queries} -> {results}" if queries else results)
+    return f"the searches found: {'; '.join(shown)}"
+
+
+@check("file_search")
+def _file_search(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    if arg is True:
+        count = len(turn.searches)
+        return count > 0, f"{count} file search(es) ran" if count else "expected a file search; none ran"
+    text, name = arg.get("contains"), arg.get("file")
+    results = [r for s in turn.searches for r in s.results]
+    hits = [r for r in results if (text is None or str(text) in (r.get("text") or ""))
+            and (name is None or r.get("file_name") == name)]
+    wanted = " ".join(part for part in (f"from {name}" if name is not None else "",
+                                        f"containing {_show(str(text))}" if text is not None else "") if part)
+    if hits:
+        first = hits[0]
+        return True, f"a file search found a result {wanted}: {first.get('file_name')} ({_score(first)})"
+    return False, f"expected a file search result {wanted}; {_found(turn)}"
+
+
+@check("cites")
+def _cites(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    cited = [c.get("file_name") or c.get("file_id") for c in turn.citations]
+    shown = ", ".join(dict.fromkeys(str(c) for c in cited)) or "no file"
+    if arg is True:
+        return bool(cited), f"expected the reply to cite a file; it cites {shown}"
+    return arg in cited, f"expected the reply to cite {arg}; it cites {shown}"
 
 
 @check("status")
@@ -302,13 +348,15 @@ def conversation_record(transcript: Transcript) -> TurnRecord:
         for key, value in (turn.usage or {}).items():
             usage[key] = usage.get(key, 0) + int(value)
     calls: list[ToolCallRecord] = [call for turn in ran for call in turn.tool_calls]
+    searches: list[SearchRecord] = [search for turn in ran for search in turn.searches]
     last = ran[-1] if ran else None
     return TurnRecord(
         index=-1, user="\n".join(t.user for t in ran), reply="\n".join(t.reply for t in ran if t.reply),
         tool_calls=calls, usage=usage or None, status=last.status if last else None,
         last_error=last.last_error if last else None, incomplete_details=last.incomplete_details if last else None,
         latency_ms=sum(t.latency_ms or 0 for t in ran), error=transcript.error,
-        messages=[m for t in ran for m in t.messages],
+        messages=[m for t in ran for m in t.messages], searches=searches,
+        citations=[c for t in ran for c in t.citations], attachments=[a for t in ran for a in t.attachments],
     )
 
 

@@ -1,6 +1,6 @@
 """The stable view of a transcript: what two replays of the same recording must agree on.
 
-Object ids (random on the embedded backend) become `<prefix>_<n>` by order of first appearance, and
+Object ids (random on the embedded backend) become `<prefix>_<n>` (`file-<n>`) by order of first appearance, and
 timestamps and timings go, so transcripts of replays diff clean.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.report.transcript import Transcript
 
-_ID = re.compile(r"\b(asst|thread|msg|run|step|call)_[A-Za-z0-9]+\b")
+_ID = re.compile(r"\b(?:(asst|thread|msg|run|step|call|vs)_|(file)-)[A-Za-z0-9]+\b")
 
 
 class _Renamer:
@@ -24,9 +24,9 @@ class _Renamer:
     def __call__(self, match: re.Match[str]) -> str:
         found = match.group(0)
         if found not in self.names:
-            prefix = match.group(1)
+            prefix, sign = (match.group(1), "_") if match.group(1) else (match.group(2), "-")
             self.counts[prefix] = self.counts.get(prefix, 0) + 1
-            self.names[found] = f"{prefix}_{self.counts[prefix]}"
+            self.names[found] = f"{prefix}{sign}{self.counts[prefix]}"
         return self.names[found]
 
     def text(self, value: Any) -> Any:
@@ -48,11 +48,16 @@ def stable_copy(transcript: Transcript) -> Transcript:
     stable.started_at = 0.0
     stable.duration_ms = 0.0
     stable.error = rename.text(stable.error)
+    stable.files = _file_ids(stable.files, rename)
+    stable.vector_store_id = rename.text(stable.vector_store_id)
     for turn in stable.turns:
         turn.run_id = rename.text(turn.run_id)
         turn.messages = [{**m, "id": rename.text(m["id"])} for m in turn.messages]  # ids only, never the text
         for call in turn.tool_calls:
             call.id = rename.text(call.id)
+        turn.attachments = _file_ids(turn.attachments, rename)
+        turn.searches = [dataclasses.replace(s, results=_file_ids(s.results, rename)) for s in turn.searches]
+        turn.citations = _file_ids(turn.citations, rename)
         turn.latency_ms = None
         turn.error = rename.text(turn.error)
         turn.last_error = rename.text(turn.last_error)
@@ -61,6 +66,11 @@ def stable_copy(transcript: Transcript) -> Transcript:
             for c in turn.checks
         ]
     return stable
+
+
+def _file_ids(records: list[dict[str, Any]], rename: _Renamer) -> list[dict[str, Any]]:
+    """Records with their `file_id` renamed, and nothing else: a search result's text is the file's own."""
+    return [{**r, "file_id": rename.text(r.get("file_id"))} for r in records]
 
 
 def _stable_reason(kind: str, arg: Any, passed: bool, reason: str) -> str:

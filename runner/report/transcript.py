@@ -23,6 +23,17 @@ class ToolCallRecord:
 
 
 @dataclass
+class SearchRecord:
+    """One file_search call of a turn's run: what it searched for and what it found.
+
+    Each result is `{"file_id", "file_name", "score", "text"}` (the text of the chunk found).
+    """
+
+    queries: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class CheckResult:
     """The outcome of one check; `reason` shows what was expected and what came back."""
 
@@ -46,6 +57,9 @@ class TurnRecord:
     reply: str = ""
     messages: list[dict[str, str]] = field(default_factory=list)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # {"path", "file_id", "file_name"} each
+    searches: list[SearchRecord] = field(default_factory=list)  # the run's file_search calls, in order
+    citations: list[dict[str, Any]] = field(default_factory=list)  # the reply's {"file_id", "file_name", "text"}
     run_id: str | None = None
     status: str | None = None
     last_error: dict[str, Any] | None = None
@@ -78,6 +92,8 @@ class Transcript:
     started_at: float = 0.0
     duration_ms: float = 0.0
     turns: list[TurnRecord] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)  # the spec's `files`: {"path", "file_id", "file_name"}
+    vector_store_id: str | None = None  # the store holding them
     conversation_checks: list[CheckResult] = field(default_factory=list)  # the spec's top-level `expect`
     case: str = ""  # the matrix case (`lang=fr`), '' without a matrix; `name` already shows it
     error: str | None = None
@@ -128,7 +144,8 @@ class Transcript:
             "version": self.version, "name": self.name, "verdict": self.verdict, "spec_file": self.spec_file,
             "case": self.case, "description": self.description, "tags": list(self.tags), "backend": self.backend,
             "model": self.model, "assistant": self.assistant, "assistant_id": self.assistant_id,
-            "thread_id": self.thread_id, "started_at": self.started_at,
+            "thread_id": self.thread_id, "files": self.files, "vector_store_id": self.vector_store_id,
+            "started_at": self.started_at,
             # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
             "duration_ms": round(self.duration_ms, 1), "error": self.error,
             "checks": self.check_counts(),
@@ -140,6 +157,7 @@ class Transcript:
 def _turn_dict(turn: TurnRecord) -> dict[str, Any]:
     data = vars(turn).copy()  # the fields, in their order
     data["tool_calls"] = [vars(call).copy() for call in turn.tool_calls]
+    data["searches"] = [vars(search).copy() for search in turn.searches]
     data["checks"] = [vars(check).copy() for check in turn.checks]
     if turn.latency_ms is not None:
         data["latency_ms"] = round(turn.latency_ms, 1)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runner.report.transcript import Transcript
+from runner.report.transcript import SearchRecord, Transcript, TurnRecord
 from runner.spec.paths import output_stem
 
 
@@ -79,6 +79,43 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+SEARCH_TEXT_SHOWN = 160  # characters of each search result's text in the Markdown transcript (the JSON has it all)
+
+
+def _excerpt(text: str) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= SEARCH_TEXT_SHOWN else line[: SEARCH_TEXT_SHOWN - 1] + "…"
+
+
+def _search_lines(search: SearchRecord) -> list[str]:
+    """One file search: its queries, then each result's file, score and the start of its text."""
+    queries = ", ".join(_code(q) for q in search.queries)
+    count = f"{len(search.results)} result{'' if len(search.results) == 1 else 's'}"
+    lines = [f"- file search {queries} → {count}" if queries else f"- file search → {count}"]
+    for result in search.results:
+        score = result.get("score")
+        shown = f" ({score:.2f})" if isinstance(score, int | float) else ""
+        name = result.get("file_name") or result.get("file_id")
+        lines.append(f"  - {_code(str(name))}{shown}: {_code(_excerpt(result.get('text') or ''))}")
+    return lines
+
+
+def _retrieval_lines(turn: TurnRecord) -> list[str]:
+    """What the turn attached and what its run's searches found, before the reply."""
+    lines = [f"- attachment {_code(a.get('path') or a.get('file_name') or '')}" for a in turn.attachments]
+    for search in turn.searches:
+        lines += _search_lines(search)
+    return lines + [""] if lines else []
+
+
+def _citation_line(turn: TurnRecord) -> list[str]:
+    if not turn.citations:
+        return []
+    cited = ", ".join(f"{_code(str(c.get('file_name') or c.get('file_id')))} {_code(c.get('text') or '')}"
+                      for c in turn.citations)
+    return [f"Citations: {cited}", ""]
+
+
 def to_markdown(transcript: Transcript) -> str:
     """A readable rendering of the transcript for people and for diffs."""
     t = transcript
@@ -91,6 +128,8 @@ def to_markdown(transcript: Transcript) -> str:
         f"- backend: {t.backend.get('kind')}" + (f" ({t.backend['base_url']})" if t.backend.get("base_url") else ""),
         f"- model: `{t.model}`" if t.model else f"- assistant: `{t.assistant_id}`",
     ]
+    if t.files:
+        lines.append("- files: " + ", ".join(_code(f.get("path") or f.get("file_name") or "") for f in t.files))
     if t.started_at:  # the stable view has no timings
         lines.append(f"- duration: {t.duration_ms:.0f} ms")
     if t.error:
@@ -104,7 +143,9 @@ def to_markdown(transcript: Transcript) -> str:
             lines += [f"- tool call {_code(call.name)} arguments {_code(call.arguments)} → output {_code(call.output)}"]
         if turn.tool_calls:
             lines += [""]
+        lines += _retrieval_lines(turn)
         lines += ["**Assistant**", "", _quote(turn.reply), ""]
+        lines += _citation_line(turn)
         facts = [f"run `{turn.run_id}`" if turn.run_id else "no run", f"status **{turn.status}**"]
         if turn.latency_ms is not None:
             facts.append(f"{turn.latency_ms:.0f} ms")

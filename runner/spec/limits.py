@@ -1,6 +1,6 @@
 """The limits of a spec file, all in one place: README.md's "Limits" lists the same values.
 
-Each is far above what a real spec uses (the example specs: at most 1.5 KB, 112 YAML nodes nested 10 deep,
+Each is far above what a real spec uses (the example specs: at most 2.3 KB, about 120 YAML nodes nested 10 deep,
 4 matrix cases, templates of a few dozen characters rendering in microseconds) and low enough that a
 hostile or broken file fails within seconds with a message naming the limit, never a traceback or a hang.
 """
@@ -41,3 +41,13 @@ FILE_TEMPLATE_SECONDS = 10.0
 
 # digits of an integer (Python's own limit for reading or printing one)
 MAX_INT_DIGITS = 4300
+
+# knowledge files one `files:` list (or one turn's `attachments:`) may name once its globs are matched: the
+# API's limit for a vector store created with its files (`vector_stores.create(file_ids=...)`)
+MAX_KNOWLEDGE_FILES = 500
+
+# bytes of one knowledge file: the API's (and the built-in backend's) limit for an uploaded file
+MAX_KNOWLEDGE_FILE_BYTES = 512 * 1024 * 1024
+
+# folder entries one glob may look through: `**` in a folder with a million files fails in a second, not an hour
+MAX_GLOB_ENTRIES = 100_000

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,19 @@ from jinja2 import TemplateError, UndefinedError, meta
 
 from runner.spec import sandbox
 from runner.spec.errors import SpecError, SpecInvalid
-from runner.spec.limits import FILE_TEMPLATE_SECONDS, MAX_CASES, TEMPLATE_SECONDS
-from runner.spec.model import AssistantConfig, BackendConfig, Check, FunctionTool, Spec, ToolOutput, Turn
+from runner.spec.knowledge import FileMatcher, PatternProblem
+from runner.spec.limits import FILE_TEMPLATE_SECONDS, MAX_CASES, MAX_KNOWLEDGE_FILES, TEMPLATE_SECONDS
+from runner.spec.model import (
+    AssistantConfig,
+    BackendConfig,
+    BuiltinTool,
+    Check,
+    FunctionTool,
+    KnowledgeFile,
+    Spec,
+    ToolOutput,
+    Turn,
+)
 from runner.spec.paths import case_problem
 from runner.spec.runopts import build_run_options
 from runner.spec.schema import schema_errors, spec_schema
@@ -63,6 +75,17 @@ def find_specs(paths: Iterable[str | Path]) -> list[Path]:
         else:
             found.append(path)
     return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the runs a check or a run option speaks of can use, as far as the spec knows (None: it cannot, for
+    an existing assistant): the assistant's function names, its built-in tools, and the names of the files its
+    searches may find."""
+
+    functions: set[str] | None = None
+    builtins: set[str] | None = None
+    files: set[str] | None = None
 
 
 class _Abort(SpecInvalid):
@@ -124,9 +147,11 @@ class _Builder:
     """Turns one schema-valid document into a Spec, collecting every semantic and template error."""
 
     def __init__(self, doc: LoadedYaml, path: Path, overrides: Mapping[str, str],
-                 case: Mapping[str, Any] | None = None, clock: _TemplateTime | None = None) -> None:
+                 case: Mapping[str, Any] | None = None, clock: _TemplateTime | None = None,
+                 matcher: FileMatcher | None = None) -> None:
         self.doc = doc
         self.path = path
+        self.matcher = matcher or FileMatcher(path.parent, str(Path(doc.file).parent))
         self.errors: list[SpecError] = []
         self.case = dict(case or {})
         # the spec's vars, then the matrix case's values, then --var: the most specific wins
@@ -155,11 +180,17 @@ class _Builder:
     def build(self) -> Spec:
         data = self.doc.data
         assistant = self.build_assistant(data["assistant"]) if "assistant" in data else None
-        tool_names = {t.name for t in assistant.tools} if assistant else None
         backend = self.build_backend(data.get("backend", {}))
-        turns = tuple(
-            self.build_turn(i, raw, tool_names) for i, raw in enumerate(data["conversation"])
-        )
+        files = self.build_files(data["files"], ("files",)) if "files" in data else ()
+        attachments = [self.build_files(raw["attachments"], ("conversation", i, "attachments"))
+                       if "attachments" in raw else () for i, raw in enumerate(data["conversation"])]
+        if assistant is not None and not assistant.has("file_search"):
+            self.need_file_search(files, attachments)
+        searched = {f.name for f in files}
+        turns = []
+        for i, raw in enumerate(data["conversation"]):
+            searched |= {f.name for f in attachments[i]}  # the thread's store keeps a turn's attachments
+            turns.append(self.build_turn(i, raw, self.scope(assistant, searched), attachments[i]))
         spec = Spec(
             file=self.doc.file,
             name=data.get("name") or self.path.stem,
@@ -169,8 +200,9 @@ class _Builder:
             assistant_id=data.get("assistant_id"),
             backend=backend,
             vars=self.vars,
-            turns=turns,
-            expect=self.build_checks(data.get("expect", []), ("expect",), tool_names),
+            turns=tuple(turns),
+            expect=self.build_checks(data.get("expect", []), ("expect",), self.scope(assistant, searched)),
+            files=files,
             case=case_id(self.case),
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
             backend_where=self.where(("backend",)) if "backend" in data else "",
@@ -179,17 +211,59 @@ class _Builder:
             raise SpecInvalid(self.errors)
         return spec
 
+    @staticmethod
+    def scope(assistant: AssistantConfig | None, searched: set[str]) -> _Scope:
+        if assistant is None:
+            return _Scope()
+        builtins = {t.type for t in assistant.tools if isinstance(t, BuiltinTool)}
+        return _Scope(assistant.function_names, builtins, set(searched))
+
+    def build_files(self, raw: list[str], path: YPath) -> tuple[KnowledgeFile, ...]:
+        """The files a `files:` or `attachments:` list names, sorted and without duplicates."""
+        found: dict[str, KnowledgeFile] = {}
+        for i, pattern in enumerate(self.render(raw, path)):
+            try:
+                matched = self.matcher.match(pattern)
+            except PatternProblem as exc:
+                self.fail((*path, i), str(exc))
+                continue
+            for relative in matched:
+                found.setdefault(relative, KnowledgeFile(relative, os.path.abspath(self.path.parent / relative)))
+        if len(found) > MAX_KNOWLEDGE_FILES:
+            self.fail(path, f"these name {len(found):,} files, more than the {MAX_KNOWLEDGE_FILES} one list may "
+                            "hold (the API's limit for a vector store made with its files)")
+        return tuple(found[k] for k in sorted(found))
+
+    def need_file_search(self, files: tuple[KnowledgeFile, ...], attachments: list[tuple[KnowledgeFile, ...]]
+                         ) -> None:
+        """Knowledge files are searched by the file_search tool: without it they would be uploaded for nothing."""
+        fix = "add `- file_search` to assistant.tools"
+        if files:
+            self.fail(("files",), f"the assistant searches these files with its file_search tool, and "
+                                  f"assistant.tools has none: {fix}")
+        for i, attached in enumerate(attachments):
+            if attached:
+                self.fail(("conversation", i, "attachments"), "attachments are searched with the assistant's "
+                                                              f"file_search tool, and assistant.tools has none: {fix}")
+
     def build_assistant(self, raw: dict[str, Any]) -> AssistantConfig:
         rendered = self.render(raw, ("assistant",))
-        tools = []
+        tools: list[FunctionTool | BuiltinTool] = []
         for i, tool in enumerate(rendered.get("tools", [])):
-            if "parameters" in tool:
-                self.check_schema(tool["parameters"], ("assistant", "tools", i, "parameters"), "parameters")
-            tools.append(FunctionTool(**tool))
-        names = [t.name for t in tools]
-        for i, name in enumerate(names):
+            if isinstance(tool, str):
+                tools.append(BuiltinTool(tool))
+            elif "file_search" in tool:
+                tools.append(BuiltinTool("file_search", tool["file_search"] or None))
+            else:
+                if "parameters" in tool:
+                    self.check_schema(tool["parameters"], ("assistant", "tools", i, "parameters"), "parameters")
+                tools.append(FunctionTool(**tool))
+        names = [t.name if isinstance(t, FunctionTool) else t.type for t in tools]
+        for i, (name, tool) in enumerate(zip(names, tools, strict=True)):
             if name in names[:i]:
-                self.fail(("assistant", "tools", i, "name"), f"tool {name!r} is declared twice")
+                where: YPath = ("assistant", "tools", i, "name") if isinstance(tool, FunctionTool) else (
+                    "assistant", "tools", i)
+                self.fail(where, f"tool {name!r} is declared twice")
         fmt = rendered.get("response_format")
         if isinstance(fmt, dict) and "schema" in fmt.get("json_schema", {}):
             self.check_schema(fmt["json_schema"]["schema"], ("assistant", "response_format", "json_schema", "schema"),
@@ -230,18 +304,21 @@ class _Builder:
             self.errors.extend(exc.errors)
             return []
 
-    def build_turn(self, index: int, raw: dict[str, Any], tool_names: set[str] | None) -> Turn:
+    def build_turn(self, index: int, raw: dict[str, Any], scope: _Scope,
+                   attachments: tuple[KnowledgeFile, ...]) -> Turn:
         base: YPath = ("conversation", index)
+        tool_names = scope.functions
         outputs: dict[str, ToolOutput] = {}
         for name, handler in raw.get("tool_outputs", {}).items():
             hpath = (*base, "tool_outputs", name)
             if tool_names is not None and name not in tool_names:
                 self.fail(hpath, _unknown_tool(name, tool_names), at_key=True)
             outputs[name] = self.build_tool_output(handler, hpath)
-        checks = self.build_checks(raw.get("expect", []), (*base, "expect"), tool_names)
+        checks = self.build_checks(raw.get("expect", []), (*base, "expect"), scope)
         raw_run, rpath = raw.get("run", {}), (*base, "run")
         run, problems = build_run_options(self.render(raw_run, rpath), tool_names,
-                                          self.where((*rpath, "model")) if "model" in raw_run else "")
+                                          self.where((*rpath, "model")) if "model" in raw_run else "",
+                                          builtins=scope.builtins)
         for where, message in problems:
             self.fail((*rpath, *where), message)
         user = raw["user"]
@@ -253,19 +330,20 @@ class _Builder:
             run=run,
             tool_outputs=outputs,
             expect=checks,
+            attachments=attachments,
         )
 
-    def build_checks(self, raw_checks: list[dict[str, Any]], path: YPath, tool_names: set[str] | None
-                     ) -> tuple[Check, ...]:
-        return tuple(self.build_check(raw, (*path, i), tool_names) for i, raw in enumerate(raw_checks))
+    def build_checks(self, raw_checks: list[dict[str, Any]], path: YPath, scope: _Scope) -> tuple[Check, ...]:
+        return tuple(self.build_check(raw, (*path, i), scope) for i, raw in enumerate(raw_checks))
 
-    def build_check(self, raw_check: dict[str, Any], path: YPath, tool_names: set[str] | None) -> Check:
+    def build_check(self, raw_check: dict[str, Any], path: YPath, scope: _Scope) -> Check:
         ((kind, arg),) = raw_check.items()
         cpath = (*path, kind)
+        tool_names = scope.functions
         if kind == "not":
-            return Check(kind, self.build_check(arg, cpath, tool_names), self.where(cpath))
+            return Check(kind, self.build_check(arg, cpath, scope), self.where(cpath))
         if kind in ("all", "any"):
-            return Check(kind, self.build_checks(arg, cpath, tool_names), self.where(cpath))
+            return Check(kind, self.build_checks(arg, cpath, scope), self.where(cpath))
         if kind == "jinja":  # rendered at check time, over the reply
             self.check_expression(arg, cpath)
             return Check(kind, arg, self.where(cpath))
@@ -276,11 +354,30 @@ class _Builder:
             self.check_schema(arg["schema"], (*cpath, "schema"), "schema")
         elif kind == "tool_called" and tool_names is not None:
             name = arg if isinstance(arg, str) else arg["name"]
-            if name not in tool_names:
+            if name == "file_search" and name not in tool_names:
+                self.fail(cpath, "tool_called judges function calls; file_search is a built-in tool, whose searches "
+                                 "the `file_search` check judges (e.g. `file_search: true`)")
+            elif name not in tool_names:
                 self.fail(cpath, _unknown_tool(name, tool_names))
+        elif kind in ("file_search", "cites"):
+            arg = self.check_search(kind, arg, cpath, scope)
         if isinstance(arg, int | float) and not isinstance(arg, bool) and kind != "max_latency_ms":
             arg = str(arg)
         return Check(kind, arg, self.where(cpath))
+
+    def check_search(self, kind: str, arg: Any, path: YPath, scope: _Scope) -> Any:
+        """A `file_search` or `cites` check needs the file_search tool, and names a file its searches may find;
+        its `contains` is text (a number as written)."""
+        if isinstance(arg, dict) and "contains" in arg and not isinstance(arg["contains"], str):
+            arg = {**arg, "contains": str(arg["contains"])}
+        if scope.builtins is not None and "file_search" not in scope.builtins:
+            self.fail(path, "the assistant has no file_search tool, so its runs search nothing: add "
+                            "`- file_search` to assistant.tools")
+            return arg
+        name = arg.get("file") if isinstance(arg, dict) else arg if isinstance(arg, str) else None
+        if name is not None and scope.files is not None and name not in scope.files:
+            self.fail((*path, "file") if isinstance(arg, dict) else path, _unknown_file(name, scope.files))
+        return arg
 
     def check_expression(self, source: str, path: YPath) -> None:
         """A `jinja` check must parse and use only the names it will have."""
@@ -363,6 +460,16 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _unknown_file(name: str, names: set[str]) -> str:
+    if not names:
+        return (f"no file named {name!r} can be found: the spec has no `files` and no attachments up to this "
+                "turn (a file is named by its base name, e.g. warranty.md)")
+    hint = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    more = (f"did you mean {hint[0]!r}?" if hint
+            else f"a file is named by its base name; files: {', '.join(sorted(names))}")
+    return f"no file named {name!r} among the spec's files and the attachments up to this turn ({more})"
+
+
 def _unknown_tool(name: str, tool_names: set[str]) -> str:
     hint = difflib.get_close_matches(name, sorted(tool_names), n=1, cutoff=0.6)
     if hint:
@@ -436,11 +543,12 @@ def _load_cases(path: Path, display: str, overrides: Mapping[str, str]) -> list[
     if "matrix" in doc.data:
         cases = _matrix(doc, doc.data["matrix"])
     clock = _TemplateTime()  # shared by every case: the file's templates have one budget together
+    matcher = FileMatcher(path.parent, str(Path(display).parent))  # and its folder, walked once per glob
     specs: list[Spec] = []
     problems: list[SpecError] = []
     for case in cases:
         try:
-            specs.append(_Builder(doc, path, overrides, case, clock).build())
+            specs.append(_Builder(doc, path, overrides, case, clock, matcher).build())
         except _Abort as exc:
             raise SpecInvalid(problems + [e for e in exc.errors if e not in problems]) from None
         except SpecInvalid as exc:
@@ -558,7 +666,7 @@ def _template_errors(doc: LoadedYaml, overrides: Mapping[str, str]) -> list[Spec
     variables = doc.data.get("vars")
     renderer = _Renderer(doc, {**(variables if isinstance(variables, dict) else {}), **overrides}, [])
     try:
-        for key in ("assistant", "conversation", "expect"):
+        for key in ("assistant", "files", "conversation", "expect"):
             if key in doc.data:
                 renderer.render(_without_run_time_templates(doc.data[key]), (key,))
     except _Abort as exc:

@@ -26,6 +26,35 @@ class FunctionTool:
         return {"type": "function", "function": function}
 
 
+BUILTIN_TOOLS = ("file_search", "code_interpreter")  # the tools the backend runs itself
+
+
+@dataclass(frozen=True)
+class BuiltinTool:
+    """A tool the backend runs itself: `file_search` (with its options, if any) or `code_interpreter`."""
+
+    type: str
+    options: dict[str, Any] | None = None  # file_search's max_num_results and ranking_options
+
+    def to_api(self) -> dict[str, Any]:
+        """The tool in the Assistants API's `{type: file_search, file_search: {...}}` form."""
+        return {"type": self.type, self.type: self.options} if self.options else {"type": self.type}
+
+
+@dataclass(frozen=True)
+class KnowledgeFile:
+    """A file of the spec's folder that the engine uploads: for the assistant's vector store (`files:`) or
+    attached to a turn's message (`attachments:`)."""
+
+    path: str  # relative to the spec's folder, with `/`, as transcripts show it: knowledge/warranty.md
+    location: str  # where it is on disk, absolute
+
+    @property
+    def name(self) -> str:
+        """The file's name as uploaded, and as search results and citations name it: its last part."""
+        return self.path.rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class AssistantConfig:
     """The assistant to create: the rendered `assistant:` section of a spec."""
@@ -38,7 +67,7 @@ class AssistantConfig:
     top_p: float | None = None
     response_format: Any = None
     metadata: dict[str, str] | None = None
-    tools: tuple[FunctionTool, ...] = ()
+    tools: tuple[FunctionTool | BuiltinTool, ...] = ()
 
     def to_create_params(self) -> dict[str, Any]:
         """Keyword arguments for `assistants.create`, omitting what the spec left unset."""
@@ -54,6 +83,15 @@ class AssistantConfig:
     def key(self) -> str:
         """Canonical text of the config: equal keys may share one assistant in a batch."""
         return json.dumps(self.to_create_params(), sort_keys=True, ensure_ascii=False)
+
+    @property
+    def function_names(self) -> set[str]:
+        """The names of the assistant's function tools."""
+        return {tool.name for tool in self.tools if isinstance(tool, FunctionTool)}
+
+    def has(self, builtin: str) -> bool:
+        """True when the assistant has the built-in tool `builtin` (`file_search`, `code_interpreter`)."""
+        return any(isinstance(tool, BuiltinTool) and tool.type == builtin for tool in self.tools)
 
 
 @dataclass(frozen=True)
@@ -131,6 +169,7 @@ class Turn:
     run: RunOptions = field(default_factory=RunOptions)
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()
+    attachments: tuple[KnowledgeFile, ...] = ()  # uploaded and attached to this turn's message, for file_search
 
     @property
     def expected_status(self) -> str:
@@ -155,6 +194,7 @@ class Spec:
     tags: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()  # checks on the whole conversation
+    files: tuple[KnowledgeFile, ...] = ()  # indexed in a vector store the assistant (or thread) searches
     model_where: str = ""
     backend_where: str = ""  # where `backend` is written, for problems with it on another backend
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix

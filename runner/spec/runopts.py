@@ -6,11 +6,11 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from runner.spec.model import RunOptions
+from runner.spec.model import BUILTIN_TOOLS, RunOptions
 from runner.spec.yamlpos import Path as YPath
 
 KEYWORD_CHOICES = ("auto", "none", "required")
-HOSTED_TOOLS = ("file_search", "code_interpreter")  # the API's built-in tools a tool_choice may name
+HOSTED_TOOLS = BUILTIN_TOOLS  # the API's built-in tools a tool_choice may name
 
 # a problem found in the options: where inside `run:` (a YAML path relative to it) and what is wrong
 Problem = tuple[YPath, str]
@@ -25,12 +25,14 @@ def api_tool_choice(value: Any) -> Any:
     return {"type": "function", "function": {"name": value}}
 
 
-def build_run_options(raw: Mapping[str, Any], tool_names: set[str] | None,
-                      model_where: str = "") -> tuple[RunOptions, list[Problem]]:
+def build_run_options(raw: Mapping[str, Any], tool_names: set[str] | None, model_where: str = "", *,
+                      builtins: set[str] | None = None) -> tuple[RunOptions, list[Problem]]:
     """RunOptions from a schema-valid, rendered `run:` mapping, and its problems; `tool_names` are the
-    assistant's functions (None for an existing assistant, whose tools the spec cannot know)."""
+    assistant's functions and `builtins` its built-in tools (None for an existing assistant, whose tools the
+    spec cannot know)."""
     choice = api_tool_choice(raw.get("tool_choice"))
-    problems = _tool_choice_problems(raw.get("tool_choice"), choice, tool_names) if choice is not None else []
+    problems = (_tool_choice_problems(raw.get("tool_choice"), choice, tool_names, builtins or set())
+                if choice is not None else [])
     options = RunOptions(
         tool_choice=choice,
         model=raw.get("model"),
@@ -46,7 +48,8 @@ def build_run_options(raw: Mapping[str, Any], tool_names: set[str] | None,
     return options, problems
 
 
-def _tool_choice_problems(written: Any, choice: Any, tool_names: set[str] | None) -> list[Problem]:
+def _tool_choice_problems(written: Any, choice: Any, tool_names: set[str] | None, builtins: set[str]
+                          ) -> list[Problem]:
     """A tool_choice must name a tool the run will have (the backend would refuse the run with a 400)."""
     if tool_names is None:
         return []
@@ -57,8 +60,10 @@ def _tool_choice_problems(written: Any, choice: Any, tool_names: set[str] | None
         return []
     kind = choice.get("type")
     if kind in HOSTED_TOOLS:
-        return [(here, f"{kind!r} needs a {kind} tool, and a spec's assistant has function tools only "
-                       "(use an existing assistant that has one, with assistant_id)")]
+        if kind in builtins:
+            return []
+        return [(here, f"{kind!r} needs the {kind} tool, which assistant.tools does not have: add "
+                       f"`- {kind}` to assistant.tools")]
     name = str(choice["function"]["name"])
     if name in tool_names:
         return []

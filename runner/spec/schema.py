@@ -88,7 +88,10 @@ def _message(err: ValidationError) -> str:
         return f"expected {_expected_types(value)}, got {got}"
     if v == "enum":
         choices = ", ".join(str(c) for c in value)
-        return f"must be one of: {choices} (got {_short(inst)})"
+        close = difflib.get_close_matches(inst, [c for c in value if isinstance(c, str)], n=1, cutoff=0.6) \
+            if isinstance(inst, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"must be one of: {choices} (got {_short(inst)}{hint})"
     if v == "const":
         return f"must be {_short(value)} (got {_short(inst)})"
     if v == "maxProperties" and schema is spec_schema()["$defs"]["check"]:
@@ -115,15 +118,21 @@ def _shape_of(sub: Any) -> str:
     if sub.get("type") == "object" and ("const" in kind or "enum" in kind):
         names = [kind["const"]] if "const" in kind else kind["enum"]
         return "{type: " + " | ".join(names) + ", ...}"
-    if "type" in sub:
-        return _expected_types(sub["type"])
     if "enum" in sub:
         return "one of " + ", ".join(str(c) for c in sub["enum"])
-    return str(sub.get("description", "a valid value")).rstrip(".")
+    if "type" in sub:
+        return _expected_types(sub["type"])
+    text = str(sub.get("description", "a valid value")).rstrip(".")
+    first = text.split(" ", 1)[0]
+    acronym = len(first) > 1 and first.isupper()
+    return text if acronym else text[:1].lower() + text[1:]  # within a sentence: "a function tool"
 
 
 def _is_discriminator(err: ValidationError) -> bool:
-    """A mismatch of the value's own shape, or of its `type` field, rules an alternative out."""
+    """A mismatch of the value's own shape, or of its `type` field, rules an alternative out; a value of the
+    type an alternative names outside the choices of its enum was meant for it (a misspelt name)."""
+    if err.validator == "enum" and not err.relative_path and isinstance(err.schema, dict) and "type" in err.schema:
+        return False
     return not err.relative_path or tuple(err.relative_path) == ("type",)
 
 
@@ -137,6 +146,12 @@ def _explain_alternatives(err: ValidationError, doc: LoadedYaml) -> list[SpecErr
         i: subs for i, subs in by_alt.items()
         if not any(s.validator in ("type", "const", "enum") and _is_discriminator(s) for s in subs)
     }
+    # of mappings that fit several forms, one that has every field its form requires is the one meant
+    # (`{file_search: {...}}` is not a function tool lacking its `name`)
+    complete = {i: subs for i, subs in meant.items()
+                if not any(s.validator == "required" and not s.relative_path for s in subs)}
+    if complete and len(complete) < len(meant):
+        meant = complete
     if len(meant) == 1:
         (subs,) = meant.values()
         return [e for sub in subs for e in explain(sub, doc)]
