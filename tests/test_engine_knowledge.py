@@ -136,7 +136,7 @@ def test_files_are_indexed_for_the_assistant_and_the_searches_are_in_the_transcr
     (search,) = transcript.turns[0].searches
     assert search.results[0]["file_name"] == "warranty.md" and "two-year warranty" in search.results[0]["text"]
     assert search.results[0]["file_id"] == transcript.files[1]["file_id"] and search.results[0]["score"] > 0
-    assert search.queries == []  # the backend does not say yet
+    assert search.queries == ["How long is the warranty?"]  # the forced search asks with the user message
     assert app.count("POST /v1/files") == 2 and app.count("GET /v1/threads/{id}/runs/{id}/steps") == 1
 
 
