@@ -50,6 +50,7 @@ from runner.server.tools.file_search.chunking import Chunk  # noqa: E402
 DATA = ROOT / "tests" / "data" / "retrieval"
 SECTION = "## Retrieval"
 Embed = Callable[[list[str]], list[list[float]]]
+MODEL = "bench"  # one embedder per index: the name its vectors are stored under
 
 
 def hash_embedder(dim: int = 256) -> Embed:
@@ -107,17 +108,24 @@ def new_index(path: str = ":memory:", tokenizer: str = "porter") -> SearchIndex:
     return SearchIndex(db, threading.RLock(), tokenizer=tokenizer)
 
 
+def add(index: SearchIndex, store: str, file: str, chunks: list[Chunk], embed: Embed | None) -> None:
+    """Index a file's chunks, with their vectors when there is an embedder."""
+    vectors = embed([chunk.text for chunk in chunks]) if embed is not None and chunks else None
+    index.add_file(store, file, chunks, vectors=vectors, model=MODEL if vectors is not None else None)
+
+
 def recall(tokenizer: str, max_tokens: int, overlap: int, embed: Embed | None) -> tuple[float, float, list[str]]:
     """(recall@1, recall@5, the questions missed at 5) on the labelled set."""
     index = new_index(tokenizer=tokenizer)
     for path in sorted((DATA / "docs").iterdir()):
         text = extract_text(path.read_bytes(), path.name)
-        index.add_file("vs_bench", path.stem, chunk_text(text, max_tokens, overlap), embed=embed)
+        add(index, "vs_bench", path.stem, chunk_text(text, max_tokens, overlap), embed)
     questions = json.loads((DATA / "questions.json").read_text(encoding="utf-8"))
     at1 = at5 = 0
     missed = []
     for item in questions:
-        files = [hit.file_id for hit in index.search(["vs_bench"], item["question"], max_num_results=5, embed=embed)]
+        files = [hit.file_id for hit in index.search(["vs_bench"], item["question"], max_num_results=5, embed=embed,
+                                                     model=MODEL if embed else None)]
         at1 += files[:1] == [item["doc"]]
         at5 += item["doc"] in files
         if item["doc"] not in files:
@@ -209,8 +217,8 @@ def search_cost(chunks: int, hybrid_queries: int) -> dict[str, float]:
     per_file = 100
     for f in range(chunks // per_file):
         texts = [pseudo_text(rng, words, cumulative, 190) for _ in range(per_file)]
-        index.add_file("vs_cost", f"file_{f:05d}", [Chunk(t, i, 200) for i, t in enumerate(texts)],
-                       embed=embed if hybrid_queries else None)
+        add(index, "vs_cost", f"file_{f:05d}", [Chunk(t, i, 200) for i, t in enumerate(texts)],
+            embed if hybrid_queries else None)
     built = time.perf_counter() - started
     questions = [q["question"] for q in json.loads((DATA / "questions.json").read_text(encoding="utf-8"))]
     index.search(["vs_cost"], questions[0])  # warm the page cache once
@@ -222,7 +230,7 @@ def search_cost(chunks: int, hybrid_queries: int) -> dict[str, float]:
     hybrid = []
     for question in questions[:hybrid_queries]:
         start = time.perf_counter()
-        index.search(["vs_cost"], question, max_num_results=10, embed=embed)
+        index.search(["vs_cost"], question, max_num_results=10, embed=embed, model=MODEL)
         hybrid.append((time.perf_counter() - start) * 1000)
     size = os.path.getsize(os.path.join(folder, "search.sqlite3")) / 1e6
     result = {"build_s": built, "db_mb": size, "keyword_median": statistics.median(keyword),
