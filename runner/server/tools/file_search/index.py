@@ -116,7 +116,7 @@ class SearchIndex:
         if vectors is not None:
             if not model:
                 raise ValueError("vectors need the name of the model that made them")
-            packed = [_pack(vector) for vector in _checked(vectors, len(chunks))]
+            packed = [_pack(vector) for vector in check_vectors(vectors, len(chunks))]
         stored_model = model if vectors is not None and chunks else None
         rows = [(vector_store_id, file_id, chunk.index, chunk.text, chunk.tokens, vector, stored_model)
                 for chunk, vector in zip(chunks, packed, strict=True)]
@@ -177,7 +177,7 @@ class SearchIndex:
         if not vector_store_ids or not terms:
             return []
         allowed = _Allowed(allowed_files)
-        query_vector = _unit(_checked(embed([text]), 1)[0]) if embed is not None else None
+        query_vector = _unit(check_vectors(embed([text]), 1)[0]) if embed is not None else None
         if query_vector is None or model is None:
             hits = self._keyword(vector_store_ids, terms, max_num_results, allowed, score_threshold)
             return [self._hit(row_id, score) for row_id, score in hits]
@@ -333,9 +333,9 @@ class _Allowed:
         return self._seen[key]
 
 
-def _checked(vectors: Sequence[Sequence[float]], count: int) -> Sequence[Sequence[float]]:
-    """An embedder's vectors for `count` texts, checked: one per text, all of one size, finite. ValueError
-    otherwise."""
+def check_vectors(vectors: Sequence[Sequence[float]], count: int) -> Sequence[Sequence[float]]:
+    """An embedder's vectors for `count` texts, checked: one per text, all of one size, finite (ValueError
+    otherwise); returned as they are."""
     if len(vectors) != count:
         raise ValueError(f"the embedder returned {len(vectors)} vectors for {count} texts")
     sizes = {len(vector) for vector in vectors}
