@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
@@ -373,3 +375,47 @@ def test_a_store_embedded_by_another_model_is_ranked_by_keywords(tmp_path: Path,
             "query embedded by model-b, 64 dimensions ranks them by keywords only") in caplog.text
     with sqlite3.connect(db) as check:
         assert check.execute("SELECT DISTINCT embedding_model FROM file_search_chunks").fetchall() == [("model-a",)]
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Retrieval: keyword and semantic ranking"):]
+    helped = CliRunner().invoke(cli, ["serve", "--help"]).output
+    for name in (emb.BASE_URL_ENV, emb.MODEL_ENV, emb.KEY_ENV, "--embeddings URL", "--embeddings-model NAME",
+                 "--embeddings-key-env NAME", "--pooling mean"):
+        assert name in section, name
+    for option in ("--embeddings URL|local", "--embeddings-model NAME", "--embeddings-key-env NAME"):
+        assert option in helped, option
+
+
+def test_local_selects_the_packaged_model_and_the_backend_embeds_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plumbing of `local`, with a stand-in for the package (the real one brings PyTorch: see the test of the
+    local model above, which runs where the `similar` extra is installed)."""
+    import importlib.machinery
+    import types
+
+    class Model:
+        def encode(self, texts: list[str]) -> list[tuple[float, ...]]:
+            return [tuple(fake_embedding(text)) for text in texts]  # the package's model gives numpy rows
+
+    package = types.ModuleType(emb.LOCAL_PACKAGE)
+    package.__spec__ = importlib.machinery.ModuleSpec(emb.LOCAL_PACKAGE, None)
+    package.load_model = Model  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, emb.LOCAL_PACKAGE, package)
+    monkeypatch.setattr(emb, "_minilm", None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    settings = embedding_settings({emb.BASE_URL_ENV: "local"})
+    assert settings is not None and settings.local and settings.model == emb.LOCAL_MODEL and settings.secrets() == {}
+
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> Any:
+        assert isinstance(backend.embedder, emb.LocalEmbedder)
+        store_id, ids = await make_store(client, backend)
+        return ids, await client.vector_stores.search(store_id, query="automobile")
+
+    ids, found = with_backend(test, settings)
+    assert found.data[0].file_id == ids["car.txt"] and found.data[0].score == pytest.approx(0.5)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the weights are in the package: no hub is asked
