@@ -331,10 +331,9 @@ def main() -> None:
     timed: list[tuple[str, Timed]] = []
     if args.live_local:
         import local_model_server
-        from test_live_local import EMBEDDING_ARGS
 
         try:
-            server = local_model_server.start(Path(scratch()), *EMBEDDING_ARGS)
+            server = local_model_server.start(Path(scratch()), *local_model_server.EMBEDDING_ARGS)
         except RuntimeError as exc:
             print(f"--live-local: no row: {exc}")
         else:

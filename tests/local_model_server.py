@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[2] / "shared" / "live" / "start-model-server"
+# llama-server answers /v1/embeddings only with --embeddings, and refuses them with pooling `none` (SmolLM2's
+# own); an input must fit in one physical batch (512 tokens by default: less than a default 800-token chunk)
+EMBEDDING_ARGS = ("--embeddings", "--pooling", "mean", "--batch-size", "2048", "--ubatch-size", "2048")
 
 
 @dataclass

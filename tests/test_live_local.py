@@ -168,9 +168,6 @@ def test_runner_serve_answers_the_sdk_through_the_real_server(llm, tmp_path: Pat
     assert streamed_messages[-1].id == replies[3].id
 
 
-# llama-server answers /v1/embeddings only with --embeddings, and refuses them with pooling `none` (SmolLM2's
-# own); an input must fit in one physical batch (512 tokens by default: less than a default 800-token chunk)
-EMBEDDING_ARGS = ("--embeddings", "--pooling", "mean", "--batch-size", "2048", "--ubatch-size", "2048")
 EMBEDDED_DOCS = {
     "tides.md": "# Tides\n\nTides are caused by the gravitational pull of the moon and the sun on the oceans.\n",
     "bread.txt": "To bake sourdough bread you need flour, water, salt and a lively starter culture.\n",
@@ -182,7 +179,7 @@ EMBEDDED_DOCS = {
 def embedding_llm(tmp_path: Path) -> Iterator[local_model_server.LocalModelServer]:
     """A server of the test's own answering /v1/embeddings."""
     try:
-        server = local_model_server.start(tmp_path / "embedding-llm", *EMBEDDING_ARGS)
+        server = local_model_server.start(tmp_path / "embedding-llm", *local_model_server.EMBEDDING_ARGS)
     except RuntimeError as exc:
         pytest.skip(str(exc))
     try:
