@@ -2,7 +2,8 @@
 
 extract.py turns a file's bytes into text, chunking.py cuts the text into the API's overlapping token windows,
 index.py stores and searches the chunks (FTS5 bm25, optionally fused with embeddings), filters.py applies the
-API's attribute filters. Nothing here talks to the network.
+API's attribute filters, embeddings.py makes the embeddings: an OpenAI-compatible endpoint (the only module here
+that talks to the network, and only when configured) or a local model.
 """
 
 from runner.server.tools.file_search.chunking import Chunk, check_chunking, chunk_text, parse_chunking_strategy
