@@ -4,6 +4,8 @@ A script, not a test:
     python bench/retrieval_recall.py                 # recall and cost (about two minutes on 2 cores)
     python bench/retrieval_recall.py --quick         # recall, and cost at 1,000 chunks only
     python bench/retrieval_recall.py --write         # and put the figures in BENCHMARKS.md's "Retrieval" section
+    python bench/retrieval_recall.py --quick --live-local              # and a row by llama-server's embeddings
+    python bench/retrieval_recall.py --endpoint URL --endpoint-model M   # and a row by any /v1/embeddings
 
 Recall: tests/data/retrieval/docs/ (42 short documents on distinct topics, .md/.txt/.html) indexed as one vector
 store, then each of tests/data/retrieval/questions.json's 100 questions (each labelled with the one document that
@@ -11,7 +13,10 @@ answers it) searched. recall@k = the share of questions whose document is the fi
 (what max_num_results=k hands the model). For each FTS5 tokenizer, at the API's default chunking (800/400: one
 chunk a document) and at 100/50 (several chunks a document); keyword-only, and hybrid with a deterministic fake
 embedder (hashed words and character 4-grams: lexical, not semantic: it exercises fusion, it is no model), and
-with all-MiniLM-L6-v2 when the `similar` extra is installed.
+with all-MiniLM-L6-v2 when the `similar` extra is installed. With `--live-local` (the team's llama-server kit
+beside the repository, SmolLM2-135M) or `--endpoint`, also hybrid by that endpoint's embeddings, through the
+backend's own EndpointEmbedder (the SDK's embeddings.create): printed, with the time embedding took, and
+written only with --write (CI never needs a model).
 
 Cost: ms per MB of file ingested (extract + chunk + index, each shown) for synthetic text, HTML, .docx and PDF
 files of pseudo-English; ms per keyword search (median and p95 over the 100 questions) on a file database (WAL,
@@ -50,6 +55,7 @@ from runner.server.tools.file_search.chunking import Chunk  # noqa: E402
 DATA = ROOT / "tests" / "data" / "retrieval"
 SECTION = "## Retrieval"
 Embed = Callable[[list[str]], list[list[float]]]
+MODEL = "bench"  # one embedder per index: the name its vectors are stored under
 
 
 def hash_embedder(dim: int = 256) -> Embed:
@@ -77,6 +83,46 @@ def random_embedder(dim: int) -> Embed:
     rng = random.Random(dim)
     pool = [[rng.gauss(0.0, 1.0) for _ in range(dim)] for _ in range(1000)]
     return lambda texts: [pool[zlib.crc32(t.encode("utf-8")) % len(pool)] for t in texts]
+
+
+def cached(embed: Embed) -> Embed:
+    """`embed` asked once per distinct text (the tokenizers share chunkings: a live model embeds each once)."""
+    seen: dict[str, list[float]] = {}
+
+    def embed_new(texts: list[str]) -> list[list[float]]:
+        new = [t for t in dict.fromkeys(texts) if t not in seen]
+        if new:
+            seen.update(zip(new, embed(new), strict=True))
+        return [seen[t] for t in texts]
+
+    return embed_new
+
+
+class Timed:
+    """An embedder that adds up the seconds it takes."""
+
+    def __init__(self, embed: Embed) -> None:
+        self.embed, self.seconds, self.texts = embed, 0.0, 0
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        start = time.perf_counter()
+        try:
+            return self.embed(texts)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.texts += len(texts)
+
+
+def endpoint_embedder(url: str, model: str) -> tuple[Embed, Callable[[], None]]:
+    """An OpenAI-compatible /v1/embeddings endpoint through the backend's EndpointEmbedder, and its close."""
+    from runner.redact import Redactor
+    from runner.server.providers.upstream import UpstreamConfig
+    from runner.server.tools.file_search.embeddings import EmbeddingSettings, EndpointEmbedder
+
+    key = os.environ.get("RUNNER_EMBEDDINGS_API_KEY")
+    embedder = EndpointEmbedder(EmbeddingSettings(model=model, endpoint=UpstreamConfig(base_url=url, api_key=key,
+                                                                                       timeout=600)), Redactor())
+    return embedder.embed_blocking, embedder.close
 
 
 def minilm_embedder() -> Embed | None:
@@ -107,17 +153,24 @@ def new_index(path: str = ":memory:", tokenizer: str = "porter") -> SearchIndex:
     return SearchIndex(db, threading.RLock(), tokenizer=tokenizer)
 
 
+def add(index: SearchIndex, store: str, file: str, chunks: list[Chunk], embed: Embed | None) -> None:
+    """Index a file's chunks, with their vectors when there is an embedder."""
+    vectors = embed([chunk.text for chunk in chunks]) if embed is not None and chunks else None
+    index.add_file(store, file, chunks, vectors=vectors, model=MODEL if vectors is not None else None)
+
+
 def recall(tokenizer: str, max_tokens: int, overlap: int, embed: Embed | None) -> tuple[float, float, list[str]]:
     """(recall@1, recall@5, the questions missed at 5) on the labelled set."""
     index = new_index(tokenizer=tokenizer)
     for path in sorted((DATA / "docs").iterdir()):
         text = extract_text(path.read_bytes(), path.name)
-        index.add_file("vs_bench", path.stem, chunk_text(text, max_tokens, overlap), embed=embed)
+        add(index, "vs_bench", path.stem, chunk_text(text, max_tokens, overlap), embed)
     questions = json.loads((DATA / "questions.json").read_text(encoding="utf-8"))
     at1 = at5 = 0
     missed = []
     for item in questions:
-        files = [hit.file_id for hit in index.search(["vs_bench"], item["question"], max_num_results=5, embed=embed)]
+        files = [hit.file_id for hit in index.search(["vs_bench"], item["question"], max_num_results=5, embed=embed,
+                                                     model=MODEL if embed else None)]
         at1 += files[:1] == [item["doc"]]
         at5 += item["doc"] in files
         if item["doc"] not in files:
@@ -209,8 +262,8 @@ def search_cost(chunks: int, hybrid_queries: int) -> dict[str, float]:
     per_file = 100
     for f in range(chunks // per_file):
         texts = [pseudo_text(rng, words, cumulative, 190) for _ in range(per_file)]
-        index.add_file("vs_cost", f"file_{f:05d}", [Chunk(t, i, 200) for i, t in enumerate(texts)],
-                       embed=embed if hybrid_queries else None)
+        add(index, "vs_cost", f"file_{f:05d}", [Chunk(t, i, 200) for i, t in enumerate(texts)],
+            embed if hybrid_queries else None)
     built = time.perf_counter() - started
     questions = [q["question"] for q in json.loads((DATA / "questions.json").read_text(encoding="utf-8"))]
     index.search(["vs_cost"], questions[0])  # warm the page cache once
@@ -222,7 +275,7 @@ def search_cost(chunks: int, hybrid_queries: int) -> dict[str, float]:
     hybrid = []
     for question in questions[:hybrid_queries]:
         start = time.perf_counter()
-        index.search(["vs_cost"], question, max_num_results=10, embed=embed)
+        index.search(["vs_cost"], question, max_num_results=10, embed=embed, model=MODEL)
         hybrid.append((time.perf_counter() - start) * 1000)
     size = os.path.getsize(os.path.join(folder, "search.sqlite3")) / 1e6
     result = {"build_s": built, "db_mb": size, "keyword_median": statistics.median(keyword),
@@ -264,12 +317,35 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="put the figures in BENCHMARKS.md")
     parser.add_argument("--missed", action="store_true", help="list the questions missed at 5")
     parser.add_argument("--ingest-mb", type=float, default=2.0, help="MB of text per format for the ingest cost")
+    parser.add_argument("--live-local", action="store_true",
+                        help="also rank by the embeddings of the team's llama-server kit (SmolLM2-135M), if present")
+    parser.add_argument("--endpoint", metavar="URL", help="also rank by this OpenAI-compatible /v1/embeddings")
+    parser.add_argument("--endpoint-model", metavar="NAME", default="default", help="the model --endpoint uses")
     args = parser.parse_args()
 
     embedders: list[tuple[str, Embed | None]] = [("keyword", None), ("hybrid, fake embedder", hash_embedder())]
     minilm = minilm_embedder()
     if minilm is not None:
         embedders.append(("hybrid, all-MiniLM-L6-v2", minilm))
+    closing: list[Callable[[], None]] = []
+    timed: list[tuple[str, Timed]] = []
+    if args.live_local:
+        import local_model_server
+
+        try:
+            server = local_model_server.start(Path(scratch()), *local_model_server.EMBEDDING_ARGS)
+        except RuntimeError as exc:
+            print(f"--live-local: no row: {exc}")
+        else:
+            closing.append(server.stop)
+            embed, close = endpoint_embedder(server.url, "smollm2")
+            closing.append(close)
+            timed.append(("hybrid, SmolLM2-135M (llama-server /v1/embeddings)", Timed(cached(embed))))
+    if args.endpoint:
+        embed, close = endpoint_embedder(args.endpoint, args.endpoint_model)
+        closing.append(close)
+        timed.append((f"hybrid, {args.endpoint_model} ({args.endpoint})", Timed(cached(embed))))
+    embedders.extend(timed)
     recall_rows = [["tokenizer", "chunking", "ranking", "recall@1", "recall@5"]]
     for tokenizer in ("porter", "unicode61"):
         for max_tokens, overlap in ((800, 400), (100, 50)):
@@ -279,6 +355,10 @@ def main() -> None:
                 if args.missed and missed:
                     print(f"missed at 5 ({tokenizer}, {max_tokens}/{overlap}, {name}):\n  " + "\n  ".join(missed))
     print("\n".join(render(recall_rows)))
+    for name, clock in timed:
+        print(f"{name}: {clock.texts} texts embedded in {clock.seconds:.1f} s")
+    for close in reversed(closing):
+        close()
 
     ingest_rows = [["format", "file MB", "text MB", "extract ms/MB", "chunk ms/MB", "index ms/MB", "total ms/MB",
                     "total ms/MB of text"]]
@@ -306,7 +386,11 @@ def main() -> None:
             "runner/server/tools/file_search; the script's docstring says what each figure measures) on "
             f"{machine}, {time.strftime('%Y-%m-%d')}. Recall on tests/data/retrieval (42 documents, 100 labelled "
             f"questions, questions.json {digest}); the fake embedder is lexical (hashed words and 4-grams), "
-            "so its rows test fusion, not meaning.\n\n" + "\n".join(render(recall_rows))
+            "so its rows test fusion, not meaning." + "".join(
+                f" The \"{name}\" rows rank by that endpoint's embeddings, through the backend's EndpointEmbedder "
+                f"({clock.texts} texts embedded in {clock.seconds:.0f} s; `--live-local`, not run in CI)."
+                for name, clock in timed)
+            + "\n\n" + "\n".join(render(recall_rows))
             + "\n\nIngest cost per MB of file, and in all per MB of the text it holds (synthetic pseudo-English; "
             "chunking 800/400; a file database):\n\n"
             + "\n".join(render(ingest_rows))

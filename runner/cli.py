@@ -460,11 +460,19 @@ def diff(old: str, new: str) -> None:
 @click.option("--api-key-env", metavar="NAME", help="Require the key held by this environment variable (Bearer auth).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
+@click.option("--embeddings", metavar="URL|local",
+              help="Rank file_search by meaning too: an OpenAI-compatible API's /v1 URL, or `local` for "
+                   "all-MiniLM-L6-v2 (default: RUNNER_EMBEDDINGS_BASE_URL; none: keyword search).")
+@click.option("--embeddings-model", metavar="NAME",
+              help="The embedding model the endpoint should use (default: RUNNER_EMBEDDINGS_MODEL).")
+@click.option("--embeddings-key-env", metavar="NAME",
+              help="The variable holding the embedding endpoint's key (default: RUNNER_EMBEDDINGS_API_KEY).")
 @click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Load provider settings and keys from this dotenv file (default: .env here, when present).")
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
-          log_level: str, env_file: str | None, no_env_file: bool) -> None:
+          log_level: str, embeddings: str | None, embeddings_model: str | None, embeddings_key_env: str | None,
+          env_file: str | None, no_env_file: bool) -> None:
     """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
     loaded_secrets = _load_env(env_file, no_env_file)
     from runner.server.providers import LiveSettings, model_problem
@@ -481,7 +489,8 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
             _print_errors([str(e) for e in exc.errors], "in the rules file; the server was not started")
             sys.exit(EXIT_USAGE)
     options = ServeOptions(host=host, port=port, db=db, provider=provider, rules=rules, api_key_env=api_key_env,
-                           log_level=log_level, secret_env=loaded_secrets)
+                           log_level=log_level, embeddings=embeddings, embeddings_model=embeddings_model,
+                           embeddings_key_env=embeddings_key_env, secret_env=loaded_secrets)
     try:
         if provider:  # a forced provider must be able to answer, or every request would fail
             problem = model_problem(provider, force=provider, has_rules=rules is not None,

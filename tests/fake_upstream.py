@@ -1,7 +1,8 @@
-"""A fake model upstream on loopback: the Responses and Chat Completions endpoints, in their real shapes.
+"""A fake model upstream on loopback: the Responses, Chat Completions and Embeddings endpoints, in their real shapes.
 
 Tests queue what it answers (bodies built here and checked against the SDK's own types), read back every
-request it received, and stop it. It runs uvicorn in a thread, so the code under test reaches it over
+request it received, and stop it. `/embeddings` answers by itself when nothing is queued: deterministic vectors
+(a hashed bag of words, synonyms folded: see `fake_embedding`). It runs uvicorn in a thread, so the code under test reaches it over
 real HTTP exactly as it would reach api.openai.com or an Ollama server.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +76,42 @@ def chat_body(*, text: str | None = None, calls: list[tuple[str, dict[str, Any]]
     return body
 
 
+EMBEDDING_DIMENSIONS = 64
+# words the fake embedder takes for one another, so a search by meaning finds what keywords miss
+SYNONYMS = {"automobile": "car", "vehicle": "car", "sedan": "car", "cars": "car", "motorcar": "car",
+            "feline": "cat", "kitten": "cat", "cats": "cat", "puppy": "dog", "hound": "dog", "dogs": "dog"}
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic stand-in for a model's embedding: each word (lower case, synonyms folded) adds 1 to the
+    dimension its CRC-32 picks."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(SYNONYMS.get(word, word).encode("utf-8")) % dimensions] += 1.0
+    return vector
+
+
+def embeddings_body(inputs: list[str], *, model: str = "embed-test",
+                    dimensions: int = EMBEDDING_DIMENSIONS) -> dict[str, Any]:
+    """A `create embedding` response: one fake embedding per input, in order."""
+    from openai.types import CreateEmbeddingResponse
+
+    tokens = sum(len(text.split()) for text in inputs)
+    body = {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": fake_embedding(text, dimensions)}
+                     for i, text in enumerate(inputs)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    CreateEmbeddingResponse.model_validate(body)
+    return body
+
+
+def embed_answer(body: dict[str, Any]) -> Answer:
+    """What the fake answers an embeddings request with when nothing is queued."""
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    return 200, embeddings_body(texts, model=str(body.get("model") or "embed-test")), {}
+
+
 def error_body(message: str, type_: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
     """The API's error envelope."""
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
@@ -97,7 +136,8 @@ class FakeUpstream:
     delay: float = 0.0
 
     def queue(self, path: str, *answers: Answer | Callable[[dict[str, Any]], Answer]) -> None:
-        """Answers for the next requests to `path` (`/responses` or `/chat/completions`), in order."""
+        """Answers for the next requests to `path` (`/responses`, `/chat/completions` or `/embeddings`), in
+        order."""
         self.answers.setdefault(path, []).extend(answers)
 
     def bodies(self, path: str) -> list[dict[str, Any]]:
@@ -111,6 +151,8 @@ class FakeUpstream:
         if self.delay:
             await asyncio.sleep(self.delay)
         pending = self.answers.get(path)
+        if not pending and path == "/embeddings":
+            pending = [embed_answer]
         if not pending:
             return JSONResponse(error_body(f"the fake upstream has no answer queued for {path}"), status_code=500)
         answer = pending.pop(0)
@@ -123,7 +165,8 @@ def fake_upstream(port: int = 0) -> Iterator[FakeUpstream]:
     """Start a fake upstream on 127.0.0.1 (a free port unless given), yield it, stop it."""
     fake = FakeUpstream()
     app = Starlette(routes=[Route("/v1/responses", fake._handle, methods=["POST"]),
-                            Route("/v1/chat/completions", fake._handle, methods=["POST"])])
+                            Route("/v1/chat/completions", fake._handle, methods=["POST"]),
+                            Route("/v1/embeddings", fake._handle, methods=["POST"])])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

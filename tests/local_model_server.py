@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[2] / "shared" / "live" / "start-model-server"
+# llama-server answers /v1/embeddings only with --embeddings, and refuses them with pooling `none` (SmolLM2's
+# own); an input must fit in one physical batch (512 tokens by default: less than a default 800-token chunk)
+EMBEDDING_ARGS = ("--embeddings", "--pooling", "mean", "--batch-size", "2048", "--ubatch-size", "2048")
 
 
 @dataclass
@@ -55,15 +58,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start(workdir: Path, **env: str) -> LocalModelServer:
-    """Start a server with the kit (its PID and log kept in `workdir`); raise RuntimeError saying why not."""
+def start(workdir: Path, *args: str, **env: str) -> LocalModelServer:
+    """Start a server with the kit (its PID and log kept in `workdir`; `args` go to llama-server); raise
+    RuntimeError saying why not."""
     if not KIT.is_file():
         raise RuntimeError(f"the local model server kit is not beside the repository ({KIT})")
     workdir.mkdir(parents=True, exist_ok=True)
     pidfile, log = workdir / "llama-server.pid", workdir / "llama-server.log"
     # llama-server reads LLAMA_ARG_* (LLAMA_ARG_TOOLS would switch on its shell tools): keep them out
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
-    proc = subprocess.run([str(KIT)], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run([str(KIT), *args], capture_output=True, text=True, timeout=300,
                           env={**environ, "PIDFILE": str(pidfile), "LOGFILE": str(log), **env})
     if proc.returncode != 0:
         raise RuntimeError(f"the local model server did not start: {proc.stderr.strip()[-500:]}")

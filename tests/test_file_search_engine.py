@@ -230,49 +230,79 @@ def hybrid_index() -> SearchIndex:
     texts = {"f_car": "A sedan with four doors and a diesel engine.", "f_fruit": "An apple a day, and a pear too.",
              "f_music": "She wrote a melody for the guitar.", "f_other": "Taxes are due in April."}
     for file_id, text in texts.items():
-        built.add_file("vs", file_id, chunk_text(text), embed=concept_embed)
+        chunks = chunk_text(text)
+        built.add_file("vs", file_id, chunks, vectors=concept_embed([c.text for c in chunks]), model="concept")
     return built
 
 
 def test_hybrid_finds_by_meaning_what_keywords_miss() -> None:
     built = hybrid_index()
     assert built.search(["vs"], "automobile") == []  # no chunk holds the word
-    hits = built.search(["vs"], "automobile", embed=concept_embed)
+    hits = built.search(["vs"], "automobile", embed=concept_embed, model="concept")
     assert files(hits)[:1] == ["f_car"]
     assert hits[0].score == pytest.approx(0.5)  # first of the one ranking that found anything
-    both = built.search(["vs"], "apple fruit", embed=concept_embed)
+    both = built.search(["vs"], "apple fruit", embed=concept_embed, model="concept")
     assert files(both)[0] == "f_fruit" and both[0].score == pytest.approx(1.0)  # first by both measures
     assert all(0.0 < hit.score <= 1.0 for hit in both)
-    assert built.search(["vs"], "apple fruit", embed=concept_embed, score_threshold=0.99) == both[:1]
+    assert built.search(["vs"], "apple fruit", embed=concept_embed, model="concept", score_threshold=0.99) == both[:1]
 
 
 def test_hybrid_respects_allowed_files_and_max_results() -> None:
     built = hybrid_index()
-    hits = built.search(["vs"], "song about a car", embed=concept_embed, max_num_results=1,
+    hits = built.search(["vs"], "song about a car", embed=concept_embed, model="concept", max_num_results=1,
                         allowed_files=lambda _, file_id: file_id != "f_music")
     assert files(hits) == ["f_car"]
 
 
 def test_hybrid_over_chunks_stored_without_embeddings_keeps_keyword_scores(index: SearchIndex) -> None:
     keyword = index.search(["vs_a"], "cat")
-    assert index.search(["vs_a"], "cat", embed=concept_embed) == keyword
+    assert index.search(["vs_a"], "cat", embed=concept_embed, model="concept") == keyword
 
 
 def test_vectors_of_another_size_are_not_compared() -> None:
     built = hybrid_index()
     wide = lambda texts: [[*v, 0.0, 0.0] for v in concept_embed(texts)]  # noqa: E731
-    assert built.search(["vs"], "automobile", embed=wide) == []
+    assert built.search(["vs"], "automobile", embed=wide, model="concept") == []
 
 
-def test_embeddings_are_float32_unit_vectors_and_computed_outside_the_lock() -> None:
-    lock = threading.RLock()
-    built = SearchIndex(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None), lock)
+def test_vectors_of_another_model_are_not_compared_and_the_store_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    built = hybrid_index()
+    chunks = chunk_text("A vehicle for the family.")
+    built.add_file("vs", "f_new", chunks, vectors=concept_embed([c.text for c in chunks]), model="concept-2")
+    with caplog.at_level("WARNING", logger="runner.server"):
+        hits = built.search(["vs"], "automobile", embed=concept_embed, model="concept-2")
+        again = built.search(["vs"], "automobile", embed=concept_embed, model="concept-2")
+    # of the same size, the old model's vectors would be compared as if they were of one space: they are not
+    assert files(hits) == files(again) == ["f_new"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["vector store vs: 4 chunk(s) were embedded by another model (concept, 4 dimensions), so a "
+                        "query embedded by concept-2, 4 dimensions ranks them by keywords only; add their files "
+                        "to the store again to embed them with this model"]  # once, not at every search
+    assert built._db.execute("SELECT DISTINCT embedding_model FROM file_search_chunks ORDER BY 1").fetchall() == [
+        ("concept",), ("concept-2",)]
 
-    def embed(texts: list[str]) -> list[list[float]]:
-        assert not lock._is_owned()  # type: ignore[attr-defined]  # a slow model must not block the backend
-        return [[3.0, 4.0] for _ in texts]
 
-    stored = built.add_file("vs", "f", [Chunk(f"chunk {i}", i, 2) for i in range(130)], embed=embed)
+def test_chunks_without_embeddings_are_ranked_by_keywords_and_said_so(index: SearchIndex,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="runner.server"):
+        index.search(["vs_a"], "cat", embed=concept_embed, model="concept")
+    assert "vector store vs_a: 5 chunk(s) have no embeddings" in caplog.text
+
+
+def test_an_index_made_before_models_were_recorded_gains_the_column() -> None:
+    db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    db.execute("CREATE TABLE file_search_chunks (id INTEGER PRIMARY KEY, vector_store_id TEXT NOT NULL, "
+               "file_id TEXT NOT NULL, chunk_index INTEGER NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL, "
+               "embedding BLOB, UNIQUE (vector_store_id, file_id, chunk_index))")
+    built = SearchIndex(db, threading.RLock())
+    built.add_file("vs", "f", [Chunk("a car", 0, 2)], vectors=[[1.0, 0.0]], model="m")
+    assert db.execute("SELECT embedding_model FROM file_search_chunks").fetchall() == [("m",)]
+
+
+def test_embeddings_are_float32_unit_vectors() -> None:
+    built = new_index()
+    stored = built.add_file("vs", "f", [Chunk(f"chunk {i}", i, 2) for i in range(130)],
+                            vectors=[[3.0, 4.0]] * 130, model="m")
     assert stored == sum(len(f"chunk {i}") + 8 for i in range(130))
     blob = built._db.execute("SELECT embedding FROM file_search_chunks LIMIT 1").fetchone()[0]
     assert blob == bytes.fromhex("9a99193fcdcc4c3f")  # 0.6, 0.8 as little-endian float32
@@ -286,10 +316,22 @@ def test_embeddings_are_float32_unit_vectors_and_computed_outside_the_lock() -> 
 ])
 def test_a_broken_embedder_is_a_value_error(embed: Any, message: str) -> None:
     built = new_index()
+    chunks = chunk_text("one. " * 200, 100, 0) if "different" in message else chunk_text("one")
     with pytest.raises(ValueError, match=message):
-        built.add_file("vs", "f", chunk_text("one. " * 200, 100, 0) if "different" in message
-                       else chunk_text("one"), embed=embed)
+        built.add_file("vs", "f", chunks, vectors=embed([c.text for c in chunks]), model="m")
     assert built.file_chunks("vs", "f") == []
+    if "different" not in message:  # a query is one text: its one vector has one size
+        built.add_file("vs", "f", chunk_text("one"))
+        with pytest.raises(ValueError, match=message):
+            built.search(["vs"], "one", embed=embed, model="m")
+
+
+def test_vectors_and_embed_need_their_models_name() -> None:
+    built = new_index()
+    with pytest.raises(ValueError, match="name of the model"):
+        built.add_file("vs", "f", [Chunk("a", 0, 1)], vectors=[[1.0]])
+    with pytest.raises(ValueError, match="name of its model"):
+        built.search(["vs"], "a", embed=concept_embed)
 
 
 def test_fuse_is_reciprocal_rank_fusion_rescaled() -> None:

@@ -166,3 +166,50 @@ def test_runner_serve_answers_the_sdk_through_the_real_server(llm, tmp_path: Pat
         assert message.role == "assistant" and message.content[0].type == "text"
         assert message.content[0].text.value.strip()
     assert streamed_messages[-1].id == replies[3].id
+
+
+EMBEDDED_DOCS = {
+    "tides.md": "# Tides\n\nTides are caused by the gravitational pull of the moon and the sun on the oceans.\n",
+    "bread.txt": "To bake sourdough bread you need flour, water, salt and a lively starter culture.\n",
+    "volcano.txt": "Magma rises through the crust of the earth and erupts as lava and ash.\n",
+}
+
+
+@pytest.fixture
+def embedding_llm(tmp_path: Path) -> Iterator[local_model_server.LocalModelServer]:
+    """A server of the test's own answering /v1/embeddings."""
+    try:
+        server = local_model_server.start(tmp_path / "embedding-llm", *local_model_server.EMBEDDING_ARGS)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_runner_serve_ranks_file_search_by_the_servers_embeddings(embedding_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from openai import OpenAI
+
+    args = ("--embeddings", embedding_llm.url, "--embeddings-model", "smollm2")
+    with serving(tmp_path, *args, env=clean_env()) as server:
+        client = OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=300)
+        ids = {client.files.create(file=(name, text.encode(), "text/plain"), purpose="assistants").id: name
+               for name, text in EMBEDDED_DOCS.items()}
+        store = client.vector_stores.create(name="live")
+        batch = client.vector_stores.file_batches.create_and_poll(store.id, file_ids=list(ids), poll_interval_ms=100)
+        usage = client.vector_stores.retrieve(store.id).usage_bytes
+        text_bytes = sum(len((part.text or "").encode()) for file_id in ids
+                         for part in client.vector_stores.files.content(file_id, vector_store_id=store.id).data)
+        by_meaning = client.vector_stores.search(store.id, query="satellite orbit")  # in no file: meaning only
+        hybrid = client.vector_stores.search(store.id, query="What causes the tides of the oceans?")
+        log = server.stop()
+    assert batch.file_counts.completed == len(EMBEDDED_DOCS), log
+    vector_bytes = usage - text_bytes  # one float32 vector per chunk (one chunk a file), of the model's size
+    assert vector_bytes > 0 and vector_bytes % (4 * len(EMBEDDED_DOCS)) == 0
+    # found by meaning alone: first of the semantic ranking, unseen by the keyword one, scores exactly 0.5
+    assert by_meaning.data and {hit.file_id for hit in by_meaning.data} <= set(ids)
+    assert by_meaning.data[0].score == pytest.approx(0.5)
+    assert hybrid.data and all(0.0 <= hit.score <= 1.0 for hit in hybrid.data)
+    assert ids[hybrid.data[0].file_id] == "tides.md"  # first by its keywords, whatever the tiny model thinks
+    assert "file_search embeddings smollm2 at " in log

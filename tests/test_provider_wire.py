@@ -101,6 +101,9 @@ def test_chat_tool_call_messages_have_no_content_key(write_spec) -> None:  # typ
      "refused the request (500, not retried): Invalid 'messages'"),
     (500, {"error": {"message": 'can only concatenate str (not "NoneType") to str', "type": "internal_server_error",
                      "param": None, "code": None}}, 1, "invalid_prompt", "can only concatenate"),  # llama-cpp-python
+    (500, {"error": {"code": 500, "message": "input (701 tokens) is too large to process. increase the physical "
+                     "batch size (current batch size: 512)", "type": "server_error"}}, 1, "invalid_prompt",
+     "too large to process"),  # llama.cpp: the same input is as large the next time
     (501, {"error": {"code": 501, "message": "This server does not support embeddings.",
                      "type": "not_supported_error"}}, 1, "invalid_prompt", "refused the request (501, not retried)"),
     (500, error_body("The server had an error while processing your request.", "server_error"), 3, "server_error",

@@ -150,3 +150,45 @@ def test_the_file_search_quickstart_runs_unchanged_and_gets_its_citation(tmp_pat
     assert "vector_store_ids=['vs_" in resources  # the attachment made the thread's own store
     assert answer == "There were 15,115,823,000 shares outstanding [0]."
     assert citation == "[0] aapl-10k.pdf"
+
+
+def test_embeddings_options_rank_file_search_by_meaning_and_keep_the_key_out_of_the_log(tmp_path: Path) -> None:
+    from fake_upstream import error_body, fake_upstream
+    from openai import OpenAI
+
+    with fake_upstream() as fake:
+        env = clean_env(EMBED_KEY=SECRET)
+        with serving(tmp_path, "--embeddings", fake.url, "--embeddings-model", "embed-test", "--embeddings-key-env",
+                     "EMBED_KEY", env=env) as server:
+            client = OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=30)
+            car = client.files.create(file=("car.txt", b"A sedan with a diesel engine.", "text/plain"),
+                                      purpose="assistants")
+            tea = client.files.create(file=("tea.txt", b"Green tea is steamed after picking.", "text/plain"),
+                                      purpose="assistants")
+            store = client.vector_stores.create(file_ids=[car.id, tea.id])
+            batch = client.vector_stores.file_batches.create_and_poll(store.id, file_ids=[car.id, tea.id],
+                                                                      poll_interval_ms=20)
+            found = client.vector_stores.search(store.id, query="automobile")  # in no file: by meaning
+            fake.queue("/embeddings", (401, error_body(f"Incorrect API key provided: {SECRET}"), {}))
+            status, failed = _request(f"{server.url}/vector_stores/{store.id}/search", "POST", {"query": "tea"})
+            log = server.stop()
+        sent = fake.received
+    assert batch.file_counts.completed == 2
+    assert found.data[0].file_id == car.id and 0.0 < found.data[0].score <= 1.0
+    assert all(r.headers["authorization"] == f"Bearer {SECRET}" for r in sent)
+    assert status == 502 and "<EMBED_KEY>" in failed["error"]["message"] and SECRET not in json.dumps(failed)
+    assert f"file_search embeddings embed-test at {fake.url}" in log
+    assert SECRET not in log
+
+
+def test_embeddings_options_that_cannot_work_are_a_usage_error(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    result = CliRunner().invoke(cli, ["serve", "--embeddings", "http://127.0.0.1:9/v1", "--db", db],
+                                env={"RUNNER_EMBEDDINGS_MODEL": ""})
+    assert result.exit_code == 2
+    assert "--embeddings is set but RUNNER_EMBEDDINGS_MODEL is not" in result.output
+    missing = CliRunner().invoke(cli, ["serve", "--embeddings", "http://127.0.0.1:9/v1", "--embeddings-model", "m",
+                                       "--embeddings-key-env", "NOT_SET_ANYWHERE", "--db", db],
+                                 env={"NOT_SET_ANYWHERE": ""})
+    assert missing.exit_code == 2 and "NOT_SET_ANYWHERE (--embeddings-key-env) is not set" in missing.output
+    assert not (tmp_path / "x.db").exists()  # refused before the database was opened

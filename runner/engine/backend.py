@@ -67,12 +67,18 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
     problems = _code_problems(spec)
     if not target.embedded:
         return problems + _embedded_only(spec, target)
+    from runner.server.tools.file_search.embeddings import EmbeddingConfigError, embedding_settings
+
+    try:
+        embedding_settings(os.environ)
+    except EmbeddingConfigError as exc:  # every file search of the backend would fail
+        problems.append(f"{spec.file}: {exc}")
     if spec.assistant is None:
         return problems
     try:
         live = LiveSettings.from_env(os.environ, assume_openai=replaying)
     except BadKey as exc:
-        return [f"{spec.model_where}: assistant.model: {exc}"]
+        return [*problems, f"{spec.model_where}: assistant.model: {exc}"]
     models = [(spec.model_where, "assistant.model", spec.assistant.model)] + [
         (turn.run.model_where, f"conversation[{turn.index}].run.model", turn.run.model)
         for turn in spec.turns if turn.run.model is not None]
@@ -141,7 +147,7 @@ def embedded_client(backend: Backend) -> AsyncOpenAI:
 
 def secret_values(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> dict[str, str]:
     """Every credential this run could send anywhere, by the variable holding it: kept out of cassettes."""
-    names = ["OPENAI_API_KEY", "RUNNER_CHAT_API_KEY", DEFAULT_API_KEY_ENV, *extra_env]
+    names = ["OPENAI_API_KEY", "RUNNER_CHAT_API_KEY", "RUNNER_EMBEDDINGS_API_KEY", DEFAULT_API_KEY_ENV, *extra_env]
     if target.config.api_key_env:
         names.append(target.config.api_key_env)
     return {name: os.environ[name] for name in names if os.environ.get(name)}
@@ -163,13 +169,16 @@ def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool 
     if target.embedded:
         from runner.record.cassettes import routed_http_client
         from runner.server.app import Backend, BackendSettings
+        from runner.server.tools.file_search.embeddings import EmbeddingConfigError, embedding_settings
 
-        # the model providers' traffic is what cassettes hold on the embedded backend
+        # the model providers' and the embedding endpoint's traffic is what cassettes hold on the embedded backend
         try:
             live = LiveSettings.from_env(os.environ, assume_openai=replaying).with_http_client(routed_http_client)
-        except BadKey as exc:
+            embeddings = embedding_settings(os.environ)
+        except (BadKey, EmbeddingConfigError) as exc:
             raise BackendUnavailable(str(exc)) from None
-        settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live)
+        settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live,
+                                   embeddings=embeddings.with_http_client(routed_http_client) if embeddings else None)
         return embedded_client(Backend(settings))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
     try:

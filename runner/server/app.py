@@ -8,11 +8,12 @@ This module holds the backend instance and what every route goes through: idempo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -29,6 +30,9 @@ from runner.server.providers import LiveSettings, ProviderSet
 from runner.server.routes import Handler, all_routes
 from runner.server.store import Store
 
+if TYPE_CHECKING:
+    from runner.server.tools.file_search.embeddings import Embedder, EmbeddingSettings
+
 _log = logging.getLogger("runner.server")
 
 
@@ -42,30 +46,41 @@ class BackendSettings:
     poll_after_ms: int = 25
     api_key: str | None = field(default=None, repr=False)  # when set, requests need it as a Bearer token
     live: LiveSettings = field(default_factory=LiveSettings)  # live providers; default: none configured
+    embeddings: EmbeddingSettings | None = None  # file_search's embedder; default: keyword search only
 
 
 class Backend:
-    """One backend instance: its store, its providers and its run executor."""
+    """One backend instance: its store, its providers, its embedder and its run executor."""
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
         self.store = Store(self.settings.db_path)
         self.blobs = BlobStore(folder_beside(self.settings.db_path))
-        self.ingestor = Ingestor(self.store, self.blobs)
-        self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=self.settings.live)
+        embeddings = self.settings.embeddings
+        live = self.settings.live.with_secrets(embeddings.secrets()) if embeddings else self.settings.live
+        # the embedding key joins the providers' secrets: kept out of what is stored and (runner serve) logged
+        self.providers = ProviderSet(rules=self.settings.rules, force=self.settings.provider, live=live)
+        self.embedder: Embedder | None = None
+        if embeddings is not None:
+            from runner.server.tools.file_search.embeddings import open_embedder
+
+            self.embedder = open_embedder(embeddings, self.providers.redact)
+        self.ingestor = Ingestor(self.store, self.blobs, self.embedder)
         self.executor = RunExecutor(self.store, self.providers, search=self.search, ready=self.ingestor.settled_for)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
         self._closed = False
 
     async def aclose(self) -> None:
         """Shut down: cancel the runs still executing (they end `cancelled`, not stranded), close the live
-        providers' SDK clients that were created, then the store. Closing again does nothing."""
+        providers' SDK clients that were created and the embedder, then the store. Closing again does nothing."""
         if self._closed:
             return
         self._closed = True
         try:
             await self.executor.shutdown()
             await self.ingestor.shutdown()
+            if self.embedder is not None:
+                await asyncio.to_thread(self.embedder.close)  # joins the embedder's thread: not on the loop
             for provider in self.providers.providers.values():
                 client = getattr(provider, "_client", None)  # live providers create theirs on first use
                 if client is not None:
@@ -75,7 +90,8 @@ class Backend:
             self.blobs.close()
 
     def search(self, vector_store_ids: list[str], query: str, limit: int, threshold: float) -> list[dict[str, Any]]:
-        """The file_search tool's results (in its run step's shape, with their text as `content`)."""
+        """The file_search tool's results (in its run step's shape, with their text as `content`); called in a
+        worker thread (the executor's), as it may embed the query."""
         return [{"file_id": hit["file_id"], "file_name": hit["filename"], "score": hit["score"],
                  "content": [{"type": "text", "text": hit["text"]}]}
                 for hit in self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold)]

@@ -6,6 +6,12 @@ the API names a vector store file by its file's id); `key`/`public` translate. A
 the object's group column (`run_id` in the store), so a batch's files list like a run's steps.
 Extraction and chunking run in a worker thread, so the event loop keeps answering; a backend that restarts
 resumes the files it left in progress, since their bytes are on disk.
+
+With an embedder (runner/server/tools/file_search/embeddings.py), each file's chunks are embedded (awaited, so
+removing the file or stopping the backend cancels the request) and searches rank by meaning too. A file whose
+chunks cannot be embedded fails, its `last_error` naming the embedder; a search whose query cannot be embedded
+fails too (EmbeddingError), rather than quietly ranking by keywords alone: a run's results would then depend on
+an outage, and a replay that is missing its query's embedding would pass for one that matched.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.server import objects
 from runner.server.blobs import BlobStore
 from runner.server.store import Store
+
+if TYPE_CHECKING:
+    from runner.server.tools.file_search.embeddings import Embedder
 
 _log = logging.getLogger("runner.server")
 
@@ -35,9 +44,10 @@ def public(body: dict[str, Any]) -> dict[str, Any]:
 class Ingestor:
     """Indexes files into vector stores, one asyncio task per file, and keeps the counts right."""
 
-    def __init__(self, store: Store, blobs: BlobStore) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None = None) -> None:
         self.store = store
         self.blobs = blobs
+        self.embedder = embedder  # None: keyword search only
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._index: Any = None
 
@@ -78,6 +88,7 @@ class Ingestor:
 
     async def _ingest(self, stored_key: str) -> None:
         from runner.server.tools.file_search.chunking import chunk_text
+        from runner.server.tools.file_search.embeddings import EmbeddingError
         from runner.server.tools.file_search.extract import UnsupportedFile, extract_text
 
         vsf = self.store.get("vector_store_file", stored_key)
@@ -90,11 +101,20 @@ class Ingestor:
             text = await asyncio.to_thread(extract_text, data, file["filename"], private.get("mime_type"))
             chunks = await asyncio.to_thread(chunk_text, text, strategy["max_chunk_size_tokens"],
                                              strategy["chunk_overlap_tokens"])
-            usage = await asyncio.to_thread(self.index.add_file, vector_store_id, file_id, chunks)
+            vectors, model = None, None
+            if self.embedder is not None and chunks:
+                vectors, model = await self.embedder.embed([chunk.text for chunk in chunks]), self.embedder.model
+            usage = await asyncio.to_thread(self.index.add_file, vector_store_id, file_id, chunks, vectors=vectors,
+                                            model=model)
         except asyncio.CancelledError:
             raise
         except UnsupportedFile as exc:  # unsupported_file, or invalid_file for a corrupt or empty one
             self._finish(stored_key, "failed", error={"code": exc.code, "message": str(exc)})
+            return
+        except EmbeddingError as exc:  # the embedder's failure, not a bug: no traceback
+            _log.warning("indexing %s into %s failed: %s", file_id, vector_store_id, exc)
+            self._finish(stored_key, "failed", error={"code": "server_error",
+                                                      "message": f"the file could not be embedded: {exc}"})
             return
         except Exception as exc:  # a file that breaks the pipeline fails, never the backend
             _log.exception("indexing %s into %s failed", file_id, vector_store_id)
@@ -134,7 +154,8 @@ class Ingestor:
     def search(self, vector_store_ids: list[str], query: str, *, limit: int, threshold: float = 0.0,
                filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The best chunks of the stores' indexed (`completed`) files for `query`, whose attributes pass
-        `filters` (checked already): each its file's id and name, score, attributes and text."""
+        `filters` (checked already): each its file's id and name, score, attributes and text. Call it off the
+        event loop: with an embedder, it embeds the query, blocking (EmbeddingError when it cannot)."""
         from runner.server.tools.file_search.filters import matches
 
         attributes = {(vs, public(f)["id"]): f.get("attributes") or {} for vs in vector_store_ids
@@ -146,8 +167,10 @@ class Ingestor:
             found = attributes.get((vector_store_id, file_id))
             return found is not None and (filters is None or matches(filters, found))
 
+        embedder = self.embedder
         hits = self.index.search(vector_store_ids, query, max_num_results=limit, score_threshold=threshold,
-                                 allowed_files=allowed)
+                                 allowed_files=allowed, embed=embedder.embed_blocking if embedder else None,
+                                 model=embedder.model if embedder else None)
         names = {hit.file_id: self.store.get("file", hit.file_id)["filename"] for hit in hits}
         return [{"file_id": hit.file_id, "filename": names[hit.file_id], "score": round(hit.score, 6),
                  "attributes": attributes[(hit.vector_store_id, hit.file_id)], "text": hit.text} for hit in hits]

@@ -30,6 +30,9 @@ class ServeOptions:
     rules: Sequence[dict[str, Any]] | None = None
     api_key_env: str | None = None
     log_level: str = "info"
+    embeddings: str | None = None  # file_search's embedder: an OpenAI-compatible URL or `local` (overrides the env)
+    embeddings_model: str | None = None
+    embeddings_key_env: str | None = None  # the variable holding the embedding endpoint's key
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets too (what an env file loaded)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
@@ -114,9 +117,15 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
     from runner.redact import redact_logs
     from runner.server.app import Backend, BackendSettings, create_app
     from runner.server.providers import LiveSettings
+    from runner.server.tools.file_search.embeddings import EmbeddingConfigError, embedding_settings
 
     key = api_key(options)
     live = LiveSettings.from_env(options.environ)
+    try:
+        embeddings = embedding_settings(options.environ, base_url=options.embeddings, model=options.embeddings_model,
+                                        key_env=options.embeddings_key_env)
+    except EmbeddingConfigError as exc:
+        raise ServeError(str(exc)) from None
     # kept out of what the backend stores from upstream replies, and out of its log
     others = {name: options.environ[name] for name in options.secret_env if options.environ.get(name)}
     if key and options.api_key_env:
@@ -128,7 +137,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
         try:
             try:
                 backend = Backend(BackendSettings(db_path=options.db, rules=options.rules,
-                                                  provider=options.provider, api_key=key, live=live))
+                                                  provider=options.provider, api_key=key, live=live,
+                                                  embeddings=embeddings))
             except sqlite3.Error as exc:
                 raise ServeError(f"cannot open --db {options.db}: {exc}") from None
             if backend.recovered:
@@ -142,9 +152,10 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
             shown = f"[{host}]" if ":" in host else host
             auth = "Bearer key required" if key else "no key required"
             models = ", ".join(sorted(backend.providers.providers))
+            search = f"embeddings {embeddings.describe()}" if embeddings else "keyword search"
             # already listening: connections made from now on wait in the backlog until uvicorn accepts them
             announce(f"runner serve: Assistants API on http://{shown}:{port}/v1 ({auth}; providers {models}; "
-                     f"database {options.db})")
+                     f"file_search {search}; database {options.db})")
             asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
         finally:
             sock.close()

@@ -18,9 +18,10 @@ from openai import AsyncOpenAI
 # error types servers give a request they refuse (OpenAI, llama.cpp, vLLM, FastAPI-based servers)
 REFUSAL_TYPES = frozenset({"invalid_request_error", "invalid_request", "bad_request", "bad_request_error",
                            "validation_error", "not_supported_error", "not_implemented_error"})
-# what a 500's message says when the request itself is at fault (a validation or prompt-template failure)
+# what a 500's message says when the request itself is at fault (a validation or prompt-template failure, or
+# llama.cpp's embeddings: "input (701 tokens) is too large to process. increase the physical batch size")
 REFUSAL_WORDS = re.compile(
-    r"invalid|validation|not supported|unsupported|malformed|must be|is required|missing|cannot determine|"
+    r"invalid|validation|not supported|unsupported|malformed|must be|is required|missing|cannot determine|too large|"
     r"template|NoneType|can only concatenate|has no attribute|is undefined",
     re.IGNORECASE,
 )

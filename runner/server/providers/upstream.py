@@ -88,6 +88,13 @@ def read_key(environ: Mapping[str, str], name: str) -> str | None:
 
 def upstream_error(exc: BaseException, provider: str, redact: Redactor) -> ModelError:
     """A failed model call as the run's `last_error` (`rate_limit_exceeded`, `invalid_prompt` or `server_error`)."""
+    code, text = describe_failure(exc)
+    return ModelError(redact.text(f"{provider} provider: {text}"), code)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(error code, what happened) for a failed upstream call, worded for any caller to prefix with who called:
+    `rate_limit_exceeded`, `invalid_prompt` for a refused request, `server_error` otherwise. Not redacted."""
     import openai
 
     from runner.server.providers.retries import refuses_the_request
@@ -99,27 +106,21 @@ def upstream_error(exc: BaseException, provider: str, redact: Redactor) -> Model
         return str(getattr(error, "message", "") or error)
 
     if isinstance(exc, openai.RateLimitError):
-        code, text = "rate_limit_exceeded", f"{provider} provider: rate limited upstream (429) after retries: " \
-                                             f"{body_message(exc)}"
-    elif isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        code, text = "server_error", f"{provider} provider: the upstream rejected the credentials " \
-                                     f"({exc.status_code}): {body_message(exc)}"
-    elif isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.NotFoundError):
-        code, text = "invalid_prompt", f"{provider} provider: the upstream refused the request " \
-                                       f"({exc.status_code}): {body_message(exc)}"
-    elif isinstance(exc, openai.APIStatusError) and refuses_the_request(exc.response):
-        code, text = "invalid_prompt", f"{provider} provider: the upstream refused the request " \
-                                       f"({exc.status_code}, not retried): {body_message(exc)}"
-    elif isinstance(exc, openai.APIStatusError):
-        code, text = "server_error", f"{provider} provider: upstream error {exc.status_code} after retries: " \
-                                     f"{body_message(exc)}"
-    elif isinstance(exc, openai.APITimeoutError):
-        code, text = "server_error", f"{provider} provider: the upstream did not answer in time (after retries)"
-    elif isinstance(exc, openai.APIConnectionError):
-        code, text = "server_error", f"{provider} provider: cannot reach the upstream: {exc.__cause__ or exc}"
-    else:
-        code, text = "server_error", f"{provider} provider: {type(exc).__name__}: {exc}"
-    return ModelError(redact.text(text), code)
+        return "rate_limit_exceeded", f"rate limited upstream (429) after retries: {body_message(exc)}"
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "server_error", f"the upstream rejected the credentials ({exc.status_code}): {body_message(exc)}"
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.NotFoundError):
+        return "invalid_prompt", f"the upstream refused the request ({exc.status_code}): {body_message(exc)}"
+    if isinstance(exc, openai.APIStatusError) and refuses_the_request(exc.response):
+        return "invalid_prompt", f"the upstream refused the request ({exc.status_code}, not retried): " \
+                                 f"{body_message(exc)}"
+    if isinstance(exc, openai.APIStatusError):
+        return "server_error", f"upstream error {exc.status_code} after retries: {body_message(exc)}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "server_error", "the upstream did not answer in time (after retries)"
+    if isinstance(exc, openai.APIConnectionError):
+        return "server_error", f"cannot reach the upstream: {exc.__cause__ or exc}"
+    return "server_error", f"{type(exc).__name__}: {exc}"
 
 
 class UpstreamProvider:

@@ -4,6 +4,7 @@ and search. Files are indexed in the background (runner/server/ingest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -238,6 +239,7 @@ async def list_file_batch_files(b: Backend, request: Request) -> Response:
 
 async def search_vector_store(b: Backend, request: Request) -> Response:
     """POST /vector_stores/{vector_store_id}/search: hybrid search of its chunks, best first."""
+    from runner.server.tools.file_search.embeddings import EmbeddingError
     from runner.server.tools.file_search.filters import FilterError, check_filters
 
     store = _store(b, request)
@@ -253,8 +255,12 @@ async def search_vector_store(b: Backend, request: Request) -> Response:
         except FilterError as exc:
             raise invalid(str(exc), exc.param) from None
     ranking = params.get("ranking_options") or {}
-    hits = b.ingestor.search([store["id"]], " ".join(queries), limit=params.get("max_num_results", 10),
-                             threshold=ranking.get("score_threshold", 0.0), filters=filters)
+    try:  # off the loop: an embedder may take a while to embed the query
+        hits = await asyncio.to_thread(b.ingestor.search, [store["id"]], " ".join(queries),
+                                       limit=params.get("max_num_results", 10),
+                                       threshold=ranking.get("score_threshold", 0.0), filters=filters)
+    except EmbeddingError as exc:  # the upstream failed, not this backend: 502, saying which one
+        raise APIError(502, f"The query could not be embedded: {exc}", type="server_error") from None
     _touch(b, store)
     return json_response({
         "object": "vector_store.search_results.page", "search_query": queries, "has_more": False,

@@ -11,12 +11,17 @@ Scores, 0..1:
 * hybrid (`embed` given): reciprocal rank fusion, sum over the keyword and the semantic ranking of 1/(60 + rank),
   divided by its best value, so 1.0 means "first by both measures" and a chunk first by one and unseen by the
   other scores 0.5. (When no chunk searched has an embedding, the keyword scores stand.)
+
+Each chunk's vector is stored with the name of the model that made it. A query is compared only with vectors of
+its own model and size: a chunk embedded by another model (or by none) is ranked by its keywords alone, and a
+warning says which store holds such chunks, once per store and model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import math
 import operator
 import re
@@ -31,6 +36,7 @@ from runner.server.store import immediate_transaction
 from runner.server.tools.file_search.chunking import Chunk
 
 Embed = Callable[[list[str]], list[list[float]]]
+_log = logging.getLogger("runner.server")
 
 TOKENIZERS = {
     "porter": "porter unicode61 remove_diacritics 2",  # English stemming: "running" finds "run"
@@ -40,7 +46,6 @@ DEFAULT_TOKENIZER = "porter"  # the better recall on tests/data/retrieval (bench
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.), what every hybrid search uses
 MAX_QUERY_TERMS = 64  # a pasted page as a query: its first 64 distinct words say what it is about
 PRUNE_HITS = 1000  # a term in over half the chunks is left out of MATCH only past this many: see _weigh
-EMBED_BATCH = 64  # chunks per call of `embed` when a file is added
 _WORD = re.compile(r"\w+")
 _SCORE_BASE = math.log(4.0)  # score = 1 - 4^-r: 0.75 for the "every term once" chunk
 
@@ -75,6 +80,7 @@ class SearchIndex:
                 text TEXT NOT NULL,
                 tokens INTEGER NOT NULL,
                 embedding BLOB,
+                embedding_model TEXT,
                 UNIQUE (vector_store_id, file_id, chunk_index)
             )""",
             # external content: the text is stored once, in file_search_chunks; the triggers keep the index in step
@@ -91,31 +97,37 @@ class SearchIndex:
         with self._transaction():
             for statement in statements:
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(file_search_chunks)")}
+            if "embedding_model" not in columns:  # a database made before models were recorded
+                self._db.execute("ALTER TABLE file_search_chunks ADD COLUMN embedding_model TEXT")
+        self._warned: set[tuple[str, str | None, str]] = set()  # (store, its chunks' model, the query's) said once
 
     def _transaction(self) -> contextlib.AbstractContextManager[bool]:
         """The Store's transaction discipline on its connection (joins one the Store has open)."""
         return immediate_transaction(self._db, self._lock)
 
-    def add_file(self, vector_store_id: str, file_id: str, chunks: list[Chunk], *, embed: Embed | None = None) -> int:
-        """Index a file's chunks (replacing any it had in this store); with `embed`, store each chunk's embedding
-        too (computed before the database is locked). Returns the bytes stored: the chunks' UTF-8 text plus 4 per
-        embedding dimension."""
-        vectors: list[bytes | None] = [None] * len(chunks)
-        if embed is not None and chunks:
-            vectors = []
-            for start in range(0, len(chunks), EMBED_BATCH):
-                batch = [chunk.text for chunk in chunks[start:start + EMBED_BATCH]]
-                vectors.extend(_pack(vector) for vector in _embed_checked(embed, batch))
-        rows = [(vector_store_id, file_id, chunk.index, chunk.text, chunk.tokens, vector)
-                for chunk, vector in zip(chunks, vectors, strict=True)]
+    def add_file(self, vector_store_id: str, file_id: str, chunks: list[Chunk], *,
+                 vectors: Sequence[Sequence[float]] | None = None, model: str | None = None) -> int:
+        """Index a file's chunks (replacing any it had in this store); with `vectors` (one per chunk, made by the
+        embedding model `model`), store each chunk's embedding and its model too. Returns the bytes stored: the
+        chunks' UTF-8 text plus 4 per embedding dimension. ValueError for vectors that are not one per chunk, all of
+        one size and finite."""
+        packed: list[bytes | None] = [None] * len(chunks)
+        if vectors is not None:
+            if not model:
+                raise ValueError("vectors need the name of the model that made them")
+            packed = [_pack(vector) for vector in check_vectors(vectors, len(chunks))]
+        stored_model = model if vectors is not None and chunks else None
+        rows = [(vector_store_id, file_id, chunk.index, chunk.text, chunk.tokens, vector, stored_model)
+                for chunk, vector in zip(chunks, packed, strict=True)]
         with self._transaction():
             self._db.execute("DELETE FROM file_search_chunks WHERE vector_store_id = ? AND file_id = ?",
                              (vector_store_id, file_id))
             self._db.executemany(
-                "INSERT INTO file_search_chunks (vector_store_id, file_id, chunk_index, text, tokens, embedding) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                "INSERT INTO file_search_chunks (vector_store_id, file_id, chunk_index, text, tokens, embedding, "
+                "embedding_model) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return sum(len(chunk.text.encode("utf-8")) + (len(vector) if vector else 0)
-                   for chunk, vector in zip(chunks, vectors, strict=True))
+                   for chunk, vector in zip(chunks, packed, strict=True))
 
     def remove_file(self, vector_store_id: str, file_id: str) -> None:
         """Forget a file's chunks in one store (nothing happens if it has none)."""
@@ -146,29 +158,32 @@ class SearchIndex:
 
     def search(self, vector_store_ids: list[str], query: str | Sequence[str], *, max_num_results: int = 10,
                score_threshold: float = 0.0, allowed_files: Callable[[str, str], bool] | None = None,
-               embed: Embed | None = None) -> list[SearchHit]:
+               embed: Embed | None = None, model: str | None = None) -> list[SearchHit]:
         """The chunks of these stores that best match the query, best first, at most `max_num_results`, none
         scoring below `score_threshold` (see the module's docstring for the scores).
 
         Any query is taken as plain words: FTS5 syntax in it is only text, so no query raises; one without words
         finds nothing. A list of queries is searched as one. `allowed_files(vector_store_id, file_id)` keeps only the
-        files it accepts (how the caller applies attribute filters; asked once per file). With `embed`, chunks
-        stored with embeddings are ranked by meaning too and the rankings fused.
+        files it accepts (how the caller applies attribute filters; asked once per file). With `embed` (the
+        embedding model `model`, called once, only when the query has words), chunks stored with embeddings of
+        that model are ranked by meaning too and the rankings fused.
         """
         if max_num_results < 1:
             raise ValueError("max_num_results must be at least 1")
+        if embed is not None and not model:
+            raise ValueError("embed needs the name of its model")
         text = query if isinstance(query, str) else "\n".join(query)
         terms = query_terms(text)
         if not vector_store_ids or not terms:
             return []
         allowed = _Allowed(allowed_files)
-        query_vector = _unit(_embed_checked(embed, [text])[0]) if embed is not None else None
-        if query_vector is None:
+        query_vector = _unit(check_vectors(embed([text]), 1)[0]) if embed is not None else None
+        if query_vector is None or model is None:
             hits = self._keyword(vector_store_ids, terms, max_num_results, allowed, score_threshold)
             return [self._hit(row_id, score) for row_id, score in hits]
         depth = max(50, 3 * max_num_results)  # how far down each ranking fusion looks
         keyword = self._keyword(vector_store_ids, terms, depth, allowed, 0.0)
-        semantic = self._semantic(vector_store_ids, query_vector, depth, allowed)
+        semantic = self._semantic(vector_store_ids, query_vector, model, depth, allowed)
         if not semantic:  # nothing stored with an embedding: the keyword scores stand
             return [self._hit(row_id, score) for row_id, score in keyword[:max_num_results]
                     if score >= score_threshold]
@@ -232,18 +247,24 @@ class SearchIndex:
         # large store it spares scoring the tens of thousands of rows that only it matches ("the", "what")
         return weight, informative or matched
 
-    def _semantic(self, stores: list[str], query: array[float], limit: int,
+    def _semantic(self, stores: list[str], query: array[float], model: str, limit: int,
                   allowed: _Allowed) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the chunks nearest the query among the allowed files, best first."""
+        """(chunk id, cosine similarity) of the chunks nearest the query among the allowed files, best first;
+        only chunks embedded by `model` at the query's size are compared (the others are warned about)."""
         marks = ",".join("?" * len(stores))
         size = len(query) * 4
         best: list[tuple[float, int]] = []  # a heap of the `limit` best
+        others: dict[tuple[str, str | None], int] = {}  # (store, model) -> chunks that cannot be compared
         with self._lock:
             cursor = self._db.execute(
-                f"SELECT id, vector_store_id, file_id, embedding FROM file_search_chunks "
-                f"WHERE vector_store_id IN ({marks}) AND embedding IS NOT NULL", stores)
-            for row_id, store, file, blob in cursor:
-                if len(blob) != size or not allowed(store, file):  # another model's vectors cannot be compared
+                f"SELECT id, vector_store_id, file_id, embedding_model, embedding FROM file_search_chunks "
+                f"WHERE vector_store_id IN ({marks})", stores)
+            for row_id, store, file, stored_model, blob in cursor:
+                if not allowed(store, file):
+                    continue
+                if blob is None or stored_model != model or len(blob) != size:  # another model's space, or none
+                    shown = None if blob is None else f"{stored_model}, {len(blob) // 4} dimensions"
+                    others[(store, shown)] = others.get((store, shown), 0) + 1
                     continue
                 similarity = _dot(_unpack(blob), query)
                 if similarity <= 0.0:
@@ -252,7 +273,19 @@ class SearchIndex:
                     heapq.heappush(best, (similarity, -row_id))
                 elif similarity > best[0][0]:
                     heapq.heapreplace(best, (similarity, -row_id))
+        self._warn_unlike(others, f"{model}, {len(query)} dimensions")
         return [(-neg_id, similarity) for similarity, neg_id in sorted(best, reverse=True)]
+
+    def _warn_unlike(self, others: dict[tuple[str, str | None], int], query_model: str) -> None:
+        """Say once per store and model that some of its chunks are ranked by keywords only."""
+        for (store, stored), count in sorted(others.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+            if (store, stored, query_model) in self._warned:
+                continue
+            self._warned.add((store, stored, query_model))
+            how = f"were embedded by another model ({stored})" if stored else "have no embeddings"
+            _log.warning("vector store %s: %d chunk(s) %s, so a query embedded by %s ranks them by keywords only; "
+                         "add their files to the store again to embed them with this model", store, count, how,
+                         query_model)
 
     def _hit(self, row_id: int, score: float) -> SearchHit:
         with self._lock:
@@ -300,11 +333,11 @@ class _Allowed:
         return self._seen[key]
 
 
-def _embed_checked(embed: Embed, texts: list[str]) -> list[list[float]]:
-    """The embedder's vectors, checked: one per text, all of one size, finite. ValueError otherwise."""
-    vectors = embed(texts)
-    if len(vectors) != len(texts):
-        raise ValueError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
+def check_vectors(vectors: Sequence[Sequence[float]], count: int) -> Sequence[Sequence[float]]:
+    """An embedder's vectors for `count` texts, checked: one per text, all of one size, finite (ValueError
+    otherwise); returned as they are."""
+    if len(vectors) != count:
+        raise ValueError(f"the embedder returned {len(vectors)} vectors for {count} texts")
     sizes = {len(vector) for vector in vectors}
     if len(sizes) > 1 or 0 in sizes:
         raise ValueError("the embedder returned vectors of different or no size")
