@@ -26,7 +26,7 @@ from runner.server.body import rest_is_dropped
 from runner.server.errors import APIError, invalid, server_error, shown
 from runner.server.executor import RunExecutor
 from runner.server.ingest import Ingestor
-from runner.server.providers import LiveSettings, ProviderSet
+from runner.server.providers import LiveSettings, ModelError, ProviderSet
 from runner.server.routes import Handler, all_routes
 from runner.server.store import Store
 
@@ -92,9 +92,14 @@ class Backend:
     def search(self, vector_store_ids: list[str], query: str, limit: int, threshold: float) -> list[dict[str, Any]]:
         """The file_search tool's results (in its run step's shape, with their text as `content`); called in a
         worker thread (the executor's), as it may embed the query."""
+        from runner.server.tools.file_search.embeddings import EmbeddingError
+
+        try:
+            hits = self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold)
+        except EmbeddingError as exc:  # the run fails saying why, as a failed model call does
+            raise ModelError(f"file_search could not rank by meaning: {exc}") from None
         return [{"file_id": hit["file_id"], "file_name": hit["filename"], "score": hit["score"],
-                 "content": [{"type": "text", "text": hit["text"]}]}
-                for hit in self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold)]
+                 "content": [{"type": "text", "text": hit["text"]}]} for hit in hits]
 
     def discard_unheld(self, sha: str) -> None:
         """Remove a blob that no file and no upload part holds any more."""

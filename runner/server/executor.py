@@ -284,8 +284,9 @@ class RunExecutor:
         it makes to built-in tools are answered here and the model called again, until it replies or calls a
         function of the client's."""
         run_id: str = run["id"]
-        if _forces_file_search(run, private) and self.search is not None:
-            await self._file_searches(run, private, [(new_id("call_"), self._last_user_text(run))], None)
+        if _forces_file_search(run, private) and self.search is not None and not await self._searched(
+                run, private, [(new_id("call_"), self._last_user_text(run))], None):
+            return
         while True:
             resumed = _answering_outputs(private)
             rounds = int(private.get("builtin_rounds", 0))
@@ -317,8 +318,9 @@ class RunExecutor:
                 with self._change():
                     self._add_usage(run, reply)
                     self.store.update("run", run)
-                await self._file_searches(run, private, [(call.call_id or new_id("call_"), search_query(call.arguments))
-                                                         for call in builtin_calls], self._step_usage(reply))
+                searches = [(call.call_id or new_id("call_"), search_query(call.arguments)) for call in builtin_calls]
+                if not await self._searched(run, private, searches, self._step_usage(reply)):
+                    return
                 reply.tool_calls = [call for call in reply.tool_calls if call not in builtin_calls]
                 if not reply.tool_calls:
                     continue  # the model reads what was found
@@ -338,6 +340,16 @@ class RunExecutor:
     def _last_user_text(self, run: dict[str, Any]) -> str:
         user = [m for m in self.store.children("message", run["thread_id"]) if m["role"] == "user"]
         return message_text(user[-1]) if user else ""
+
+    async def _searched(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str]],
+                        usage: dict[str, int] | None) -> bool:
+        """Make the searches (see _file_searches); False when they could not be made and the run failed."""
+        try:
+            await self._file_searches(run, private, calls, usage)
+        except ModelError as exc:  # e.g. the embedding endpoint is down: the run fails saying so
+            self._fail(self.store.get("run", run["id"]), exc.code, exc.message)
+            return False
+        return True
 
     async def _file_searches(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str]],
                              usage: dict[str, int] | None) -> None:
