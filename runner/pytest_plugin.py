@@ -51,6 +51,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     patterns = parent.config.getini("runner_spec_glob")
     if file_path.name.endswith(RULES_SUFFIXES):  # scripted-model rules beside the specs are not specs
         return None
+    cassettes = Path(parent.config.getoption("runner_cassettes")).resolve()  # as the runs find them: from here
+    if file_path.resolve().is_relative_to(cassettes):  # a wide glob (`*.yaml`) must not take recordings for specs
+        return None
     if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in patterns):
         return SpecFile.from_parent(parent, path=file_path)
     return None

@@ -16,7 +16,8 @@ install_lazy_imports()  # the suite loads the SDK as `runner` does, so the lazy 
 warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*Assistants API.*")
 warnings.filterwarnings("ignore", category=DeprecationWarning, message="deprecated")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "specs" / "examples"
 
 pytest_plugins = ["pytester"]
 
@@ -76,3 +77,15 @@ def sdk_resources_loaded() -> None:
 def pytester(sdk_resources_loaded: None, pytester: pytest.Pytester) -> pytest.Pytester:
     """pytester, taking its snapshot of the loaded modules once the SDK's are among them."""
     return pytester
+
+
+@pytest.fixture
+def examples_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The examples as a clone has them, in the working folder: specs/examples and the cassettes its live example
+    replays from (cassettes are found by the spec's path from the working folder)."""
+    import shutil
+
+    shutil.copytree(EXAMPLES, tmp_path / "specs" / "examples")
+    shutil.copytree(ROOT / "cassettes" / "specs" / "examples", tmp_path / "cassettes" / "specs" / "examples")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -141,6 +141,39 @@ def test_new_episodes_adds_the_changed_request(workdir: Path, monkeypatch: pytes
     assert replay.exit_code == 0, replay.output  # type: ignore[attr-defined]
 
 
+def test_record_all_records_the_cassette_again_from_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _record(workdir)
+    spec = workdir / "specs" / "weather.yaml"
+    spec.write_text(SPEC.replace("Thanks!", "Thank you!"), encoding="utf-8")
+    with fake_upstream() as fake:
+        _answers(fake)
+        result = _run("--record", "all", "--var", f"token={TOKEN}", "--secret-env", "MY_TOKEN",
+                      env={**env, "OPENAI_BASE_URL": fake.url})
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    cassette = (workdir / CASSETTE).read_text(encoding="utf-8")
+    assert cassette.count("uri: ") == 3 and "Thanks!" not in cassette  # the old recording is gone, not kept
+    block_network(monkeypatch)
+    assert _run("--var", f"token={TOKEN}", "--secret-env", "MY_TOKEN", env=env).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_tool_call_ids_a_backend_makes_up_match_by_their_order() -> None:
+    from types import SimpleNamespace
+
+    from runner.record.cassettes import _same_body
+
+    def body(*ids: str) -> SimpleNamespace:
+        items = [{"type": "function_call", "call_id": i, "arguments": '{"q": "call_abcdefghijkl"}'} for i in ids]
+        return SimpleNamespace(body=json.dumps({"input": items, "note": "call_ZZZZZZZZZZZZ"}).encode())
+
+    _same_body(body("call_aaaaaaaaaaaa", "call_bbbbbbbbbbbb", "call_aaaaaaaaaaaa"),
+               body("call_xxxxxxxxxxxx", "call_yyyyyyyyyyyy", "call_xxxxxxxxxxxx"))
+    with pytest.raises(AssertionError):  # the same id twice is not two different ids
+        _same_body(body("call_aaaaaaaaaaaa", "call_bbbbbbbbbbbb"), body("call_xxxxxxxxxxxx", "call_xxxxxxxxxxxx"))
+    with pytest.raises(AssertionError):  # the text of arguments is compared as it is
+        _same_body(SimpleNamespace(body=b'{"a": "x call_abcdefghijkl"}'),
+                   SimpleNamespace(body=b'{"a": "x call_mnopqrstuvwx"}'))
+
+
 def test_a_remote_endpoints_traffic_is_recorded_and_replayed(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With --base-url, the cassette holds the Assistants endpoint's traffic, and replay needs no server."""
     from conftest import EXAMPLES

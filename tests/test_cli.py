@@ -48,10 +48,10 @@ def test_hello_passes_and_writes_transcripts(runner_in: CliRunner, tmp_path: Pat
     assert transcript_stem(tmp_path / "transcripts", str(EXAMPLES / "hello.yaml")).with_suffix(".md").read_text(encoding="utf-8").startswith("# hello — PASSED")
 
 
-def test_all_examples_pass(runner_in: CliRunner, tmp_path: Path) -> None:
-    result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--out", str(tmp_path / "out")])
+def test_all_examples_pass(runner_in: CliRunner, examples_project: Path) -> None:
+    result = runner_in.invoke(cli, ["run", "specs/examples", "--out", "out"])
     assert result.exit_code == 0, result.output
-    assert "8 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
+    assert "9 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases; retrieval_live replays
 
 
 def test_failing_expectation_exits_1_showing_expected_and_actual(runner_in: CliRunner, tmp_path: Path) -> None:
@@ -87,9 +87,10 @@ def test_unavailable_model_is_a_spec_error(runner_in: CliRunner, tmp_path: Path)
             "configured: set OPENAI_API_KEY") in result.output
 
 
-def test_validate(runner_in: CliRunner, tmp_path: Path) -> None:
-    ok = runner_in.invoke(cli, ["validate", str(EXAMPLES)])
-    assert ok.exit_code == 0 and "5 spec files valid" in ok.output
+def test_validate(runner_in: CliRunner, examples_project: Path) -> None:
+    tmp_path = examples_project
+    ok = runner_in.invoke(cli, ["validate", "specs/examples"])
+    assert ok.exit_code == 0 and "6 spec files valid" in ok.output, ok.output
     (tmp_path / "bad.yaml").write_text("assistant: {model: echo}\nconversation: []\nconversation: []\n",
                                        encoding="utf-8")
     bad = runner_in.invoke(cli, ["validate", "bad.yaml"])
@@ -112,20 +113,22 @@ def test_var_overrides_and_bad_var(runner_in: CliRunner, tmp_path: Path) -> None
     assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
 
 
-def test_poll_mode_gives_the_same_verdicts(runner_in: CliRunner) -> None:
-    result = runner_in.invoke(cli, ["run", str(EXAMPLES), "--poll", "-j", "1"])
+def test_poll_mode_gives_the_same_verdicts(runner_in: CliRunner, examples_project: Path) -> None:
+    result = runner_in.invoke(cli, ["run", "specs/examples", "--poll", "-j", "1"])
     assert result.exit_code == 0, result.output
-    assert "8 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
+    assert "9 passed, 0 failed" in result.output  # greetings_matrix.yaml is four cases
 
 
-def test_no_temporary_files_are_left(runner_in: CliRunner, tmp_path: Path) -> None:
-    runner_in.invoke(cli, ["run", str(EXAMPLES)])
+def test_no_temporary_files_are_left(runner_in: CliRunner, examples_project: Path) -> None:
+    tmp_path = examples_project
+    runner_in.invoke(cli, ["run", "specs/examples"])
     leftovers = [p for p in (tmp_path / "transcripts").rglob("*") if p.name.startswith(".")]
     assert leftovers == []
 
 
-def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Path,
+def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, examples_project: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path = examples_project
     from runner.engine import batch
 
     real = batch.run_batch
@@ -135,9 +138,9 @@ def test_interrupt_keeps_finished_transcripts(runner_in: CliRunner, tmp_path: Pa
         raise KeyboardInterrupt
 
     monkeypatch.setattr("runner.run.run_batch", first_then_ctrl_c)
-    result = runner_in.invoke(cli, ["run", str(EXAMPLES)])
+    result = runner_in.invoke(cli, ["run", "specs/examples"])
     assert result.exit_code == 130
-    assert "interrupted: 1 of 8 conversations finished" in result.output
+    assert "interrupted: 1 of 9 conversations finished" in result.output
     written = sorted(p.name for p in (tmp_path / "transcripts").rglob("*.json"))
     assert len(written) == 1
 

@@ -91,6 +91,48 @@ class _AtomicPersister:
         atomic_write(Path(cassette_path), serialize(cassette_dict, serializer))
 
 
+class _FreshPersister(_AtomicPersister):
+    """For `--record all`: the cassette's old interactions are not loaded, so it is recorded again from nothing
+    (vcrpy's `all` would keep them, and a re-recorded cassette would grow with every recording)."""
+
+    @classmethod
+    def load_cassette(cls, cassette_path: Any, serializer: Any) -> Any:
+        from vcr.persisters.filesystem import CassetteNotFoundError
+
+        raise CassetteNotFoundError()
+
+
+# a tool call id as backends make them (`call_` and random letters): the backend names the calls it makes
+# itself (a forced file_search) anew in every run, so bodies are compared with such ids numbered in order
+_CALL_ID = re.compile(r"call_[A-Za-z0-9]{8,64}")
+
+
+def _ids_by_order(value: Any, seen: dict[str, str]) -> Any:
+    """A JSON value with every string that is a tool call id replaced by its order of first appearance."""
+    if isinstance(value, str):
+        return seen.setdefault(value, f"call_#{len(seen)}") if _CALL_ID.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {key: _ids_by_order(item, seen) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_ids_by_order(item, seen) for item in value]
+    return value
+
+
+def _comparable_body(body: Any) -> Any:
+    """A request body as cassettes compare it: parsed JSON with its tool call ids numbered; else its text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body or ""
+    try:
+        return _ids_by_order(json.loads(text), {})
+    except ValueError:
+        return text
+
+
+def _same_body(recorded: Any, sent: Any) -> None:
+    """vcrpy's `body` matcher for cassettes: equal bodies but for the tool call ids a backend makes up."""
+    if _comparable_body(recorded.body) != _comparable_body(sent.body):
+        raise AssertionError("the bodies differ")
+
+
 def _clean_request(request: Any) -> Any:
     for name in list(request.headers):
         lowered = name.lower()
@@ -173,11 +215,14 @@ def load_cassette(path: Path, mode: str, secrets: Mapping[str, str]) -> Any:
     import vcr
     from vcr.cassette import Cassette
 
-    config = vcr.VCR(
+    recorder = vcr.VCR(
         record_mode=mode, match_on=MATCH_ON, decode_compressed_response=True, filter_headers=SECRET_HEADERS,
         before_record_request=_clean_request, before_record_response=_clean_response,
         before_save_interaction=_hide_secrets(Redactor(secrets)), after_load_interaction=_restore_secrets(secrets),
-    ).get_merged_config(path=str(path), persister=_AtomicPersister)
+    )
+    recorder.register_matcher("body", _same_body)
+    config = recorder.get_merged_config(path=str(path),
+                                        persister=_FreshPersister if mode == "all" else _AtomicPersister)
     accepted = inspect.signature(Cassette.__init__).parameters
     return Cassette.load(**{k: v for k, v in config.items() if k in accepted})
 
@@ -248,7 +293,7 @@ def difference(recorded: Any, sent: Any, parts: list[str]) -> str:
     names that failed), down to the first differing field of a JSON body."""
     said = []
     for part in parts:
-        if part == "body":
+        if part in ("body", _same_body.__name__):  # vcrpy names a failed matcher by its function
             said.append(f"its body {_body_difference(recorded.body, sent.body)}")
         elif part in ("method", "path", "query"):
             said.append(f"its {part}: the recording has {_clip(getattr(recorded, part))}, this run sent "
@@ -259,14 +304,7 @@ def difference(recorded: Any, sent: Any, parts: list[str]) -> str:
 
 
 def _body_difference(recorded: Any, sent: Any) -> str:
-    def parsed(body: Any) -> Any:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body or ""
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
-    where, old, new = _first_difference(parsed(recorded), parsed(sent), "")
+    where, old, new = _first_difference(_comparable_body(recorded), _comparable_body(sent), "")
     at = f"at {where}" if where else "as a whole"
     return f"{at}: the recording has {_clip(old)}, this run sent {_clip(new)}"
 
