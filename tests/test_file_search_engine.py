@@ -412,3 +412,32 @@ def test_in_a_large_store_terms_in_most_chunks_are_not_matched(monkeypatch: pyte
     hits = built.search(["vs"], "common rare")
     assert files(hits) == ["f3"]  # "common" would add ~0 to any score: its 10 rows are not scored
     assert len(built.search(["vs"], "common")) == 10  # floored terms alone: matched all the same
+
+
+def test_the_nearest_vectors_are_the_same_with_numpy_and_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import random
+
+    from runner.server.tools.file_search.index import _nearest, _pack, _unit
+
+    pytest.importorskip("numpy")
+    rng = random.Random(7)
+    vectors = [[rng.uniform(-1, 1) for _ in range(16)] for _ in range(300)]
+    vectors += [vectors[5]] * 3  # ties: the older chunk comes first
+    ids = list(range(1, len(vectors) + 1))
+    blobs = [_pack(v) for v in vectors]
+    query = _unit(vectors[5])
+    with_numpy = _nearest(ids, blobs, query, 10)
+    real_import = builtins.__import__
+
+    def no_numpy(name: str, *args: object, **kwargs: object) -> object:
+        if name == "numpy":
+            raise ImportError("numpy hidden by the test")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_numpy)
+    without = _nearest(ids, blobs, query, 10)
+    assert [i for i, _ in with_numpy] == [i for i, _ in without] and with_numpy[:4] == [(6, pytest.approx(1.0, abs=1e-5))] + [
+        (n, pytest.approx(1.0, abs=1e-5)) for n in (301, 302, 303)]
+    assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(with_numpy, without, strict=True))
+    assert all(score > 0 for _, score in _nearest(ids, blobs, query, 1000)) and len(_nearest([], [], query, 3)) == 0

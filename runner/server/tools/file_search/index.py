@@ -253,7 +253,8 @@ class SearchIndex:
         only chunks embedded by `model` at the query's size are compared (the others are warned about)."""
         marks = ",".join("?" * len(stores))
         size = len(query) * 4
-        best: list[tuple[float, int]] = []  # a heap of the `limit` best
+        ids: list[int] = []
+        blobs: list[bytes] = []
         others: dict[tuple[str, str | None], int] = {}  # (store, model) -> chunks that cannot be compared
         with self._lock:
             cursor = self._db.execute(
@@ -266,15 +267,10 @@ class SearchIndex:
                     shown = None if blob is None else f"{stored_model}, {len(blob) // 4} dimensions"
                     others[(store, shown)] = others.get((store, shown), 0) + 1
                     continue
-                similarity = _dot(_unpack(blob), query)
-                if similarity <= 0.0:
-                    continue
-                if len(best) < limit:
-                    heapq.heappush(best, (similarity, -row_id))
-                elif similarity > best[0][0]:
-                    heapq.heapreplace(best, (similarity, -row_id))
+                ids.append(row_id)
+                blobs.append(blob)
         self._warn_unlike(others, f"{model}, {len(query)} dimensions")
-        return [(-neg_id, similarity) for similarity, neg_id in sorted(best, reverse=True)]
+        return _nearest(ids, blobs, query, limit)
 
     def _warn_unlike(self, others: dict[tuple[str, str | None], int], query_model: str) -> None:
         """Say once per store and model that some of its chunks are ranked by keywords only."""
@@ -352,6 +348,31 @@ def _dot_python(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 _dot: Callable[[Sequence[float], Sequence[float]], float] = getattr(math, "sumprod", _dot_python)  # 3.12: in C
+
+
+def _nearest(ids: list[int], blobs: list[bytes], query: array[float], limit: int) -> list[tuple[int, float]]:
+    """(chunk id, cosine similarity) of the `limit` stored unit vectors nearest the query with a similarity above
+    0, best first (ties: the older chunk first). With numpy installed (the `code` and `similar` extras bring it)
+    the products are one matrix product, about a hundred times faster than Python's loop over the vectors."""
+    try:
+        import numpy
+    except ImportError:
+        numpy = None  # type: ignore[assignment]
+    if numpy is not None and ids:
+        matrix = numpy.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), len(query))
+        similarities = matrix @ numpy.asarray(query, dtype="<f4")
+        order = numpy.lexsort((numpy.asarray(ids), -similarities))[:limit]  # by similarity, then by id
+        return [(ids[i], float(similarities[i])) for i in order if similarities[i] > 0.0]
+    best: list[tuple[float, int]] = []  # a heap of the `limit` best
+    for row_id, blob in zip(ids, blobs, strict=True):
+        similarity = _dot(_unpack(blob), query)
+        if similarity <= 0.0:
+            continue
+        if len(best) < limit:
+            heapq.heappush(best, (similarity, -row_id))
+        elif similarity > best[0][0]:
+            heapq.heapreplace(best, (similarity, -row_id))
+    return [(-neg_id, similarity) for similarity, neg_id in sorted(best, reverse=True)]
 
 
 def _unit(vector: Sequence[float]) -> array[float]:
