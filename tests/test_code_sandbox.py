@@ -6,6 +6,7 @@ Tests that start a sandbox skip, saying why, where bubblewrap is missing or cann
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from runner.server.tools.code_interpreter import (
     CodeSession,
     SandboxConfig,
     SandboxUnavailable,
+    SessionManager,
     cgroups,
     files,
     prepare,
@@ -411,6 +413,72 @@ def test_a_matplotlib_figure_becomes_a_png_image(tmp_path: Path) -> None:
     pids = session.pids()
     session.close()
     _assert_gone(pids)
+
+
+# -- the manager ---------------------------------------------------------------------------------------------------
+
+
+def test_the_manager_keeps_one_session_per_key_and_ends_idle_ones() -> None:
+    _sandbox_or_skip()
+
+    async def scenario() -> None:
+        async with SessionManager(limits=LIMITS, idle_seconds=0.5) as manager:
+            await manager.write_files("thread_a", {"data.csv": b"x\n1\n"})
+            results = await asyncio.gather(
+                asyncio.wait_for(manager.run("thread_a", "who = 'a'; open('data.csv').read()"), HANG_GUARD),
+                asyncio.wait_for(manager.run("thread_b", "who = 'b'"), HANG_GUARD))
+            assert results[0].value == "'x\\n1\\n'" and results[1].error is None
+            assert (await manager.run("thread_a", "who")).value == "'a'"
+            assert (await manager.run("thread_b", "who")).value == "'b'"
+            assert await manager.read_file("thread_a", "/mnt/data/data.csv") == b"x\n1\n"
+            pids = manager.pids("thread_a") | manager.pids("thread_b")
+            assert pids
+            deadline = time.monotonic() + 30
+            while manager.session_keys() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the sweeper ends both after half a second without a call
+            assert manager.session_keys() == []
+            _assert_gone(pids)
+            fresh = await manager.run("thread_a", "who")
+            assert fresh.error == "NameError: name 'who' is not defined" and "new Python session" in fresh.logs
+            later = manager.pids("thread_a")
+            root = manager.root
+        _assert_gone(later)
+        assert not root.exists()
+
+    asyncio.run(scenario())
+
+
+def test_the_manager_closes_every_session_at_shutdown() -> None:
+    _sandbox_or_skip()
+
+    async def scenario() -> set[int]:
+        manager = SessionManager(limits=LIMITS)
+        await asyncio.gather(*(manager.run(f"thread_{i}", "x = 1") for i in range(3)))
+        pids = set().union(*(manager.pids(key) for key in manager.session_keys()))
+        assert len(pids) >= 3
+        await manager.close("thread_0")
+        assert manager.session_keys() == ["thread_1", "thread_2"]
+        await manager.aclose()
+        assert not manager.root.exists()
+        return pids
+
+    _assert_gone(asyncio.run(scenario()))
+
+
+def test_past_max_sessions_the_least_recently_used_is_stopped_and_says_so() -> None:
+    _sandbox_or_skip()
+
+    async def scenario() -> set[int]:
+        async with SessionManager(limits=LIMITS, max_sessions=1) as manager:
+            await manager.run("thread_a", "who = 'a'")
+            first = manager.pids("thread_a")
+            assert (await manager.run("thread_b", "who = 'b'")).error is None
+            _assert_gone(first)  # made room for thread_b
+            again = await manager.run("thread_a", "who")
+            assert again.restarted and "to make room" in again.logs and again.error is not None
+            return manager.pids("thread_a") | manager.pids("thread_b")
+
+    _assert_gone(asyncio.run(scenario()))
 
 
 # -- refusing rather than running unsandboxed ---------------------------------------------------------------------
