@@ -517,9 +517,12 @@ def test_an_unprivileged_user_is_limited_by_rlimits(tmp_path: Path) -> None:
             from pathlib import Path
             from runner.server.tools.code_interpreter import CodeLimits, CodeSession, prepare
             sandbox = prepare()
-            session = CodeSession(Path({str(folder)!r}) / "s", CodeLimits(processes=16, memory_mb=256, wall_seconds=20))
+            limits = CodeLimits(processes=16, memory_mb=256, wall_seconds=20, disk_mb=8)
+            session = CodeSession(Path({str(folder)!r}) / "s", limits)
+            hidden = "import os\\nos.mkdir('d')\\nfor i in range(12): open(f'd/{{i}}', 'wb').write(bytes(1 << 20))\\n" \\
+                "os.chmod('d', 0)"  # files the host could not measure, were it not to open the folder up again
             results = [session.run(code) for code in (
-                "import os\\nwhile True:\\n    os.fork()", "block = bytearray(300 << 20)", "6 * 7")]
+                "import os\\nwhile True:\\n    os.fork()", "block = bytearray(300 << 20)", hidden, "6 * 7")]
             session.close()
             print(json.dumps({{"cgroup": sandbox.pids_cgroup, "results": [[r.limit, r.value] for r in results]}}))
         """)
@@ -530,7 +533,8 @@ def test_an_unprivileged_user_is_limited_by_rlimits(tmp_path: Path) -> None:
             pytest.skip(f"bwrap cannot run unprivileged here: {done.stderr.strip().splitlines()[-1]}")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout.splitlines()[-1])
-        assert report == {"cgroup": False, "results": [["processes", None], ["memory_mb", None], [None, "42"]]}
+        assert report == {"cgroup": False, "results": [
+            ["processes", None], ["memory_mb", None], ["disk_mb", None], [None, "42"]]}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

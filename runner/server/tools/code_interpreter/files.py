@@ -27,23 +27,29 @@ class Usage:
     others: frozenset[str]  # folders, symlinks, fifos...: the entries that are not regular files
     bytes: int
     entries: int  # files, folders, links and the rest; counting stops past the limit it was given
+    unreadable: bool = False  # a folder could not be read, so its bytes are unknown
 
     def over(self, max_bytes: int, max_entries: int) -> str | None:
         """Which limit the folder is past: "disk_mb", "files", or None."""
-        if self.bytes > max_bytes:
+        if self.bytes > max_bytes or self.unreadable:
             return "disk_mb"
         return "files" if self.entries > max_entries else None
 
 
 def scan(folder: Path, max_entries: int) -> Usage:
-    """Measure `folder` without following a symlink; counting stops once past `max_entries` entries."""
+    """Measure `folder` without following a symlink; counting stops once past `max_entries` entries. A folder that
+    stays unreadable counts as past the disk limit: what cannot be measured cannot be allowed."""
     files: dict[str, tuple[int, int]] = {}
     others: set[str] = set()
     total = entries = 0
-    for top, dirs, names, dir_fd in os.fwalk(folder, follow_symlinks=False):
+    unreadable: list[OSError] = []
+    _let_us_in(None, str(folder))
+    for top, dirs, names, dir_fd in os.fwalk(folder, follow_symlinks=False, onerror=unreadable.append):
         prefix = "" if top == str(folder) else os.path.relpath(top, folder) + "/"
         entries += len(dirs) + len(names)
         others.update(prefix + name for name in dirs)
+        for name in dirs:  # before fwalk goes in (top-down): a folder the code locked is opened up again
+            _let_us_in(dir_fd, name)
         for name in names:
             try:
                 info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -56,7 +62,28 @@ def scan(folder: Path, max_entries: int) -> Usage:
                 others.add(prefix + name)
         if entries > max_entries:
             break
-    return Usage(files, frozenset(others), total, entries)
+    return Usage(files, frozenset(others), total, entries, bool(unreadable))
+
+
+def _let_us_in(dir_fd: int | None, name: str) -> None:
+    """Give the owner back rwx on a folder the code locked (chmod 000): root needs none, any other uid does.
+
+    Through an O_PATH descriptor opened without following a symlink, so a folder swapped for a link to a host file
+    changes nothing of the host's."""
+    if os.getuid() == 0:
+        return
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(mode) | 0o700)  # chmod of the very folder opened
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def changed(before: Usage, after: Usage) -> list[str]:
