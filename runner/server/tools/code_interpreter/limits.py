@@ -18,7 +18,7 @@ class CodeLimits:
     cpu_seconds: int = 30  # CPU time of the session's Python per call (RLIMIT_CPU has 1 s steps)
     wall_seconds: float = 60.0  # time per call, on the host's clock: interrupted, then the session killed
     memory_mb: int = 1024  # address space of each process (RLIMIT_AS); with a memory cgroup, of all together
-    processes: int = 64  # processes and threads at once, the session's own Python and its two threads included
+    processes: int = 64  # processes and threads at once, the session's own Python (two threads) included
     disk_mb: int = 512  # /mnt/data in all (and each file in it), /tmp and /dev/shm each
     files: int = 10_000  # files and folders in /mnt/data
     output_chars: int = 20_000  # characters of logs a call returns; beyond, the middle is cut and says so

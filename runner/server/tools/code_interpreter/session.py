@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import os
 import secrets
 import select
@@ -189,13 +190,14 @@ class CodeSession:
         marker = f"\0end of call {call_id} {secrets.token_hex(8)}\0"
         logs = _Logs(2 * limits.output_chars, marker.encode())
         oom_kills, refusals = process.oom_kills(), process.pid_refusals()
-        request = {"op": "run", "id": call_id, "code": code, "cpu_seconds": limits.cpu_seconds, "marker": marker}
+        request = {"op": "run", "id": call_id, "code": code, "cpu_seconds": math.ceil(limits.cpu_seconds),
+                   "marker": marker}
         answer: dict[str, Any] | None = None
         stop: str | None = None  # the host's own reason to stop the call
         kill_at: float | None = None
         died = not _send(process, request)
         buffer = bytearray()
-        deadline = started + limits.wall_seconds
+        deadline = time.monotonic() + limits.wall_seconds  # the call's own time: a (re)start is not the code's
         next_check = time.monotonic() + CHECK_SECONDS
         while not died and answer is None:
             ready = select.select([process.answers, process.logs], [], [], 0.1)[0]
