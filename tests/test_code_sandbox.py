@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -479,6 +480,32 @@ def test_past_max_sessions_the_least_recently_used_is_stopped_and_says_so() -> N
             return manager.pids("thread_a") | manager.pids("thread_b")
 
     _assert_gone(asyncio.run(scenario()))
+
+
+def test_the_helper_threads_leave_signals_to_the_main_thread() -> None:
+    """A SIGTERM the main thread holds back (the transcript writer between its renames) waits for it, rather than
+    running on one of the sandbox's helper threads; and the kernel still gets the interrupts it needs."""
+    _sandbox_or_skip()
+
+    async def scenario() -> None:
+        async with SessionManager(limits=SHORT_WALL) as manager:
+            assert (await manager.run("thread_a", "1")).value == "1"  # the spawner and the pool's threads exist
+            seen: list[int] = []
+            previous = signal.signal(signal.SIGTERM, lambda *_: seen.append(1))
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+                assert seen == []
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            time.sleep(0.01)
+            signal.signal(signal.SIGTERM, previous)
+            assert seen == [1]
+            interrupted = await manager.run("thread_a", "import time; time.sleep(100)")
+            assert interrupted.limit == "wall_seconds" and not interrupted.ended
+
+    asyncio.run(scenario())
 
 
 # -- refusing rather than running unsandboxed ---------------------------------------------------------------------

@@ -58,6 +58,7 @@ class Kernel:
         # in its own user namespace RLIMIT_NPROC counts the sandbox's processes, bwrap's init among them
         extra = 1 if self.user_namespace else 1 + int(config.get("host_processes") or 0)
         _hard_limit(resource.RLIMIT_NPROC, int(config["processes"]) + extra)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the server's helper thread that started us blocked all
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file size limit fails (EFBIG), not kills
         signal.signal(signal.SIGXCPU, self._cpu_exceeded)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for calls; between them they are late

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from runner.server.tools.code_interpreter import files
 from runner.server.tools.code_interpreter.limits import CodeLimits
-from runner.server.tools.code_interpreter.sandbox import Sandbox, SandboxConfig, SandboxError, prepare
+from runner.server.tools.code_interpreter.sandbox import Sandbox, SandboxConfig, SandboxError, block_signals, prepare
 from runner.server.tools.code_interpreter.session import CodeResult, CodeSession
 
 T = TypeVar("T")
@@ -48,7 +48,8 @@ class SessionManager:
         self._sessions: dict[str, CodeSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expired: OrderedDict[str, None] = OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=max_sessions + 2, thread_name_prefix="code-session")
+        self._pool = ThreadPoolExecutor(max_workers=max_sessions + 2, thread_name_prefix="code-session",
+                                        initializer=block_signals)
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 

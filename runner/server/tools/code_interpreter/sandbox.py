@@ -46,7 +46,17 @@ PROBE_SECONDS = 30.0
 _JOIN_CGROUPS = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done; exec "$@"'
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr on merged systems
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/alternatives")  # nothing secret
-_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-sandbox-spawner")  # lives as long as we do
+
+
+def block_signals() -> None:
+    """Keep process-directed signals (SIGTERM, SIGINT) off a helper thread, for the main thread to handle: a signal
+    the main thread holds back (as the transcript writer does between its renames) must not run on another."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
+# lives as long as we do; its processes inherit its signal mask, which the kernel clears
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-sandbox-spawner", initializer=block_signals)
 _probe_lock = threading.Lock()
 _prepared: dict[SandboxConfig, Sandbox | SandboxUnavailable] = {}
 
