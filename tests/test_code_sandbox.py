@@ -524,6 +524,8 @@ def test_a_missing_bwrap_is_refused_saying_what_to_install(tmp_path: Path) -> No
 def test_root_without_a_pids_cgroup_is_refused() -> None:
     if os.getuid() != 0:
         pytest.skip("as an unprivileged user RLIMIT_NPROC limits processes: nothing to refuse")
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: its absence is refused first")
     with pytest.raises(SandboxUnavailable, match="cannot limit the processes"):
         prepare(SandboxConfig(use_cgroups=False))
 
