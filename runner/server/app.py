@@ -29,6 +29,7 @@ from runner.server.ingest import Ingestor
 from runner.server.providers import LiveSettings, ModelError, ProviderSet
 from runner.server.routes import Handler, all_routes
 from runner.server.store import Store
+from runner.server.tools.code_interpreter.limits import CodeLimits
 
 if TYPE_CHECKING:
     from runner.server.tools.file_search.embeddings import Embedder, EmbeddingSettings
@@ -47,6 +48,8 @@ class BackendSettings:
     api_key: str | None = field(default=None, repr=False)  # when set, requests need it as a Bearer token
     live: LiveSettings = field(default_factory=LiveSettings)  # live providers; default: none configured
     embeddings: EmbeddingSettings | None = None  # file_search's embedder; default: keyword search only
+    # the code interpreter's limits; None: code is never executed (the tool is stored, and not offered to models)
+    code_interpreter: CodeLimits | None = None
 
 
 class Backend:

@@ -1,23 +1,29 @@
-"""The code interpreter's foundation: sandboxed, stateful Python sessions, one per thread (not wired into runs yet).
+"""The code interpreter: sandboxed, stateful Python sessions, one per thread.
 
 limits.py holds what a call may use, sandbox.py starts a session's process inside bubblewrap (and refuses when no
 sandbox can), kernel.py is the script that runs in it, session.py is the host's side of one session (calls,
 wall time, /mnt/data, restarts), files.py reads and writes /mnt/data without trusting it, cgroups.py makes the
 per-session cgroups, manager.py keeps the sessions by key for the async backend.
+
+The names below load their module on first use (PEP 562): a backend whose runs execute no code does not pay
+for the session machinery at start-up.
 """
 
-from runner.server.tools.code_interpreter.limits import LIMIT_NAMES, CodeLimits
-from runner.server.tools.code_interpreter.manager import SessionManager
-from runner.server.tools.code_interpreter.sandbox import (
-    Sandbox,
-    SandboxConfig,
-    SandboxError,
-    SandboxUnavailable,
-    prepare,
-)
-from runner.server.tools.code_interpreter.session import CodeResult, CodeSession
+from __future__ import annotations
 
-__all__ = [
-    "LIMIT_NAMES", "CodeLimits", "CodeResult", "CodeSession", "Sandbox", "SandboxConfig", "SandboxError",
-    "SandboxUnavailable", "SessionManager", "prepare",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "LIMIT_NAMES": "limits", "CodeLimits": "limits", "SessionManager": "manager", "Sandbox": "sandbox",
+    "SandboxConfig": "sandbox", "SandboxError": "sandbox", "SandboxUnavailable": "sandbox", "prepare": "sandbox",
+    "CodeResult": "session", "CodeSession": "session",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
