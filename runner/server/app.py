@@ -30,6 +30,7 @@ from runner.server.providers import LiveSettings, ModelError, ProviderSet
 from runner.server.routes import Handler, all_routes
 from runner.server.store import Store
 from runner.server.tools.code_interpreter.limits import CodeLimits
+from runner.server.tools.code_interpreter.tool import CodeInterpreter
 
 if TYPE_CHECKING:
     from runner.server.tools.file_search.embeddings import Embedder, EmbeddingSettings
@@ -69,7 +70,10 @@ class Backend:
 
             self.embedder = open_embedder(embeddings, self.providers.redact)
         self.ingestor = Ingestor(self.store, self.blobs, self.embedder)
-        self.executor = RunExecutor(self.store, self.providers, search=self.search, ready=self.ingestor.settled_for)
+        self.code = (CodeInterpreter(self.store, self.blobs, self.settings.code_interpreter)
+                     if self.settings.code_interpreter is not None else None)
+        self.executor = RunExecutor(self.store, self.providers, search=self.search, ready=self.ingestor.settled_for,
+                                    code=self.code)
         self.recovered = self.executor.recover()  # runs a previous process left in flight
         self._closed = False
 
@@ -82,6 +86,8 @@ class Backend:
         try:
             await self.executor.shutdown()
             await self.ingestor.shutdown()
+            if self.code is not None:
+                await self.code.aclose()  # every session's processes and folders go with the backend
             if self.embedder is not None:
                 await asyncio.to_thread(self.embedder.close)  # joins the embedder's thread: not on the loop
             for provider in self.providers.providers.values():

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.server import objects
 from runner.server.budget import model_tool_choice, police_reply, select_messages
@@ -21,8 +21,12 @@ from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
 from runner.server.providers.base import count_tokens
 from runner.server.store import Store
+from runner.server.tools.code_interpreter.tool import file_paths
 from runner.server.tools.file_search.citations import file_citations, search_output
-from runner.server.tools.functions import builtin_names, model_tools, search_query
+from runner.server.tools.functions import BUILTIN_FUNCTIONS, builtin_names, code_argument, model_tools, search_query
+
+if TYPE_CHECKING:
+    from runner.server.tools.code_interpreter.tool import CodeInterpreter
 
 # an event as it goes on the wire: its name and its JSON payload, serialised when it happened
 Event = tuple[str, str]
@@ -46,10 +50,13 @@ MAX_BUILTIN_ROUNDS = 8  # model calls in a row answered by built-in tools before
 Search = Callable[[list[str], str, int, float], list[dict[str, Any]]]
 
 
-def _forces_file_search(run: dict[str, Any], private: dict[str, Any]) -> bool:
-    """Whether the run's tool_choice asks for a file search it has not made yet."""
+def _forced_builtin(run: dict[str, Any], private: dict[str, Any]) -> str | None:
+    """The built-in tool the run's tool_choice asks for (`file_search`, `code_interpreter`), if it has not been
+    called yet: the backend calls it before the model, with the last user message as the query or the code."""
     choice = run.get("tool_choice")
-    return isinstance(choice, dict) and choice.get("type") == "file_search" and not private.get("searched")
+    if isinstance(choice, dict) and choice.get("type") in BUILTIN_FUNCTIONS and not private.get("forced"):
+        return str(choice["type"])
+    return None
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -61,10 +68,12 @@ class RunExecutor:
     """Runs the backend's runs, one asyncio task each, and publishes their events."""
 
     def __init__(self, store: Store, providers: ProviderSet, search: Search | None = None,
-                 ready: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+                 ready: Callable[[list[str]], Awaitable[None]] | None = None,
+                 code: CodeInterpreter | None = None) -> None:
         self.store = store
         self.providers = providers
         self.search = search  # the vector stores' search, for the file_search tool
+        self.code = code  # the sandboxed sessions, for the code_interpreter tool (None: code is never run)
         self.ready = ready  # waits until vector stores have indexed the files being added to them
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[asyncio.Queue[Event | None]]] = {}
@@ -284,8 +293,9 @@ class RunExecutor:
         it makes to built-in tools are answered here and the model called again, until it replies or calls a
         function of the client's."""
         run_id: str = run["id"]
-        if _forces_file_search(run, private) and self.search is not None and not await self._searched(
-                run, private, [(new_id("call_"), self._last_user_text(run))], None):
+        forced = _forced_builtin(run, private)
+        if forced in self._available() and not await self._builtin_step(
+                run, private, [(new_id("call_"), str(forced), self._last_user_text(run))], None):
             return
         while True:
             resumed = _answering_outputs(private)
@@ -318,8 +328,10 @@ class RunExecutor:
                 with self._change():
                     self._add_usage(run, reply)
                     self.store.update("run", run)
-                searches = [(call.call_id or new_id("call_"), search_query(call.arguments)) for call in builtin_calls]
-                if not await self._searched(run, private, searches, self._step_usage(reply)):
+                calls = [(call.call_id or new_id("call_"), call.name,
+                          search_query(call.arguments) if call.name == "file_search" else code_argument(call.arguments))
+                         for call in builtin_calls]
+                if not await self._builtin_step(run, private, calls, self._step_usage(reply)):
                     return
                 reply.tool_calls = [call for call in reply.tool_calls if call not in builtin_calls]
                 if not reply.tool_calls:
@@ -333,29 +345,64 @@ class RunExecutor:
                     self._complete_with_message(run, private, reply)
             return
 
+    def _available(self) -> frozenset[str]:
+        """The built-in tools this backend can run: file_search with a search, code_interpreter with sessions."""
+        return frozenset(name for name, there in (("file_search", self.search), ("code_interpreter", self.code))
+                         if there is not None)
+
     def _builtins(self, run: dict[str, Any]) -> frozenset[str]:
-        """The built-in tools this backend answers for the run's model (none without a search to run)."""
-        return builtin_names(run["tools"]) if self.search is not None else frozenset()
+        """The built-in tools of the run that the backend answers for its model."""
+        return builtin_names(run["tools"], self._available())
 
     def _last_user_text(self, run: dict[str, Any]) -> str:
         user = [m for m in self.store.children("message", run["thread_id"]) if m["role"] == "user"]
         return message_text(user[-1]) if user else ""
 
-    async def _searched(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str]],
-                        usage: dict[str, int] | None) -> bool:
-        """Make the searches (see _file_searches); False when they could not be made and the run failed."""
+    async def _builtin_step(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str, str]],
+                            usage: dict[str, int] | None) -> bool:
+        """Run built-in tool calls (call id, tool, query or code) as one `tool_calls` step, streamed as it goes (a
+        code call's input before it runs, its outputs after), their outputs kept for the model's next call; False
+        when a call could not be made (no sandbox, an embedding endpoint down) and the run failed saying why."""
+        step = objects.run_step(run, {"type": "tool_calls", "tool_calls": []})
+        if usage is not None:
+            step["usage"] = usage
+        with self._change():
+            self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
+            self._emit(run["id"], "thread.run.step.created", step)
+            self._emit(run["id"], "thread.run.step.in_progress", step)
+        items: list[dict[str, Any]] = []
         try:
-            await self._file_searches(run, private, calls, usage)
-        except ModelError as exc:  # e.g. the embedding endpoint is down: the run fails saying so
+            for index, (call_id, name, text) in enumerate(calls):
+                if name == "file_search":
+                    call, deltas, output = await self._search_call(run, private, call_id, text)
+                else:
+                    call, deltas, output = await self._code_call(run, private, step["id"], index, call_id, text)
+                argument = "query" if name == "file_search" else "code"
+                items += [{"type": "function_call", "call_id": call_id, "name": name,
+                           "arguments": json.dumps({argument: text}, ensure_ascii=False)},
+                          {"type": "function_call_output", "call_id": call_id, "output": output}]
+                with self._change():
+                    step["step_details"]["tool_calls"].append(call)
+                    self.store.update("run_step", step)
+                    for delta in deltas:
+                        self._emit(run["id"], "thread.run.step.delta",
+                                   _step_delta(step["id"], {"index": index, **delta}))
+        except ModelError as exc:
             self._fail(self.store.get("run", run["id"]), exc.code, exc.message)
             return False
+        with self._change():
+            step.update(status="completed", completed_at=objects.now())
+            self.store.update("run_step", step)
+            self._emit(run["id"], "thread.run.step.completed", step)
+            private["forced"] = True  # a forced tool is called once: the model answers what it gave
+            private.setdefault("items", []).extend(items)
+            self.store.set_private("run", run["id"], private)
         return True
 
-    async def _file_searches(self, run: dict[str, Any], private: dict[str, Any], calls: list[tuple[str, str]],
-                             usage: dict[str, int] | None) -> None:
-        """Search the run's vector stores once per (call id, query): one completed `tool_calls` step holding a
-        `file_search` call each, with its results, which the model then reads (numbered for its citations).
-        A forced `file_search` has the thread's last user message as its query."""
+    async def _search_call(self, run: dict[str, Any], private: dict[str, Any], call_id: str,
+                           query: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+        """A file_search call: the run's vector stores searched for `query` (the call, its deltas, what the model
+        reads of it, its results numbered for citations)."""
         assert self.search is not None
         options = next((t.get("file_search") or {} for t in run["tools"] if t.get("type") == "file_search"), {})
         ranking = options.get("ranking_options") or {}
@@ -363,39 +410,43 @@ class RunExecutor:
         stores = self._vector_store_ids(run)
         if self.ready is not None:  # a file just attached is searched once it is indexed, as the API waits
             await self.ready(stores)
-        tool_calls: list[dict[str, Any]] = []
-        items: list[dict[str, Any]] = []
+        results = await asyncio.to_thread(self.search, stores, query,
+                                          options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
+        call = {"id": call_id, "type": "file_search", "file_search": {
+            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},
+            "results": [{"file_id": r["file_id"], "file_name": r["file_name"], "score": r["score"]} for r in results],
+            "queries": [query]}}  # beyond the API's shape (which keeps the query to itself), as Responses shows it
+        private.setdefault("results", {})[call_id] = [r["content"] for r in results]  # for include[]
         citable: list[list[str]] = private.setdefault("citable", [])  # per search of the run: its results' files
-        for call_id, query in calls:
-            results = await asyncio.to_thread(self.search, stores, query,
-                                              options.get("max_num_results") or FILE_SEARCH_MAX_RESULTS, threshold)
-            tool_calls.append({"id": call_id, "type": "file_search", "file_search": {
-                "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": threshold},
-                "results": [{"file_id": r["file_id"], "file_name": r["file_name"], "score": r["score"]}
-                            for r in results],
-                "queries": [query]}})  # beyond the API's shape (which keeps the query to itself), as Responses shows it
-            private.setdefault("results", {})[call_id] = [r["content"] for r in results]  # for include[]
-            items += [{"type": "function_call", "call_id": call_id, "name": "file_search",
-                       "arguments": json.dumps({"query": query}, ensure_ascii=False)},
-                      {"type": "function_call_output", "call_id": call_id,
-                       "output": search_output(len(citable), query, results)}]
-            citable.append([r["file_id"] for r in results])
-        step = objects.run_step(run, {"type": "tool_calls", "tool_calls": tool_calls})
-        if usage is not None:
-            step["usage"] = usage
-        with self._change():
-            self.store.insert("run_step", step, parent=run["thread_id"], run_id=run["id"])
-            announced = {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}
-            self._emit(run["id"], "thread.run.step.created", announced)
-            self._emit(run["id"], "thread.run.step.in_progress", announced)
-            for index, call in enumerate(tool_calls):
-                self._emit(run["id"], "thread.run.step.delta", _step_delta(step["id"], {"index": index, **call}))
-            step.update(status="completed", completed_at=objects.now())
-            self.store.update("run_step", step)
-            self._emit(run["id"], "thread.run.step.completed", step)
-            private["searched"] = True
-            private.setdefault("items", []).extend(items)
-            self.store.set_private("run", run["id"], private)
+        output = search_output(len(citable), query, results)
+        citable.append([r["file_id"] for r in results])
+        return call, [call], output  # one delta: the SDKs cannot add results to a call by pieces
+
+    async def _code_call(self, run: dict[str, Any], private: dict[str, Any], step_id: str, index: int, call_id: str,
+                         code: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+        """A code_interpreter call: `code` run in the thread's session, its input streamed before it runs (the call,
+        the delta of its outputs, what the model reads of it)."""
+        assert self.code is not None
+        self._emit(run["id"], "thread.run.step.delta", _step_delta(step_id, {
+            "index": index, "id": call_id, "type": "code_interpreter",
+            "code_interpreter": {"input": code, "outputs": []}}))
+        outcome = await self.code.call(run["thread_id"], self._code_file_ids(run), code)
+        private.setdefault("code_files", {}).update(outcome.files)  # what the reply may link as sandbox:/mnt/data/…
+        private.setdefault("code_images", []).extend(outcome.images)  # what the reply shows
+        call = {"id": call_id, "type": "code_interpreter",
+                "code_interpreter": {"input": code, "outputs": outcome.outputs}}
+        delta = {"type": "code_interpreter", "code_interpreter": {
+            "outputs": [{"index": i, **output} for i, output in enumerate(outcome.outputs)]}}
+        return call, [delta], outcome.model_output
+
+    def _code_file_ids(self, run: dict[str, Any]) -> list[str]:
+        """The files a run's code finds in /mnt/data: its assistant's and its thread's code interpreter files."""
+        ids: list[str] = []
+        for kind, object_id in (("assistant", run["assistant_id"]), ("thread", run["thread_id"])):
+            with contextlib.suppress(APIError):
+                resources = self.store.get(kind, object_id).get("tool_resources") or {}  # type: ignore[arg-type]
+                ids.extend((resources.get("code_interpreter") or {}).get("file_ids") or [])
+        return list(dict.fromkeys(ids))
 
     def _vector_store_ids(self, run: dict[str, Any]) -> list[str]:
         """The vector stores a run searches: its assistant's and its thread's."""
@@ -549,14 +600,20 @@ class RunExecutor:
             self.store.insert("message", msg, parent=run["thread_id"], run_id=run["id"])
             self._emit(run["id"], "thread.message.created", msg)
             self._emit(run["id"], "thread.message.in_progress", msg)
-            citations = file_citations(text, private.get("citable", []))
+            annotations = sorted(file_citations(text, private.get("citable", []))
+                                 + file_paths(text, private.get("code_files", {})), key=lambda a: a["start_index"])
+            # the figures the run's code showed come first, as the hosted API put them, then the text
+            content = [{"type": "image_file", "image_file": {"file_id": file_id}}
+                       for file_id in private.get("code_images", [])] + objects.text_content(text, annotations)
             self._emit(run["id"], "thread.message.delta", {
                 "id": msg["id"], "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": {
-                    "value": text, "annotations": [{"index": i, **c} for i, c in enumerate(citations)]}}]},
+                "delta": {"content": [{"index": i, **part} if part["type"] != "text" else {
+                    "index": i, "type": "text", "text": {
+                        "value": text, "annotations": [{"index": j, **a} for j, a in enumerate(annotations)]}}
+                    for i, part in enumerate(content)]},
             })
             finished = objects.now()
-            msg["content"] = objects.text_content(text, citations)
+            msg["content"] = content
             if reply.incomplete_reason:  # cut short by the token budget: the API's `incomplete` outcome
                 msg.update(status="incomplete", incomplete_at=finished, incomplete_details={"reason": "max_tokens"})
                 self.store.update("message", msg)

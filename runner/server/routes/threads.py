@@ -55,6 +55,8 @@ async def delete_thread(b: Backend, request: Request) -> Response:
     if active:
         b.executor.stop(active)  # nothing of the run may land under a deleted thread
     b.store.delete("thread", object_id)
+    if b.code is not None:
+        await b.code.forget(object_id)  # its code session, and the files in its /mnt/data
     return json_response({"id": object_id, "object": "thread.deleted", "deleted": True})
 
 

@@ -95,6 +95,11 @@ class SessionManager:
         session = self._sessions.get(key)
         return session.pids() if session is not None else set()
 
+    def session_folder(self, key: str) -> str | None:
+        """Which session `key` has (its folder), or None: a new session, with an empty /mnt/data, has another."""
+        session = self._sessions.get(key)
+        return str(session.folder) if session is not None else None
+
     def session_keys(self) -> list[str]:
         """The keys that have a session."""
         return list(self._sessions)
