@@ -467,12 +467,18 @@ def diff(old: str, new: str) -> None:
               help="The embedding model the endpoint should use (default: RUNNER_EMBEDDINGS_MODEL).")
 @click.option("--embeddings-key-env", metavar="NAME",
               help="The variable holding the embedding endpoint's key (default: RUNNER_EMBEDDINGS_API_KEY).")
+@click.option("--code-interpreter", is_flag=True,
+              help="Execute code_interpreter calls, in a bubblewrap sandbox (refused at start when none can run).")
+@click.option("--code-timeout", type=float, metavar="S",
+              help="Wall seconds a code call may take (default 60; also 30 s of CPU).")
+@click.option("--code-memory", type=int, metavar="MB", help="Memory a code session may use, in MB (default 1024).")
 @click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Load provider settings and keys from this dotenv file (default: .env here, when present).")
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def serve(host: str, port: int, db: str, provider: str | None, rules_file: str | None, api_key_env: str | None,
           log_level: str, embeddings: str | None, embeddings_model: str | None, embeddings_key_env: str | None,
-          env_file: str | None, no_env_file: bool) -> None:
+          code_interpreter: bool, code_timeout: float | None, code_memory: int | None, env_file: str | None,
+          no_env_file: bool) -> None:
     """Serve the built-in Assistants-compatible backend over HTTP (point OPENAI_BASE_URL at it)."""
     loaded_secrets = _load_env(env_file, no_env_file)
     from runner.server.providers import LiveSettings, model_problem
@@ -490,7 +496,8 @@ def serve(host: str, port: int, db: str, provider: str | None, rules_file: str |
             sys.exit(EXIT_USAGE)
     options = ServeOptions(host=host, port=port, db=db, provider=provider, rules=rules, api_key_env=api_key_env,
                            log_level=log_level, embeddings=embeddings, embeddings_model=embeddings_model,
-                           embeddings_key_env=embeddings_key_env, secret_env=loaded_secrets)
+                           embeddings_key_env=embeddings_key_env, secret_env=loaded_secrets,
+                           code_interpreter=code_interpreter, code_timeout=code_timeout, code_memory=code_memory)
     try:
         if provider:  # a forced provider must be able to answer, or every request would fail
             problem = model_problem(provider, force=provider, has_rules=rules is not None,

@@ -192,3 +192,43 @@ def test_embeddings_options_that_cannot_work_are_a_usage_error(tmp_path: Path) -
                                  env={"NOT_SET_ANYWHERE": ""})
     assert missing.exit_code == 2 and "NOT_SET_ANYWHERE (--embeddings-key-env) is not set" in missing.output
     assert not (tmp_path / "x.db").exists()  # refused before the database was opened
+
+
+def test_the_data_analysis_flow_runs_unchanged_against_serve_with_the_code_interpreter(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the `code` extra (pandas, matplotlib) is not installed")
+    from runner.server.tools.code_interpreter import SandboxUnavailable, prepare
+
+    try:
+        prepare()
+    except SandboxUnavailable as exc:
+        pytest.skip(f"no sandbox here: {exc}")
+    kit = DATA / "code_interpreter_flow"
+    (tmp_path / "sales.csv").write_text("region,amount\nnorth,30\nsouth,12\nnorth,8\n", encoding="utf-8")
+    with serving(tmp_path, "--provider", "scripted", "--rules", str(kit / "rules.yaml"), "--code-interpreter",
+                 "--code-timeout", "50") as server:
+        proc = subprocess.run([sys.executable, "-W", "ignore", str(kit / "analysis.py")], cwd=tmp_path,
+                              env=clean_env(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-anything"),
+                              capture_output=True, text=True, timeout=120)
+        log = server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["completed", "logs: total 50", "chart saved",
+                                        "Here is the chart of sales by region; the total is 50."]
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert "code_interpreter sandboxed (50 s, 1024 MB)" in log
+
+
+def test_code_interpreter_options_that_cannot_work_are_a_usage_error(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    alone = CliRunner().invoke(cli, ["serve", "--code-timeout", "5", "--db", db])
+    assert alone.exit_code == 2 and "add --code-interpreter" in alone.output
+    small = CliRunner().invoke(cli, ["serve", "--code-interpreter", "--code-memory", "8", "--db", db])
+    assert small.exit_code == 2 and "--code-memory must be at least 64" in small.output
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_code_interpreter_is_refused_at_start_saying_what_to_install_when_no_sandbox_runs(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "runner", "serve", "--code-interpreter", "--port", "0",
+                           "--db", str(tmp_path / "x.db")], env=clean_env(PATH=str(tmp_path)),  # no bwrap on PATH
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--code-interpreter:" in proc.stderr and "bubblewrap" in proc.stderr and "Traceback" not in proc.stderr

@@ -34,6 +34,9 @@ class ServeOptions:
     embeddings_model: str | None = None
     embeddings_key_env: str | None = None  # the variable holding the embedding endpoint's key
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets too (what an env file loaded)
+    code_interpreter: bool = False  # execute code_interpreter calls, in a sandbox (never without one)
+    code_timeout: float | None = None  # wall seconds per call (None: the default, CodeLimits.wall_seconds)
+    code_memory: int | None = None  # MB of memory a session may use (None: the default, CodeLimits.memory_mb)
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
@@ -106,6 +109,32 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def code_limits(options: ServeOptions) -> Any:
+    """The code interpreter's limits with `--code-interpreter` (its sandbox started once, to refuse now rather
+    than at the first run when none can start), else None; ServeError saying what to install or fix."""
+    if not options.code_interpreter:
+        if options.code_timeout is not None or options.code_memory is not None:
+            raise ServeError("--code-timeout and --code-memory limit the code interpreter: add --code-interpreter")
+        return None
+    from runner.server.tools.code_interpreter import CodeLimits, SandboxUnavailable, prepare
+
+    given = {name: value for name, value in (("wall_seconds", options.code_timeout),
+                                              ("memory_mb", options.code_memory)) if value is not None}
+    try:
+        limits = CodeLimits(**given)
+    except ValueError as exc:
+        flag = {"wall_seconds": "--code-timeout", "memory_mb": "--code-memory"}
+        text = str(exc)
+        for name, option in flag.items():
+            text = text.replace(f"CodeLimits.{name}", option)
+        raise ServeError(text) from None
+    try:
+        prepare()
+    except SandboxUnavailable as exc:
+        raise ServeError(f"--code-interpreter: {exc}") from None
+    return limits
+
+
 def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> None:
     """Run the server until SIGINT/SIGTERM; `announce` receives one line per lifecycle event.
 
@@ -131,6 +160,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
     if key and options.api_key_env:
         others[options.api_key_env] = key
     live = live.with_secrets(others)
+    code = code_limits(options)
     lock = lock_database(options.db)
     try:
         sock = listen(options.host, options.port)
@@ -138,7 +168,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
             try:
                 backend = Backend(BackendSettings(db_path=options.db, rules=options.rules,
                                                   provider=options.provider, api_key=key, live=live,
-                                                  embeddings=embeddings))
+                                                  embeddings=embeddings, code_interpreter=code))
             except sqlite3.Error as exc:
                 raise ServeError(f"cannot open --db {options.db}: {exc}") from None
             if backend.recovered:
@@ -153,9 +183,11 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
             auth = "Bearer key required" if key else "no key required"
             models = ", ".join(sorted(backend.providers.providers))
             search = f"embeddings {embeddings.describe()}" if embeddings else "keyword search"
+            coding = (f"code_interpreter sandboxed ({code.wall_seconds:g} s, {code.memory_mb} MB)" if code
+                      else "code_interpreter off (--code-interpreter runs it)")
             # already listening: connections made from now on wait in the backlog until uvicorn accepts them
             announce(f"runner serve: Assistants API on http://{shown}:{port}/v1 ({auth}; providers {models}; "
-                     f"file_search {search}; database {options.db})")
+                     f"file_search {search}; {coding}; database {options.db})")
             asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
         finally:
             sock.close()
