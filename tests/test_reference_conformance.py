@@ -149,7 +149,8 @@ def _check_all(reference: Reference, recorder: Recorder) -> int:
     return checked
 
 
-async def _drive(recorder: Recorder, spec_files: list[Path], stream: bool, url: str | None) -> None:
+async def _drive(recorder: Recorder, spec_files: list[Path], stream: bool, url: str | None,
+                 coding: bool = False) -> None:
     import httpx2
     from openai import AsyncAssistantEventHandler, AsyncOpenAI
 
@@ -221,6 +222,16 @@ async def _drive(recorder: Recorder, spec_files: list[Path], stream: bool, url: 
                 assert (await s.get_final_run()).status == "completed"
         else:
             assert (await beta.threads.runs.cancel(waiting.id, thread_id=t.id)).status == "cancelled"
+    if coding:  # the code interpreter's step (input, logs) and its stream, where a sandbox runs here
+        coder = await beta.assistants.create(model="echo", tools=[{"type": "code_interpreter"}])
+        ran = await beta.threads.create_and_run_poll(assistant_id=coder.id, tool_choice={"type": "code_interpreter"},
+                                                     thread={"messages": [{"role": "user", "content": "print(1)"}]})
+        assert ran.status == "completed"
+        await beta.threads.runs.steps.list(ran.id, thread_id=ran.thread_id)
+        async with beta.threads.create_and_run_stream(
+                assistant_id=coder.id, tool_choice={"type": "code_interpreter"},
+                thread={"messages": [{"role": "user", "content": "1 / 0"}]}) as s:
+            await s.until_done()
     from openai import NotFoundError
 
     for bad in (beta.assistants.retrieve("asst_nope"), beta.threads.runs.cancel("run_nope", thread_id=thread.id)):
@@ -233,14 +244,21 @@ async def _drive(recorder: Recorder, spec_files: list[Path], stream: bool, url: 
 @pytest.mark.parametrize("over", ["in-process", "http"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "poll"])
 def test_every_response_matches_the_reference(reference: Reference, stream: bool, over: str) -> None:
+    from runner.server.tools.code_interpreter import CodeLimits, SandboxUnavailable, prepare
+
+    try:
+        prepare()
+        code: CodeLimits | None = CodeLimits()
+    except SandboxUnavailable:
+        code = None  # the code interpreter's shapes are left unchecked where no sandbox runs
     rules = load_spec(EXAMPLES / "weather_tool.yaml").backend.rules
-    recorder = Recorder(create_app(Backend(BackendSettings(rules=rules))))
+    recorder = Recorder(create_app(Backend(BackendSettings(rules=rules, code_interpreter=code))))
     specs = [p for p in sorted(EXAMPLES.glob("*_*.yaml")) if "live" not in p.stem] + [EXAMPLES / "hello.yaml"]
     if over == "http":
         with serving_in_thread(recorder) as url:
-            run_async(_drive(recorder, specs, stream, url))
+            run_async(_drive(recorder, specs, stream, url, code is not None))
     else:
-        run_async(_drive(recorder, specs, stream, None))
+        run_async(_drive(recorder, specs, stream, None, code is not None))
     checked = _check_all(reference, recorder)
     assert checked > 40
     if stream:
