@@ -5,6 +5,7 @@ to written files as file_path annotations."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -126,7 +127,8 @@ def test_the_code_step_streams_its_input_then_its_outputs_into_the_sdks_snapshot
 
 
 def test_a_figure_becomes_an_image_output_and_image_file_content() -> None:
-    pytest.importorskip("matplotlib", reason="the `code` extra (matplotlib) is not installed")
+    if importlib.util.find_spec("matplotlib") is None:  # found, not imported: numpy's threads would take signals
+        pytest.skip("the `code` extra (matplotlib) is not installed")
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"
 
     async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
@@ -257,3 +259,32 @@ def test_hostile_code_in_a_run_is_contained_and_the_next_call_works(tmp_path: An
         assert logs[2].strip().endswith("still here")
 
     _with_client(test, BackendSettings(code_interpreter=CodeLimits(cpu_seconds=2, wall_seconds=4)))
+
+
+def test_cancelling_a_run_stops_its_code_and_the_next_call_works() -> None:
+    import asyncio
+
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        assistant = await client.beta.assistants.create(model="echo", tools=[{"type": "code_interpreter"}])
+        thread = await client.beta.threads.create(messages=[{"role": "user", "content": "while True: pass"}])
+        run = await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id,
+                                                    tool_choice={"type": "code_interpreter"})
+        assert backend.code is not None
+        for _ in range(400):  # the code is running once its session has a process
+            if backend.code.manager.pids(thread.id):
+                break
+            await asyncio.sleep(0.025)
+        pids = backend.code.manager.pids(thread.id)
+        assert pids
+        await client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        run = await client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=10)
+        assert run.status == "cancelled"
+        _assert_gone(pids)
+        await client.beta.threads.messages.create(thread.id, role="user", content="print('after')")
+        again = await client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, tool_choice={"type": "code_interpreter"},
+            poll_interval_ms=10)
+        call = (await _steps(client, again))[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+        assert "after" in call.code_interpreter.outputs[0].logs  # type: ignore[union-attr]
+
+    _with_client(test, CODE)

@@ -336,7 +336,7 @@ class RunExecutor:
                 reply.tool_calls = [call for call in reply.tool_calls if call not in builtin_calls]
                 if not reply.tool_calls:
                     continue  # the model reads what was found
-                reply.prompt_tokens = reply.completion_tokens = 0  # counted with the search step
+                reply.prompt_tokens = reply.completion_tokens = 0  # counted with the built-in tools' step
             with self._change():
                 self._add_usage(run, reply)
                 if reply.tool_calls:

@@ -69,7 +69,15 @@ class SessionManager:
         result; SandboxError (SandboxUnavailable) only when no sandbox can be started."""
         async with self._lock(key):
             session = await self._session(key)
-            result = await self._blocking(session.run, code)
+            call = asyncio.get_running_loop().run_in_executor(self._pool, session.run, code)
+            try:
+                result = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # the run was cancelled: the code must not go on, nor the next call start beside it
+                await self._blocking(session.stop, "its last call was cancelled")
+                with contextlib.suppress(Exception):
+                    await call
+                raise
         self._sweep_soon()
         if key in self._expired and not result.restarted:
             self._expired.pop(key, None)

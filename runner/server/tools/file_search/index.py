@@ -24,6 +24,7 @@ import heapq
 import logging
 import math
 import operator
+import os
 import re
 import sqlite3
 import sys
@@ -354,6 +355,11 @@ def _nearest(ids: list[int], blobs: list[bytes], query: array[float], limit: int
     """(chunk id, cosine similarity) of the `limit` stored unit vectors nearest the query with a similarity above
     0, best first (ties: the older chunk first). With numpy installed (the `code` and `similar` extras bring it)
     the products are one matrix product, about a hundred times faster than Python's loop over the vectors."""
+    if "numpy" not in sys.modules:
+        # one BLAS thread: a pool of them would take the signals the main thread holds back (the transcript
+        # writer's SIGTERM between its two renames), and one matrix-vector product gains nothing from more
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
     try:
         import numpy
     except ImportError:
