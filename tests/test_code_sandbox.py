@@ -104,6 +104,14 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def _readable_by_others(path: Path) -> bool:
+    """Whether a user who is neither the owner nor in the group can reach and read `path` (its folders
+    searchable by others, itself readable)."""
+    path = path.resolve()
+    folders_ok = all(parent.stat().st_mode & 0o001 for parent in [path, *path.parents])
+    return folders_ok and bool(path.stat().st_mode & 0o004)
+
+
 def _assert_gone(pids: set[int]) -> None:
     """Every pid in `pids` ends (they are SIGKILLed; ending takes the kernel a moment)."""
     deadline = time.monotonic() + 30
@@ -537,6 +545,8 @@ def test_an_unprivileged_user_is_limited_by_rlimits(tmp_path: Path) -> None:
     system_python = "/usr/bin/python3"
     if os.getuid() != 0 or shutil.which("setpriv") is None or not os.access(system_python, os.X_OK):
         pytest.skip("needs root, setpriv and /usr/bin/python3 to act as an unprivileged user")
+    if not _readable_by_others(REPO):  # a clone in a private folder (mktemp -d is 0700)
+        pytest.skip(f"the source at {REPO} is not readable by another user, which this test runs as")
     folder = Path(tempfile.mkdtemp(prefix="runner-code-unprivileged-"))
     try:
         os.chown(folder, 100123, 100123)
@@ -620,3 +630,21 @@ def test_the_kernel_is_standard_library_only() -> None:
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and "__future__" not in line}
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_a_python_whose_libraries_live_under_tmp_imports_them(tmp_path: Path) -> None:
+    """The private /tmp must not hide the Python's own libraries (a virtualenv made under /tmp, as CI's clone
+    is): they are mounted over it."""
+    _sandbox_or_skip()
+    site_dir = Path(tempfile.mkdtemp(prefix="runner-site-", dir="/tmp"))
+    try:
+        (site_dir / "tmp_library.py").write_text("ANSWER = 42\n")
+        config = SandboxConfig(site_dirs=(str(site_dir),))
+        session = CodeSession(tmp_path / "session", LIMITS, config=config)
+        try:
+            result = session.run("import tmp_library\ntmp_library.ANSWER")
+            assert result.error is None and result.value == "42", result.logs
+        finally:
+            session.close()
+    finally:
+        shutil.rmtree(site_dir)

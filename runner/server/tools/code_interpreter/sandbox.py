@@ -155,9 +155,7 @@ class Sandbox:
             options += ["--ro-bind-try", path, path]
         for name in ("passwd", "group", "hosts"):
             options += ["--ro-bind", str(folder / "etc" / name), f"/etc/{name}"]
-        for path in self.binds:
-            options += ["--ro-bind", path, path]
-        options += ["--ro-bind", str(KERNEL), KERNEL_INSIDE, "--proc", "/proc", "--dev", "/dev"]
+        options += ["--proc", "/proc", "--dev", "/dev"]
         if self.tmpfs_size:
             options += ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                         "--size", size, "--tmpfs", "/tmp"]
@@ -166,6 +164,10 @@ class Sandbox:
                 (folder / name).mkdir(exist_ok=True)
                 options += ["--bind", str(folder / name), inside]
             options += ["--remount-ro", "/dev"]
+        # the Python and its libraries after the private /tmp, which would hide a virtualenv made under /tmp
+        for path in self.binds:
+            options += ["--ro-bind", path, path]
+        options += ["--ro-bind", str(KERNEL), KERNEL_INSIDE]
         options += ["--bind", str(folder / "data"), DATA_INSIDE, "--remount-ro", "/", "--chdir", DATA_INSIDE,
                     "--clearenv"]
         for name, value in self._environment().items():
