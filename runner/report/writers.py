@@ -159,10 +159,12 @@ def _reply_output_lines(turn: TurnRecord, folder: str) -> list[str]:
     outputs = {o.file_id: o for o in turn.outputs}
     shown = {i for run in turn.code_runs for i in run.images}
     lines: list[str] = []
-    for file_id in dict.fromkeys([*turn.images, *(f["file_id"] for f in turn.files)]):
+    for file_id in dict.fromkeys(turn.images):
         if file_id not in shown:  # an image a code run showed is shown there
-            lines += _output_lines(outputs.get(file_id), file_id, folder)
-    return lines + [""] if lines else []
+            lines += [*_output_lines(outputs.get(file_id), file_id, folder), ""]
+    files = [line for f in dict.fromkeys(f["file_id"] for f in turn.files) if f not in turn.images
+             for line in _output_lines(outputs.get(f), f, folder)]
+    return lines + (files + [""] if files else [])
 
 
 def _citation_line(turn: TurnRecord) -> list[str]:
