@@ -297,3 +297,18 @@ def test_the_stable_view_numbers_file_ids_and_keeps_the_code_and_names() -> None
     assert turn.code_runs[0].logs == "```\nsaved file-IMG1\n"  # what the code printed is its own
     assert [o.saved_as for o in turn.outputs[:3]] == ["image-1.png", "image (2).png", "out.csv"]
     assert turn.outputs[0].data == b"png1" and transcript.turns[0].outputs[0].file_id == "file-IMG1"
+
+
+def test_runner_diff_leaves_out_the_json_files_the_code_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.report.diff import diff_dirs
+
+    monkeypatch.chdir(tmp_path)
+    for side, data in (("old", b'{"broken": '), ("new", b"[1, 2]")):
+        transcript = code_transcript()
+        transcript.turns[0].outputs[2] = OutputFile("file-CSV1", "out.json", "file", 10, "out.json", data=data)
+        write_transcript(tmp_path / side, transcript)
+    (tmp_path / "old" / "specs" / "other.files").mkdir()  # a folder so named, beside no transcript, is scanned
+    (tmp_path / "old" / "specs" / "other.files" / "x.json").write_text("{}", encoding="utf-8")
+    result = diff_dirs(tmp_path / "old", tmp_path / "new")
+    assert [c.status for c in result.conversations] == ["unchanged"]
+    assert [(p.path, p.kind) for p in result.problems] == [("specs/other.files/x.json", "not a transcript")]
