@@ -301,6 +301,16 @@ def test_without_the_sandbox_a_spec_that_runs_code_is_refused_saying_what_to_ins
     assert problem.startswith(f"{tmp_path}/code.yaml:3:11: assistant.tools: code_interpreter cannot run code on "
                               "this machine: bubblewrap (bwrap) is not installed: install bubblewrap: `apt-get "
                               "install bubblewrap`")
+    from runner.server.tools.code_interpreter import sandbox
+
+    def says_the_tool(*args: Any) -> Any:
+        raise sandbox.SandboxUnavailable("code_interpreter needs a sandbox and bubblewrap (bwrap) is not installed: "
+                                         "install bubblewrap")
+
+    monkeypatch.setattr(sandbox, "prepare", says_the_tool)
+    assert preflight(spec, BackendTarget(spec.backend)) == [
+        f"{tmp_path}/code.yaml:3:11: assistant.tools: code_interpreter needs a sandbox and bubblewrap (bwrap) is not "
+        "installed: install bubblewrap"]  # said once
     # a remote endpoint runs code under its own sandbox; a spec without the tool needs none
     assert preflight(spec, BackendTarget(BackendConfig(base_url="http://127.0.0.1:9/v1"))) == []
     (tmp_path / "plain.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")

@@ -99,8 +99,9 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
     if spec.runs_code:
         unavailable = sandbox_problem()
         if unavailable is not None:  # the backend would refuse every code call: say what to install, run nothing
-            problems.append(f"{spec.code_where or spec.file}: assistant.tools: code_interpreter cannot run code on "
-                            f"this machine: {unavailable}")
+            said = unavailable if unavailable.startswith("code_interpreter") else (
+                f"code_interpreter cannot run code on this machine: {unavailable}")
+            problems.append(f"{spec.code_where or spec.file}: assistant.tools: {said}")
     from runner.server.tools.file_search.embeddings import EmbeddingConfigError, embedding_settings
 
     try:
