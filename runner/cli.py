@@ -338,7 +338,9 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
                                           fg="yellow"))
 
     def write(transcript: Transcript) -> Path:
-        return write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
+        path = write_transcript(outputs.transcripts, transcript, stable=outputs.stable)[0]
+        transcript.release_files()  # saved: the batch need not hold (or send between processes) their bytes
+        return path
 
     # importing the SDK is start-up: the batch's time begins after it (its Assistants resources load on first use)
     import openai.resources.beta.assistants  # noqa: F401

@@ -44,10 +44,11 @@ EXAMPLE_TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with the examples' rules file and knowledge files, which mutated examples name."""
+    """A folder with the examples' rules file, knowledge files and data, which mutated examples name."""
     path = tmp_path_factory.mktemp("properties")
     (path / "weather.rules.yaml").write_text(EXAMPLE_TEXTS["weather.rules.yaml"], encoding="utf-8")
     shutil.copytree(EXAMPLES / "knowledge", path / "knowledge")
+    shutil.copytree(EXAMPLES / "data", path / "data")
     return path
 
 

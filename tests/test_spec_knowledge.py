@@ -203,14 +203,19 @@ def test_an_attachment_that_does_not_exist_is_an_error_at_its_line(folder: Path)
     assert err.message == f"no file {folder}/receipt.pdf (paths are relative to the spec's folder)"
 
 
-def test_files_and_attachments_need_the_file_search_tool(folder: Path) -> None:
+def test_files_and_attachments_need_a_built_in_tool_that_uses_files(folder: Path) -> None:
     errors = errors_of(with_files(folder, "[knowledge/faq.txt]", "  - user: hi\n    attachments: [knowledge/faq.txt]\n",
-                                  head="assistant: {model: scripted, tools: [code_interpreter]}\n"))
+                                  head="assistant: {model: scripted, tools: [{name: get_weather}]}\n"))
+    fix = "add `- file_search` (to search them) or `- code_interpreter` (to read them in code) to assistant.tools"
     assert [(e.path, e.message) for e in errors] == [
-        ("files", "the assistant searches these files with its file_search tool, and assistant.tools has none: "
-                  "add `- file_search` to assistant.tools"),
-        ("conversation[0].attachments", "attachments are searched with the assistant's file_search tool, and "
-                                        "assistant.tools has none: add `- file_search` to assistant.tools")]
+        ("files", "the assistant uses these files with its file_search or code_interpreter tool, and assistant.tools "
+                  f"has neither: {fix}"),
+        ("conversation[0].attachments", "attachments go to the assistant's file_search or code_interpreter tool, and "
+                                        f"assistant.tools has neither: {fix}")]
+    # the code interpreter reads them, without file_search
+    code = load_spec(with_files(folder, "[knowledge/faq.txt]", "  - user: hi\n    attachments: [knowledge/faq.txt]\n",
+                                head="assistant: {model: scripted, tools: [code_interpreter]}\n"))
+    assert paths(code.files) == ["knowledge/faq.txt"] and paths(code.turns[0].attachments) == ["knowledge/faq.txt"]
     # an existing assistant's tools are its backend's business
     existing = load_spec(with_files(folder, "[knowledge/faq.txt]", head="assistant_id: asst_1\n"))
     assert paths(existing.files) == ["knowledge/faq.txt"]

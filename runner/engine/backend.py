@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
     from runner.server.app import Backend
+    from runner.server.tools.code_interpreter.limits import CodeLimits
 
 EMBEDDED_BASE_URL = "http://embedded.runner/v1"
 DEFAULT_API_KEY_ENV = "RUNNER_API_KEY"
@@ -53,9 +55,36 @@ def resolve_backend(spec: Spec, base_url: str | None = None, api_key_env: str | 
     elif api_key_env and not config.embedded:
         config = BackendConfig(base_url=config.base_url, api_key_env=api_key_env, stream=config.stream)
     if stream is not None:
-        config = BackendConfig(base_url=config.base_url, api_key_env=config.api_key_env, provider=config.provider,
-                               rules=config.rules, stream=stream)
+        config = dataclasses.replace(config, stream=stream)
     return BackendTarget(config)
+
+
+def code_limits(config: BackendConfig) -> CodeLimits:
+    """The limits code runs under on the embedded backend: the code interpreter's defaults, with the spec's
+    `backend.code_timeout` (wall time per call) and `backend.code_memory` (MB) where it gives them."""
+    from runner.server.tools.code_interpreter.limits import CodeLimits
+
+    chosen: dict[str, Any] = {}
+    if config.code_timeout is not None:
+        chosen["wall_seconds"] = float(config.code_timeout)
+    if config.code_memory is not None:
+        chosen["memory_mb"] = int(config.code_memory)
+    return CodeLimits(**chosen)
+
+
+def sandbox_problem() -> str | None:
+    """Why code cannot run on this machine (what to install), or None when the code interpreter's sandbox starts.
+
+    Checked before a batch whose specs run code on the embedded backend, so that such a spec fails as a spec error
+    saying what to install, rather than each of its runs failing. The check starts the sandbox once per process.
+    """
+    from runner.server.tools.code_interpreter import SandboxUnavailable, prepare
+
+    try:
+        prepare()
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> list[str]:
@@ -67,6 +96,12 @@ def preflight(spec: Spec, target: BackendTarget, *, replaying: bool = False) -> 
     problems = _code_problems(spec)
     if not target.embedded:
         return problems + _embedded_only(spec, target)
+    if spec.runs_code:
+        unavailable = sandbox_problem()
+        if unavailable is not None:  # the backend would refuse every code call: say what to install, run nothing
+            said = unavailable if unavailable.startswith("code_interpreter") else (
+                f"code_interpreter cannot run code on this machine: {unavailable}")
+            problems.append(f"{spec.code_where or spec.file}: assistant.tools: {said}")
     from runner.server.tools.file_search.embeddings import EmbeddingConfigError, embedding_settings
 
     try:
@@ -103,6 +138,11 @@ def _embedded_only(spec: Spec, target: BackendTarget) -> list[str]:
         found.append(f"{where}: backend.provider: {spec.backend.provider!r} configures the embedded backend, and "
                      f"{target.config.base_url} answers with its own provider; run it without --base-url, or "
                      f"start the server with `--provider {spec.backend.provider}`")
+    for key, value in (("code_timeout", spec.backend.code_timeout), ("code_memory", spec.backend.code_memory)):
+        if value is not None:
+            found.append(f"{where}: backend.{key}: it limits the embedded backend's code interpreter, and "
+                         f"{target.config.base_url} runs code under its own limits; run it without --base-url, or "
+                         f"start the server with `--code-interpreter --{key.replace('_', '-')} {value:g}`")
     return found
 
 
@@ -161,9 +201,11 @@ def redactor_for(target: BackendTarget, extra_env: tuple[str, ...] = ()) -> Reda
     return Redactor({name: value for name, value in values.items() if name in extra_env or credible(value)})
 
 
-def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool = False) -> AsyncOpenAI:
+def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool = False,
+                code: bool = False) -> AsyncOpenAI:
     """An AsyncOpenAI client for the target; the embedded backend gets a fresh in-process instance, whose
-    `openai` provider needs no key when cassettes may answer (`replaying`)."""
+    `openai` provider needs no key when cassettes may answer (`replaying`), and which executes code only with
+    `code` (a spec of the batch has the code_interpreter tool), under the spec's limits."""
     from runner.sdk import async_client
 
     if target.embedded:
@@ -178,7 +220,8 @@ def open_client(target: BackendTarget, *, max_retries: int = 2, replaying: bool 
         except (BadKey, EmbeddingConfigError) as exc:
             raise BackendUnavailable(str(exc)) from None
         settings = BackendSettings(rules=target.config.rules, provider=target.config.provider, live=live,
-                                   embeddings=embeddings.with_http_client(routed_http_client) if embeddings else None)
+                                   embeddings=embeddings.with_http_client(routed_http_client) if embeddings else None,
+                                   code_interpreter=code_limits(target.config) if code else None)
         return embedded_client(Backend(settings))
     env_name = target.config.api_key_env or DEFAULT_API_KEY_ENV
     try:

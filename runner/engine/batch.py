@@ -30,9 +30,9 @@ class _BackendSession:
         self.streaming: dict[str, bool] = {}
         self.error: str | None = None
 
-    def open(self, replaying: bool) -> None:
+    def open(self, replaying: bool, code: bool = False) -> None:
         try:
-            self.client = open_client(self.target, replaying=replaying)
+            self.client = open_client(self.target, replaying=replaying, code=code)
         except BackendUnavailable as exc:
             self.error = str(exc)
             return
@@ -78,10 +78,12 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     """
     sessions: dict[str, _BackendSession] = {}
     keys = [job.target.config.key() for job in jobs]
+    # an embedded backend executes code only when a spec running on it has the code_interpreter tool
+    running_code = {key for job, key in zip(jobs, keys, strict=True) if job.spec.runs_code}
     for job, key in zip(jobs, keys, strict=True):
         if key not in sessions:
             sessions[key] = _BackendSession(job.target)
-            sessions[key].open(options.record_mode in REPLAYING_MODES)
+            sessions[key].open(options.record_mode in REPLAYING_MODES, code=key in running_code)
     limit = asyncio.Semaphore(max(1, concurrency))
     share = backend_share(concurrency, len(sessions))
     backend_limits = {key: asyncio.Semaphore(share) for key in sessions}

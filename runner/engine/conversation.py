@@ -1,8 +1,9 @@
 """One conversation through the Assistants pipeline of the official SDK.
 
-    knowledge files (uploaded and indexed once per batch) -> assistant (shared per config) -> thread with the
-    first message -> per turn: message (with its attachments), run (streamed, or polled honouring
-    openai-poll-after-ms), tool outputs, reply, the run's file searches -> transcript
+    knowledge files (uploaded, and indexed for file_search, once per batch) -> assistant (shared per config) ->
+    thread with the first message -> per turn: message (with its attachments), run (streamed, or polled honouring
+    openai-poll-after-ms), tool outputs, reply, the run's file searches and code runs, the files its code
+    produced -> transcript
 
 The engine records what happened; judging it is the checks' job.
 """
@@ -21,14 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from runner.engine.backend import BackendTarget, redactor_for
 from runner.engine.calls import idempotent, poll
-from runner.engine.knowledge import Knowledge, KnowledgeError, Store
+from runner.engine.code import code_runs_in, produced, reply_files, reply_images
+from runner.engine.knowledge import Knowledge, KnowledgeError
 from runner.engine.once import Once
-from runner.engine.retrieval import citations_in, names_found, run_searches
+from runner.engine.outputs import OutputFetcher
+from runner.engine.retrieval import citations_in, names_found, searches_in
+from runner.engine.steps import run_steps
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
 from runner.redact import Redactor
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.sdk import threads as sdk_threads
-from runner.spec.model import AssistantConfig, Spec, Turn
+from runner.spec.model import BUILTIN_TOOLS, AssistantConfig, BuiltinTool, Spec, Turn
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -71,11 +75,14 @@ class AssistantPool:
         self._tools: dict[str, set[str]] = {}  # the tool types of the existing assistants found by id
         self.created: list[str] = []
 
-    async def get(self, config: AssistantConfig, vector_store_id: str | None = None) -> str:
+    async def get(self, config: AssistantConfig, vector_store_id: str | None = None,
+                  code_file_ids: tuple[str, ...] = ()) -> str:
         """The id of an assistant with this config searching this vector store (the batch's one for a set of
-        files), creating it on first use."""
+        files) and with these files for its code interpreter, creating it on first use."""
         key = config.key() if vector_store_id is None else f"{config.key()}\nvector store {vector_store_id}"
-        return await self._ids.get(key, lambda: self._create(config, vector_store_id))
+        if code_file_ids:
+            key += "\ncode files " + " ".join(code_file_ids)
+        return await self._ids.get(key, lambda: self._create(config, vector_store_id, code_file_ids))
 
     async def existing(self, assistant_id: str) -> str:
         """Check once that an assistant given by id exists on the backend; return its id."""
@@ -85,10 +92,16 @@ class AssistantPool:
         """The types of the tools of an existing assistant found with `existing` (`function`, `file_search`)."""
         return self._tools.get(assistant_id, set())
 
-    async def _create(self, config: AssistantConfig, vector_store_id: str | None) -> str:
+    async def _create(self, config: AssistantConfig, vector_store_id: str | None,
+                      code_file_ids: tuple[str, ...]) -> str:
         params = config.to_create_params()
+        resources: dict[str, Any] = {}
         if vector_store_id is not None:
-            params["tool_resources"] = {"file_search": {"vector_store_ids": [vector_store_id]}}
+            resources["file_search"] = {"vector_store_ids": [vector_store_id]}
+        if code_file_ids:
+            resources["code_interpreter"] = {"file_ids": list(code_file_ids)}
+        if resources:
+            params["tool_resources"] = resources
         assistant = await self.assistants.create(**params)
         self.created.append(assistant.id)
         return assistant.id
@@ -126,8 +139,9 @@ class _Conversation:
         self.cassette = cassette
         self.thread_id: str | None = None  # the first turn's run creates the thread
         self.redact = redactor_for(target, options.secret_env)
-        self.thread_resources: dict[str, Any] | None = None  # the knowledge store, for an existing assistant
+        self.thread_resources: dict[str, Any] | None = None  # the spec's files, for an existing assistant
         self.file_names: dict[str, str] = {}  # file id -> name of the files uploaded, for citations
+        self.outputs = OutputFetcher(client, lambda exc: _describe_error(exc, self.redact))
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -149,17 +163,19 @@ class _Conversation:
 
     async def _converse(self, transcript: Transcript, records: list[TurnRecord]) -> None:
         spec = self.spec
-        stage = "indexing the knowledge files"
+        stage = ""
         try:
             async with asyncio.timeout(self.options.timeout):  # --timeout bounds every wait on the backend
-                store = await self._knowledge(transcript) if spec.files else None
-                store_id = store.id if store is not None else None
-                if spec.assistant is not None:
-                    stage = "creating the assistant"
-                    transcript.assistant_id = await self.pool.get(spec.assistant, store_id)
-                elif spec.assistant_id is not None:
+                if spec.assistant is None and spec.assistant_id is not None:
+                    # first: its tools say where the spec's files go
                     stage = f"finding assistant {spec.assistant_id}"
                     transcript.assistant_id = await self.pool.existing(spec.assistant_id)
+                stage = ("indexing the knowledge files" if "file_search" in self._file_tools()
+                         else "uploading the files")
+                store_id, code_file_ids = await self._knowledge(transcript) if spec.files else (None, ())
+                if spec.assistant is not None:
+                    stage = "creating the assistant"
+                    transcript.assistant_id = await self.pool.get(spec.assistant, store_id, code_file_ids)
         except TimeoutError:
             transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
             for record in records:
@@ -189,19 +205,49 @@ class _Conversation:
                 with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
                     await self._delete_thread_stores()
                     await self.threads.delete(self.thread_id)
+            if not self.target.embedded and not self.options.keep:
+                for file_id in self.outputs.fetched:  # the files the code made: deleting the thread leaves them
+                    with contextlib.suppress(Exception):
+                        await self.client.files.delete(file_id)
 
-    async def _knowledge(self, transcript: Transcript) -> Store:
-        """The spec's files indexed in a vector store: the assistant's (shared by the batch), or for an existing
-        assistant the thread's, its own when turns attach files (they would join it)."""
+    def _builtins(self) -> set[str]:
+        """The built-in tools of the conversation's assistant: the spec's, or an existing assistant's."""
         spec = self.spec
-        own = spec.assistant is None and any(turn.attachments for turn in spec.turns)
-        store = await self.pool.knowledge.store(spec.files, shared=not own)
+        if spec.assistant is not None:
+            return {tool.type for tool in spec.assistant.tools if isinstance(tool, BuiltinTool)}
+        return self.pool.tool_types(spec.assistant_id or "") & set(BUILTIN_TOOLS)
+
+    def _file_tools(self) -> list[str]:
+        """The built-in tools the spec's files and attachments go to: those of the assistant's that use files, or
+        file_search for an existing assistant that has neither (it may gain one; files are for searching first)."""
+        return [tool for tool in BUILTIN_TOOLS if tool in self._builtins()] or ["file_search"]
+
+    async def _knowledge(self, transcript: Transcript) -> tuple[str | None, tuple[str, ...]]:
+        """The spec's files on the backend, for the tools that use them: indexed in a vector store for file_search
+        (the assistant's, shared by the batch, or for an existing assistant the thread's, its own when turns
+        attach files, which would join it), and as they are for code_interpreter. Returns the store's id and the
+        code interpreter's file ids."""
+        spec = self.spec
+        tools = self._file_tools()
+        store_id: str | None = None
+        if "file_search" in tools:
+            own = spec.assistant is None and any(turn.attachments for turn in spec.turns)
+            store = await self.pool.knowledge.store(spec.files, shared=not own)
+            store_id, uploaded = store.id, store.files
+        else:
+            uploaded = tuple(await asyncio.gather(*(self.pool.knowledge.upload(f) for f in spec.files)))
+        code_file_ids = tuple(u.file_id for u in uploaded) if "code_interpreter" in tools else ()
         if spec.assistant is None:
-            self.thread_resources = {"file_search": {"vector_store_ids": [store.id]}}
-        transcript.files = [f.record() for f in store.files]
-        transcript.vector_store_id = store.id
-        self.file_names.update({f.file_id: f.name for f in store.files})
-        return store
+            resources: dict[str, Any] = {}
+            if store_id is not None:
+                resources["file_search"] = {"vector_store_ids": [store_id]}
+            if code_file_ids:
+                resources["code_interpreter"] = {"file_ids": list(code_file_ids)}
+            self.thread_resources = resources
+        transcript.files = [u.record() for u in uploaded]
+        transcript.vector_store_id = store_id
+        self.file_names.update({u.file_id: u.name for u in uploaded})
+        return store_id, code_file_ids
 
     async def _delete_thread_stores(self) -> None:
         """Delete the vector store the backend made for the thread's attachments: deleting the thread leaves it."""
@@ -217,23 +263,44 @@ class _Conversation:
         return f"{exc}: {_describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)
 
     def _searches_wanted(self, turn: Turn) -> bool:
-        """Whether the turn's run may have searched (only then are its steps listed: other turns make no call)."""
-        spec = self.spec
-        if turn.attachments or spec.files:
+        """Whether the turn's run may have searched (only then are its steps listed for searches)."""
+        if "file_search" in self._builtins():
             return True
-        if spec.assistant is not None:
-            return spec.assistant.has("file_search")
-        return "file_search" in self.pool.tool_types(spec.assistant_id or "")
+        # an existing assistant whose tools do not say: the files went to file_search
+        return self.spec.assistant is None and bool(turn.attachments or self.spec.files)
+
+    def _code_wanted(self) -> bool:
+        """Whether the conversation's runs may have run code (only then are their steps listed for code runs)."""
+        return "code_interpreter" in self._builtins()
 
     async def _user_message(self, turn: Turn, record: TurnRecord) -> dict[str, Any]:
-        """The turn's user message, with its attachments uploaded (once per batch) for file_search."""
+        """The turn's user message, with its attachments uploaded (once per batch) for the tools that use files."""
         message: dict[str, Any] = {"role": "user", "content": turn.user}
         if turn.attachments:
             uploaded = await asyncio.gather(*(self.pool.knowledge.upload(f) for f in turn.attachments))
             record.attachments = [u.record() for u in uploaded]
             self.file_names.update({u.file_id: u.name for u in uploaded})
-            message["attachments"] = [{"file_id": u.file_id, "tools": [{"type": "file_search"}]} for u in uploaded]
+            tools = [{"type": tool} for tool in self._file_tools()]
+            message["attachments"] = [{"file_id": u.file_id, "tools": tools} for u in uploaded]
         return message
+
+    async def _tool_records(self, turn: Turn, record: TurnRecord, state: _RunState) -> None:
+        """What the run's built-in tools did, for the transcript: its steps listed once (when it may have searched
+        or run code) for its searches and code runs, then the files its code produced, fetched."""
+        searching, coding = self._searches_wanted(turn), self._code_wanted()
+        if searching or coding:
+            what = " and ".join(w for w, on in (("file searches", searching), ("code runs", coding)) if on)
+            try:
+                steps = await run_steps(self.threads, state.run, search_content=searching)
+            except Exception as exc:  # the checks on searches or code could not be judged: the turn says why
+                raise KnowledgeError(f"listing the run's steps for its {what}", exc) from exc
+            record.searches = searches_in(steps) if searching else []
+            record.code_runs = code_runs_in(steps) if coding else []
+        messages = state.messages or []
+        record.images, record.files = reply_images(messages), reply_files(messages)
+        made = produced(record.code_runs, record.images, record.files)
+        if made:
+            record.outputs = await self.outputs.fetch(made)
 
     async def _turn(self, turn: Turn, record: TurnRecord, assistant_id: str) -> None:
         # the turn's `run:` options override the assistant's settings for this run only
@@ -257,11 +324,8 @@ class _Conversation:
             async with asyncio.timeout(self.options.timeout):
                 await self._follow(turn, record, assistant_id, options, state, message)
                 finished = time.perf_counter()
-                if state.run is not None and self._searches_wanted(turn):
-                    try:
-                        record.searches = await run_searches(self.threads, state.run)
-                    except Exception as exc:  # the checks on searches could not be judged: the turn says why
-                        raise KnowledgeError("listing the run's steps for its file searches", exc) from exc
+                if state.run is not None:
+                    await self._tool_records(turn, record, state)
         except TimeoutError:
             record.status = TIMEOUT_STATUS
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"

@@ -1,52 +1,25 @@
-"""What a turn's knowledge retrieval did: its run's file searches, read from the run's steps, and the files its
-reply cites, read from the messages' `file_citation` annotations."""
+"""What a turn's knowledge retrieval did: its run's file searches, read from the run's steps (runner/engine/steps.py),
+and the files its reply cites, read from the messages' `file_citation` annotations."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runner.engine.steps import SEARCH_CONTENT, run_steps, tool_calls_in
 from runner.report.transcript import SearchRecord
 
-# asks the run steps for each search result's text (without it the API leaves `content` out)
-SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
-STEP_PAGES = 20  # pages of 100 steps read at most: a run's searches are a few steps, this only bounds a loop
+__all__ = ["SEARCH_CONTENT", "citations_in", "names_found", "run_searches", "search_record", "searches_in"]
 
 
 async def run_searches(threads: Any, run: Any) -> list[SearchRecord]:
-    """Every file_search call of `run`, in order, with its queries and results (with their text).
-
-    The steps are read as JSON rather than the SDK's types, so a backend's additions (the `queries` each
-    search ran, which the API itself does not show) are kept.
-    """
-    searches: list[SearchRecord] = []
-    after: dict[str, str] = {}
-    for _ in range(STEP_PAGES):
-        response = await threads.runs.steps.with_raw_response.list(
-            run.id, thread_id=run.thread_id, include=[SEARCH_CONTENT], order="asc", limit=100, **after)
-        page = json.loads(response.http_response.content)
-        steps = page.get("data") if isinstance(page, dict) else None
-        if not isinstance(steps, list):
-            raise ValueError("the run steps came back without a `data` list")
-        searches.extend(searches_in(steps))
-        if not page.get("has_more") or not steps:
-            break
-        after = {"after": str(page.get("last_id") or steps[-1].get("id"))}
-    return searches
+    """Every file_search call of `run`, in order, with its queries and results (with their text)."""
+    return searches_in(await run_steps(threads, run))
 
 
 def searches_in(steps: Sequence[Any]) -> list[SearchRecord]:
     """The file_search calls of run steps (as JSON data), in order."""
-    out = []
-    for step in steps:
-        details = step.get("step_details") if isinstance(step, dict) else None
-        if not isinstance(details, dict) or details.get("type") != "tool_calls":
-            continue
-        for call in details.get("tool_calls") or []:
-            if isinstance(call, dict) and call.get("type") == "file_search":
-                out.append(search_record(call.get("file_search")))
-    return out
+    return [search_record(call.get("file_search")) for call in tool_calls_in(list(steps), "file_search")]
 
 
 def search_record(file_search: Any) -> SearchRecord:

@@ -7,6 +7,7 @@ they hold. Conversation-level checks judge a turn-shaped summary of the whole co
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import json
 import re
@@ -17,7 +18,15 @@ from typing import Any
 import jsonschema
 
 from runner.expect.grader import Grader, GradingError
-from runner.report.transcript import CheckResult, SearchRecord, ToolCallRecord, Transcript, TurnRecord
+from runner.report.transcript import (
+    CheckResult,
+    CodeRunRecord,
+    OutputFile,
+    SearchRecord,
+    ToolCallRecord,
+    Transcript,
+    TurnRecord,
+)
 from runner.spec.model import Check, Spec, Turn
 
 Outcome = tuple[bool, str]
@@ -59,6 +68,11 @@ def turn_view(turn: TurnRecord) -> dict[str, Any]:
         "run_id": turn.run_id, "last_error": turn.last_error, "error": turn.error,
         "searches": [{"queries": s.queries, "results": s.results} for s in turn.searches],
         "citations": turn.citations, "attachments": turn.attachments,
+        "code_runs": [{"input": r.input, "logs": r.logs, "images": r.images, "error": code_error(r)}
+                      for r in turn.code_runs],
+        "images": turn.images, "files": turn.files,
+        "outputs": [{"file_id": o.file_id, "name": o.name, "kind": o.kind, "size": o.size, "saved": o.saved_as
+                     is not None} for o in turn.outputs],
     }
 
 
@@ -181,6 +195,77 @@ def _cites(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
     if arg is True:
         return bool(cited), f"expected the reply to cite a file; it cites {shown}"
     return arg in cited, f"expected the reply to cite {arg}; it cites {shown}"
+
+
+# what ends a code run in an error: Python's traceback, or the code interpreter's sentence naming a limit
+_CODE_ERROR = re.compile(r"Traceback \(most recent call last\)|^Execution stopped: ", re.MULTILINE)
+
+
+def code_error(run: CodeRunRecord) -> bool:
+    """True when the code run ended in an error: its logs hold a Python traceback, or the sentence of a limit that
+    stopped it (`Execution stopped: the code reached ...`)."""
+    return _CODE_ERROR.search(run.logs) is not None
+
+
+def _ran(turn: TurnRecord) -> str:
+    """What the turn's code runs were, for a failure's reason: each one's code, logs and outcome, shortened."""
+    if not turn.code_runs:
+        return "no code ran in this turn"
+    shown = [f"{i}: code {_show(r.input, 120)} -> {'error' if code_error(r) else 'ok'}, logs {_show(r.logs, 160)}"
+             for i, r in enumerate(turn.code_runs, 1)]
+    return f"the code runs were: {'; '.join(shown)}"
+
+
+def _code_matches(run: CodeRunRecord, arg: dict[str, Any]) -> bool:
+    return (("contains" not in arg or str(arg["contains"]) in run.input)
+            and ("output_contains" not in arg or str(arg["output_contains"]) in run.logs)
+            and ("error" not in arg or code_error(run) is bool(arg["error"])))
+
+
+@check("code")
+def _code(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    runs = turn.code_runs
+    if arg is True:
+        return bool(runs), f"{len(runs)} code run(s)" if runs else "expected code to run; none ran"
+    if set(arg) == {"error"} and arg["error"] is False:  # alone, it speaks of every run of the turn
+        failed = [r for r in runs if code_error(r)]
+        ok = bool(runs) and not failed
+        return ok, (f"{len(runs)} code run(s), none ended in an error" if ok
+                    else f"expected code to run without an error; {_ran(turn)}")
+    wanted = " and ".join(part for part in (
+        f"code containing {_show(str(arg['contains']))}" if "contains" in arg else "",
+        f"logs containing {_show(str(arg['output_contains']))}" if "output_contains" in arg else "",
+        ("an error" if arg["error"] else "no error") if "error" in arg else "") if part)
+    hits = [i for i, r in enumerate(runs, 1) if _code_matches(r, arg)]
+    if hits:
+        return True, f"code run {hits[0]} has {wanted}"
+    return False, f"expected a code run with {wanted}; {_ran(turn)}"
+
+
+def _produced(turn: TurnRecord) -> str:
+    names = ", ".join(dict.fromkeys(o.name for o in turn.outputs))
+    return f"it produced {names}" if names else "the code produced no file in this turn"
+
+
+@check("files_created")
+def _files_created(arg: str, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    pattern = str(arg)
+    found: list[OutputFile] = [o for o in turn.outputs if fnmatch.fnmatchcase(o.name, pattern)]
+    if found:
+        first = found[0]
+        saved = f", saved as {first.saved_as}" if first.saved_as else f" ({first.skipped})" if first.skipped else ""
+        return True, f"the code produced {first.name}{saved}"
+    return False, f"expected the code to produce a file named {_show(pattern)}; {_produced(turn)}"
+
+
+@check("image")
+def _image(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
+    shown = sum(len(r.images) for r in turn.code_runs)
+    count = len(dict.fromkeys([*(i for r in turn.code_runs for i in r.images), *turn.images]))
+    detail = f"{shown} image output(s) of code runs, {len(turn.images)} image(s) in the reply"
+    if count:
+        return True, f"the turn carries {count} image(s): {detail}"
+    return False, f"expected an image in the reply or a code run; {detail} ({_ran(turn)})"
 
 
 @check("status")
@@ -349,6 +434,7 @@ def conversation_record(transcript: Transcript) -> TurnRecord:
             usage[key] = usage.get(key, 0) + int(value)
     calls: list[ToolCallRecord] = [call for turn in ran for call in turn.tool_calls]
     searches: list[SearchRecord] = [search for turn in ran for search in turn.searches]
+    code_runs: list[CodeRunRecord] = [run for turn in ran for run in turn.code_runs]
     last = ran[-1] if ran else None
     return TurnRecord(
         index=-1, user="\n".join(t.user for t in ran), reply="\n".join(t.reply for t in ran if t.reply),
@@ -357,6 +443,8 @@ def conversation_record(transcript: Transcript) -> TurnRecord:
         latency_ms=sum(t.latency_ms or 0 for t in ran), error=transcript.error,
         messages=[m for t in ran for m in t.messages], searches=searches,
         citations=[c for t in ran for c in t.citations], attachments=[a for t in ran for a in t.attachments],
+        code_runs=code_runs, images=[i for t in ran for i in t.images], files=[f for t in ran for f in t.files],
+        outputs=[o for t in ran for o in t.outputs],
     )
 
 

@@ -120,7 +120,7 @@ def _load(path: Path) -> dict[str, Any]:
 def _scan(folder: Path, side: str, problems: list[FileProblem]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.rglob("*.json")):
-        if not path.is_file():
+        if not path.is_file() or _produced_file(folder, path):
             continue
         relative = path.relative_to(folder).as_posix()
         try:
@@ -130,6 +130,17 @@ def _scan(folder: Path, side: str, problems: list[FileProblem]) -> dict[str, dic
         except (OSError, ValueError, RecursionError) as exc:
             problems.append(FileProblem(relative, side, "unreadable", f"{type(exc).__name__}: {exc}"))
     return found
+
+
+def _produced_file(folder: Path, path: Path) -> bool:
+    """True for a file a conversation's code produced, saved in the `<stem>.files/` folder beside its transcript
+    (`<stem>.json`): the code's own JSON, not a transcript."""
+    parent = path.parent
+    while parent != folder and folder in parent.parents:
+        if parent.name.endswith(".files") and parent.with_name(parent.name[: -len(".files")] + ".json").is_file():
+            return True
+        parent = parent.parent
+    return False
 
 
 def _text(value: Any) -> str:

@@ -58,6 +58,11 @@ def stable_copy(transcript: Transcript) -> Transcript:
         turn.attachments = _file_ids(turn.attachments, rename)
         turn.searches = [dataclasses.replace(s, results=_file_ids(s.results, rename)) for s in turn.searches]
         turn.citations = _file_ids(turn.citations, rename)
+        turn.code_runs = [dataclasses.replace(r, images=rename.text(r.images)) for r in turn.code_runs]
+        turn.images = rename.text(turn.images)
+        turn.files = _file_ids(turn.files, rename)
+        turn.outputs = [dataclasses.replace(o, file_id=rename.text(o.file_id), skipped=rename.text(o.skipped))
+                        for o in turn.outputs]
         turn.latency_ms = None
         turn.error = rename.text(turn.error)
         turn.last_error = rename.text(turn.last_error)

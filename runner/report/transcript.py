@@ -34,6 +34,34 @@ class SearchRecord:
 
 
 @dataclass
+class CodeRunRecord:
+    """One code_interpreter call of a turn's run: the code, what it printed, and the images it showed."""
+
+    input: str
+    logs: str = ""  # its `logs` outputs, joined: what the code printed, a traceback, a limit that stopped it
+    images: list[str] = field(default_factory=list)  # the file ids of its `image` outputs
+
+
+@dataclass
+class OutputFile:
+    """A file a turn's code produced (an image it showed, a file it wrote in /mnt/data), fetched for the
+    transcript: the writer saves `data` in the transcript's files folder as `saved_as`, and the JSON names it."""
+
+    file_id: str
+    name: str  # its name on the backend: the base name it had in /mnt/data (`summary.csv`, `image-1.png`)
+    kind: str  # `image` (shown by the code, or an image_file of the reply) or `file` (a file_path annotation)
+    size: int | None = None  # its size in bytes, when known
+    saved_as: str | None = None  # its name in the files folder (unique in the conversation); None: not saved
+    skipped: str | None = None  # why it was not saved (too large, not downloadable)
+    data: bytes | None = field(default=None, repr=False)  # the content, until the writer has saved it
+
+    def to_dict(self, folder: str) -> dict[str, Any]:
+        """What the JSON transcript shows of it: `path` is where it was saved, relative to the transcript."""
+        return {"file_id": self.file_id, "name": self.name, "kind": self.kind, "size": self.size,
+                "path": f"{folder}/{self.saved_as}" if self.saved_as is not None else None, "skipped": self.skipped}
+
+
+@dataclass
 class CheckResult:
     """The outcome of one check; `reason` shows what was expected and what came back."""
 
@@ -60,6 +88,10 @@ class TurnRecord:
     attachments: list[dict[str, Any]] = field(default_factory=list)  # {"path", "file_id", "file_name"} each
     searches: list[SearchRecord] = field(default_factory=list)  # the run's file_search calls, in order
     citations: list[dict[str, Any]] = field(default_factory=list)  # the reply's {"file_id", "file_name", "text"}
+    code_runs: list[CodeRunRecord] = field(default_factory=list)  # the run's code_interpreter calls, in order
+    images: list[str] = field(default_factory=list)  # file ids of the reply's image_file parts
+    files: list[dict[str, Any]] = field(default_factory=list)  # the reply's file_path annotations: {"file_id", "path"}
+    outputs: list[OutputFile] = field(default_factory=list)  # the files the code produced, fetched
     run_id: str | None = None
     status: str | None = None
     last_error: dict[str, Any] | None = None
@@ -103,6 +135,19 @@ class Transcript:
     def key(self) -> str:
         """Which conversation this is: its spec file, with its matrix case when it has one."""
         return f"{self.spec_file}[{self.case}]" if self.case else self.spec_file
+
+    @property
+    def files_folder(self) -> str:
+        """The name of the folder beside the transcript holding the files its code produced: `<stem>.files`."""
+        from runner.spec.paths import output_stem
+
+        return output_stem(self.spec_file, self.case).name + ".files"
+
+    def release_files(self) -> None:
+        """Drop the produced files' contents once written: a batch keeps every transcript until its end."""
+        for turn in self.turns:
+            for output in turn.outputs:
+                output.data = None
 
     @property
     def passed(self) -> bool:
@@ -150,14 +195,17 @@ class Transcript:
             "duration_ms": round(self.duration_ms, 1), "error": self.error,
             "checks": self.check_counts(),
             "conversation_checks": [vars(c).copy() for c in self.conversation_checks],
-            "turns": [_turn_dict(t) for t in self.turns],
+            "turns": [_turn_dict(t, self.files_folder if any(t.outputs for t in self.turns) else "")
+                      for t in self.turns],
         }
 
 
-def _turn_dict(turn: TurnRecord) -> dict[str, Any]:
+def _turn_dict(turn: TurnRecord, folder: str) -> dict[str, Any]:
     data = vars(turn).copy()  # the fields, in their order
     data["tool_calls"] = [vars(call).copy() for call in turn.tool_calls]
     data["searches"] = [vars(search).copy() for search in turn.searches]
+    data["code_runs"] = [vars(run).copy() for run in turn.code_runs]
+    data["outputs"] = [output.to_dict(folder) for output in turn.outputs]
     data["checks"] = [vars(check).copy() for check in turn.checks]
     if turn.latency_ms is not None:
         data["latency_ms"] = round(turn.latency_ms, 1)

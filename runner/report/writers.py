@@ -1,4 +1,5 @@
-"""Transcript writers: JSON and Markdown, written atomically (a crash never leaves half a file)."""
+"""Transcript writers: JSON and Markdown, and the files the conversation's code produced beside them, written
+atomically (a crash never leaves half a file)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import contextlib
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from runner.report.transcript import SearchRecord, Transcript, TurnRecord
+from runner.report.files import saved_files
+from runner.report.transcript import CodeRunRecord, OutputFile, SearchRecord, Transcript, TurnRecord
 from runner.spec.paths import output_stem
 
 
@@ -108,6 +112,61 @@ def _retrieval_lines(turn: TurnRecord) -> list[str]:
     return lines + [""] if lines else []
 
 
+def _fenced(text: str, language: str = "") -> list[str]:
+    """`text` as a fenced code block, its fence longer than any run of backticks inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, *(text.rstrip("\n").split("\n") if text else []), fence]
+
+
+def _link(output: OutputFile, folder: str) -> str:
+    """Where a saved file is, relative to the Markdown transcript, as a link target."""
+    return quote(f"{folder}/{output.saved_as}")
+
+
+def _output_lines(output: OutputFile | None, file_id: str, folder: str) -> list[str]:
+    """An image embedded, a file linked, or why it was not saved."""
+    if output is None or output.saved_as is None:
+        name = output.name if output is not None else file_id
+        why = output.skipped if output is not None and output.skipped else "not saved"
+        return [f"- {'image' if output is None or output.kind == 'image' else 'file'} {_code(name)}: {why}"]
+    label = output.name.replace("]", "").replace("[", "")
+    if output.kind == "image":
+        return [f"![{label}]({_link(output, folder)})"]
+    return [f"- file [{label}]({_link(output, folder)})"]
+
+
+def _code_lines(turn: TurnRecord, folder: str) -> list[str]:
+    """Each code run of the turn: its code and logs as code blocks, then the images it showed."""
+    outputs = {o.file_id: o for o in turn.outputs}
+    lines: list[str] = []
+    for number, run in enumerate(turn.code_runs, 1):
+        lines += _code_run_lines(number, run, outputs, folder)
+    return lines
+
+
+def _code_run_lines(number: int, run: CodeRunRecord, outputs: dict[str, OutputFile], folder: str) -> list[str]:
+    lines = [f"**Code run {number}**", "", *_fenced(run.input, "python"), ""]
+    lines += ["Logs:", "", *_fenced(run.logs), ""] if run.logs else ["*No logs.*", ""]
+    for file_id in run.images:
+        lines += [*_output_lines(outputs.get(file_id), file_id, folder), ""]
+    return lines
+
+
+def _reply_output_lines(turn: TurnRecord, folder: str) -> list[str]:
+    """What the reply carries of the code's products: its images (those no code run showed) and the files it
+    links, each embedded, linked, or with the reason it was not saved."""
+    outputs = {o.file_id: o for o in turn.outputs}
+    shown = {i for run in turn.code_runs for i in run.images}
+    lines: list[str] = []
+    for file_id in dict.fromkeys(turn.images):
+        if file_id not in shown:  # an image a code run showed is shown there
+            lines += [*_output_lines(outputs.get(file_id), file_id, folder), ""]
+    files = [line for f in dict.fromkeys(f["file_id"] for f in turn.files) if f not in turn.images
+             for line in _output_lines(outputs.get(f), f, folder)]
+    return lines + (files + [""] if files else [])
+
+
 def _citation_line(turn: TurnRecord) -> list[str]:
     if not turn.citations:
         return []
@@ -134,6 +193,7 @@ def to_markdown(transcript: Transcript) -> str:
         lines.append(f"- duration: {t.duration_ms:.0f} ms")
     if t.error:
         lines += [f"- error: {t.error}"]
+    folder = t.files_folder if any(turn.outputs for turn in t.turns) else ""
     for turn in t.turns:
         lines += ["", f"## Turn {turn.index + 1}", "", "**User**", "", _quote(turn.user), ""]
         if turn.skipped:
@@ -144,7 +204,9 @@ def to_markdown(transcript: Transcript) -> str:
         if turn.tool_calls:
             lines += [""]
         lines += _retrieval_lines(turn)
+        lines += _code_lines(turn, folder)
         lines += ["**Assistant**", "", _quote(turn.reply), ""]
+        lines += _reply_output_lines(turn, folder)
         lines += _citation_line(turn)
         facts = [f"run `{turn.run_id}`" if turn.run_id else "no run", f"status **{turn.status}**"]
         if turn.latency_ms is not None:
@@ -167,7 +229,8 @@ def to_markdown(transcript: Transcript) -> str:
 
 
 def write_transcript(out_dir: Path, transcript: Transcript, *, stable: bool = False) -> tuple[Path, Path]:
-    """Write the JSON and Markdown transcripts (in the stable view when asked); return their paths."""
+    """Write the JSON and Markdown transcripts (in the stable view when asked), with the files the conversation's
+    code produced in `<stem>.files/` beside them; return the transcripts' paths."""
     if stable:
         from runner.report.stable import stable_copy
 
@@ -175,11 +238,12 @@ def write_transcript(out_dir: Path, transcript: Transcript, *, stable: bool = Fa
     stem = transcript_stem(out_dir, transcript.spec_file, transcript.case)
     # not with_suffix: a stem like greet.v1 would lose its .v1 and collide with greet.v2
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
-    atomic_write_all([(md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
+    produced: list[tuple[Path, str | bytes]] = list(saved_files(json_path, transcript))
+    atomic_write_all([*produced, (md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
     return json_path, md_path
 
 
-def atomic_write_all(files: list[tuple[Path, str]]) -> None:
+def atomic_write_all(files: list[tuple[Path, str | bytes]]) -> None:
     """Write several files so that they appear together: each is written whole to a temporary file first,
     then all are renamed in place one after the other, with SIGINT and SIGTERM held back between the renames
     (only SIGKILL can come between them; the last file named is the one readers look for)."""
@@ -191,7 +255,7 @@ def atomic_write_all(files: list[tuple[Path, str]]) -> None:
             fd, tmp = _temporary(path)
             written.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8"))
+                f.write(text.encode("utf-8") if isinstance(text, str) else text)
         held = _hold_signals(signal)
         try:
             while written:

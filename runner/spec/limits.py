@@ -46,6 +46,10 @@ MAX_INT_DIGITS = 4300
 # API's limit for a vector store created with its files (`vector_stores.create(file_ids=...)`)
 MAX_KNOWLEDGE_FILES = 500
 
+# files `files:` may name for an assistant with the code_interpreter tool: the API's limit for
+# `tool_resources.code_interpreter.file_ids`
+MAX_CODE_FILES = 20
+
 # bytes of one knowledge file: the API's (and the built-in backend's) limit for an uploaded file
 MAX_KNOWLEDGE_FILE_BYTES = 512 * 1024 * 1024
 

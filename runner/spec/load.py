@@ -24,7 +24,13 @@ from jinja2 import TemplateError, UndefinedError, meta
 from runner.spec import sandbox
 from runner.spec.errors import SpecError, SpecInvalid
 from runner.spec.knowledge import FileMatcher, PatternProblem
-from runner.spec.limits import FILE_TEMPLATE_SECONDS, MAX_CASES, MAX_KNOWLEDGE_FILES, TEMPLATE_SECONDS
+from runner.spec.limits import (
+    FILE_TEMPLATE_SECONDS,
+    MAX_CASES,
+    MAX_CODE_FILES,
+    MAX_KNOWLEDGE_FILES,
+    TEMPLATE_SECONDS,
+)
 from runner.spec.model import (
     AssistantConfig,
     BackendConfig,
@@ -48,6 +54,8 @@ BUG = "the runner failed to load this file (a bug: please report it with the fil
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 # names a tool-output template may use besides the spec's vars
 TOOL_TEMPLATE_NAMES = frozenset({"args", "call"})
+# checks on what the code interpreter did, which need its tool
+CODE_CHECKS = frozenset({"code", "files_created", "image"})
 # names a `jinja` check may use besides the spec's vars
 CHECK_TEMPLATE_NAMES = frozenset({"reply", "turn", "vars", "tool_calls", "usage", "status"})
 
@@ -184,8 +192,9 @@ class _Builder:
         files = self.build_files(data["files"], ("files",)) if "files" in data else ()
         attachments = [self.build_files(raw["attachments"], ("conversation", i, "attachments"))
                        if "attachments" in raw else () for i, raw in enumerate(data["conversation"])]
-        if assistant is not None and not assistant.has("file_search"):
-            self.need_file_search(files, attachments)
+        if assistant is not None:
+            self.need_file_tool(assistant, files, attachments)
+            self.need_code_tool(assistant, data.get("backend", {}))
         searched = {f.name for f in files}
         turns = []
         for i, raw in enumerate(data["conversation"]):
@@ -205,6 +214,7 @@ class _Builder:
             files=files,
             case=case_id(self.case),
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
+            code_where=self.code_where(data.get("assistant", {})),
             backend_where=self.where(("backend",)) if "backend" in data else "",
         )
         if self.errors:
@@ -234,17 +244,42 @@ class _Builder:
                             "hold (the API's limit for a vector store made with its files)")
         return tuple(found[k] for k in sorted(found))
 
-    def need_file_search(self, files: tuple[KnowledgeFile, ...], attachments: list[tuple[KnowledgeFile, ...]]
-                         ) -> None:
-        """Knowledge files are searched by the file_search tool: without it they would be uploaded for nothing."""
-        fix = "add `- file_search` to assistant.tools"
+    def need_file_tool(self, assistant: AssistantConfig, files: tuple[KnowledgeFile, ...],
+                       attachments: list[tuple[KnowledgeFile, ...]]) -> None:
+        """Files go to the built-in tools that use them (file_search searches them, code_interpreter reads them):
+        without either they would be uploaded for nothing; code_interpreter takes at most MAX_CODE_FILES."""
+        if assistant.has("code_interpreter") and len(files) > MAX_CODE_FILES:
+            self.fail(("files",), f"these name {len(files)} files, more than the {MAX_CODE_FILES} the code_interpreter "
+                                  "tool takes (the API's limit for tool_resources.code_interpreter.file_ids)")
+        if assistant.has("file_search") or assistant.has("code_interpreter"):
+            return
+        fix = ("add `- file_search` (to search them) or `- code_interpreter` (to read them in code) to "
+               "assistant.tools")
         if files:
-            self.fail(("files",), f"the assistant searches these files with its file_search tool, and "
-                                  f"assistant.tools has none: {fix}")
+            self.fail(("files",), "the assistant uses these files with its file_search or code_interpreter tool, "
+                                  f"and assistant.tools has neither: {fix}")
         for i, attached in enumerate(attachments):
             if attached:
-                self.fail(("conversation", i, "attachments"), "attachments are searched with the assistant's "
-                                                              f"file_search tool, and assistant.tools has none: {fix}")
+                self.fail(("conversation", i, "attachments"), "attachments go to the assistant's file_search or "
+                                                              "code_interpreter tool, and assistant.tools has "
+                                                              f"neither: {fix}")
+
+    def need_code_tool(self, assistant: AssistantConfig, backend: dict[str, Any]) -> None:
+        """The code interpreter's limits set nothing for an assistant that runs no code: a mistake to say so."""
+        if assistant.has("code_interpreter"):
+            return
+        for key in ("code_timeout", "code_memory"):
+            if key in backend:
+                self.fail(("backend", key), f"{key} limits the code_interpreter tool, which assistant.tools does "
+                                            "not have: add `- code_interpreter` to assistant.tools")
+
+    def code_where(self, assistant: Any) -> str:
+        """`file:line:col` of the code_interpreter entry of assistant.tools, '' when there is none."""
+        tools = assistant.get("tools") if isinstance(assistant, dict) else None
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            if tool == "code_interpreter":
+                return self.where(("assistant", "tools", i))
+        return ""
 
     def build_assistant(self, raw: dict[str, Any]) -> AssistantConfig:
         rendered = self.render(raw, ("assistant",))
@@ -280,12 +315,19 @@ class _Builder:
             self.fail(("backend", "rules"), "rules configure the embedded backend; they cannot go with base_url")
         if raw.get("provider") and raw.get("base_url"):
             self.fail(("backend", "provider"), "provider configures the embedded backend; it cannot go with base_url")
+        for key in ("code_timeout", "code_memory"):
+            if key in raw and raw.get("base_url"):
+                self.fail(("backend", key), f"{key} configures the embedded backend's code interpreter; it cannot go "
+                                            "with base_url (the server sets its own: `runner serve "
+                                            f"--{key.replace('_', '-')}`)")
         return BackendConfig(
             base_url=raw.get("base_url"),
             api_key_env=raw.get("api_key_env"),
             provider=raw.get("provider"),
             rules=tuple(rules) if rules is not None else None,
             stream=raw.get("stream", True),
+            code_timeout=raw.get("code_timeout"),
+            code_memory=raw.get("code_memory"),
         )
 
     def load_rules_file(self, name: str, path: YPath) -> list[dict[str, Any]]:
@@ -357,10 +399,15 @@ class _Builder:
             if name == "file_search" and name not in tool_names:
                 self.fail(cpath, "tool_called judges function calls; file_search is a built-in tool, whose searches "
                                  "the `file_search` check judges (e.g. `file_search: true`)")
+            elif name == "code_interpreter" and name not in tool_names:
+                self.fail(cpath, "tool_called judges function calls; code_interpreter is a built-in tool, whose "
+                                 "code runs the `code` check judges (e.g. `code: true`)")
             elif name not in tool_names:
                 self.fail(cpath, _unknown_tool(name, tool_names))
         elif kind in ("file_search", "cites"):
             arg = self.check_search(kind, arg, cpath, scope)
+        elif kind in CODE_CHECKS:
+            arg = self.check_code(arg, cpath, scope)
         if isinstance(arg, int | float) and not isinstance(arg, bool) and kind != "max_latency_ms":
             arg = str(arg)
         return Check(kind, arg, self.where(cpath))
@@ -377,6 +424,16 @@ class _Builder:
         name = arg.get("file") if isinstance(arg, dict) else arg if isinstance(arg, str) else None
         if name is not None and scope.files is not None and name not in scope.files:
             self.fail((*path, "file") if isinstance(arg, dict) else path, _unknown_file(name, scope.files))
+        return arg
+
+    def check_code(self, arg: Any, path: YPath, scope: _Scope) -> Any:
+        """A `code`, `files_created` or `image` check needs the code_interpreter tool; its texts are text (a number
+        as written)."""
+        if isinstance(arg, dict):
+            arg = {k: str(v) if k != "error" and not isinstance(v, str) else v for k, v in arg.items()}
+        if scope.builtins is not None and "code_interpreter" not in scope.builtins:
+            self.fail(path, "the assistant has no code_interpreter tool, so its runs run no code: add "
+                            "`- code_interpreter` to assistant.tools")
         return arg
 
     def check_expression(self, source: str, path: YPath) -> None:

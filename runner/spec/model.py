@@ -43,8 +43,8 @@ class BuiltinTool:
 
 @dataclass(frozen=True)
 class KnowledgeFile:
-    """A file of the spec's folder that the engine uploads: for the assistant's vector store (`files:`) or
-    attached to a turn's message (`attachments:`)."""
+    """A file of the spec's folder that the engine uploads for the assistant's built-in tools (`files:`: its
+    vector store, its code interpreter's files), or attached to a turn's message (`attachments:`)."""
 
     path: str  # relative to the spec's folder, with `/`, as transcripts show it: knowledge/warranty.md
     location: str  # where it is on disk, absolute
@@ -103,6 +103,8 @@ class BackendConfig:
     provider: str | None = None
     rules: tuple[dict[str, Any], ...] | None = None
     stream: bool = True
+    code_timeout: float | None = None  # the code interpreter's wall time per call, seconds (None: its default)
+    code_memory: int | None = None  # the code interpreter's memory, MB (None: its default)
 
     @property
     def embedded(self) -> bool:
@@ -112,8 +114,8 @@ class BackendConfig:
     def key(self) -> str:
         """Canonical text of the config: equal keys share one backend in a batch."""
         return json.dumps(
-            [self.base_url, self.api_key_env, self.provider, self.rules], sort_keys=True, ensure_ascii=False
-        )
+            [self.base_url, self.api_key_env, self.provider, self.rules, self.code_timeout, self.code_memory],
+            sort_keys=True, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class Turn:
     run: RunOptions = field(default_factory=RunOptions)
     tool_outputs: dict[str, ToolOutput] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()
-    attachments: tuple[KnowledgeFile, ...] = ()  # uploaded and attached to this turn's message, for file_search
+    attachments: tuple[KnowledgeFile, ...] = ()  # uploaded and attached to this turn's message, for the built-in tools
 
     @property
     def expected_status(self) -> str:
@@ -194,8 +196,9 @@ class Spec:
     tags: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict)
     expect: tuple[Check, ...] = ()  # checks on the whole conversation
-    files: tuple[KnowledgeFile, ...] = ()  # indexed in a vector store the assistant (or thread) searches
+    files: tuple[KnowledgeFile, ...] = ()  # for the built-in tools: searched in a vector store, read by code
     model_where: str = ""
+    code_where: str = ""  # where assistant.tools names code_interpreter, for preflight messages
     backend_where: str = ""  # where `backend` is written, for problems with it on another backend
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
     repeats: str | None = None  # with --repeat: the case this run repeats, whose cassette it may replay
@@ -204,6 +207,11 @@ class Spec:
     def key(self) -> str:
         """Which conversation this is in a batch: the spec file, with its case (Transcript.key likewise)."""
         return f"{self.file}[{self.case}]" if self.case else self.file
+
+    @property
+    def runs_code(self) -> bool:
+        """True when the spec's assistant has the code_interpreter tool (its runs may execute code)."""
+        return self.assistant is not None and self.assistant.has("code_interpreter")
 
     @property
     def label(self) -> str:

@@ -1,0 +1,80 @@
+"""What a turn's code interpreter did: its run's code runs, read from the run's steps (runner/engine/steps.py), and
+what the reply carries of their products, read from the messages: `image_file` parts and `file_path` annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from runner.engine.steps import tool_calls_in
+from runner.report.transcript import CodeRunRecord
+
+
+def code_runs_in(steps: Sequence[Any]) -> list[CodeRunRecord]:
+    """The code_interpreter calls of run steps (as JSON data), in order."""
+    return [code_run_record(call.get("code_interpreter")) for call in tool_calls_in(list(steps), "code_interpreter")]
+
+
+def code_run_record(code: Any) -> CodeRunRecord:
+    """One code_interpreter call's `code_interpreter` object as the transcript keeps it: its code, its `logs`
+    outputs joined (one line break between two that do not end in one), the file ids of its `image` outputs."""
+    data = code if isinstance(code, dict) else {}
+    logs: list[str] = []
+    images: list[str] = []
+    for output in data.get("outputs") or []:
+        if not isinstance(output, dict):
+            continue
+        if output.get("type") == "logs" and isinstance(output.get("logs"), str):
+            if logs and not logs[-1].endswith("\n"):
+                logs.append("\n")
+            logs.append(output["logs"])
+        elif output.get("type") == "image":
+            file_id = (output.get("image") or {}).get("file_id") if isinstance(output.get("image"), dict) else None
+            if isinstance(file_id, str) and file_id:
+                images.append(file_id)
+    source = data.get("input")
+    return CodeRunRecord(input=source if isinstance(source, str) else "", logs="".join(logs), images=images)
+
+
+def reply_images(messages: Sequence[Any]) -> list[str]:
+    """The file ids of the messages' `image_file` content parts (SDK Message objects), in order."""
+    out = []
+    for message in messages:
+        for part in getattr(message, "content", None) or []:
+            if getattr(part, "type", None) == "image_file":
+                file_id = getattr(getattr(part, "image_file", None), "file_id", None)
+                if isinstance(file_id, str) and file_id:
+                    out.append(file_id)
+    return out
+
+
+def reply_files(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """The messages' `file_path` annotations (files the code wrote, `sandbox:/mnt/data/NAME`): `{file_id, path}`
+    each, the path as the reply writes it."""
+    out = []
+    for message in messages:
+        for part in getattr(message, "content", None) or []:
+            if getattr(part, "type", None) != "text":
+                continue
+            for note in getattr(part.text, "annotations", None) or []:
+                if getattr(note, "type", None) != "file_path":
+                    continue
+                file_id = getattr(getattr(note, "file_path", None), "file_id", None)
+                if isinstance(file_id, str) and file_id:
+                    out.append({"file_id": file_id, "path": getattr(note, "text", None)})
+    return out
+
+
+def produced(runs: Sequence[CodeRunRecord], images: Sequence[str], files: Sequence[dict[str, Any]]
+             ) -> list[tuple[str, str, str | None]]:
+    """The files a turn's code produced, each once and in order of appearance: `(file_id, kind, name hint)`, kind
+    `image` (a code run's image output, an image_file of the reply) or `file` (a file_path annotation, whose path's
+    last part hints at its name)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    for file_id in [i for run in runs for i in run.images] + list(images):
+        found.setdefault(file_id, (file_id, "image", None))
+    for note in files:
+        path = note.get("path")
+        hint = path.rsplit("/", 1)[-1] if isinstance(path, str) and path.rsplit("/", 1)[-1] else None
+        found.setdefault(note["file_id"], (note["file_id"], "file", hint))
+    return list(found.values())

@@ -1,0 +1,46 @@
+"""A run's steps, listed once after its turn for what the transcript shows of the built-in tools (the searches
+of file_search, the code runs of code_interpreter), as JSON rather than the SDK's types, so that a backend's
+additions (the `queries` each search ran, which the API itself does not show) are kept."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# asks the run steps for each search result's text (without it the API leaves `content` out)
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+STEP_PAGES = 20  # pages of 100 steps read at most: a run's tool calls are a few steps, this only bounds a loop
+
+
+async def run_steps(threads: Any, run: Any, *, search_content: bool = True) -> list[dict[str, Any]]:
+    """Every step of `run`, in order, as JSON data (following the pages); with `search_content`, with the text of
+    each file_search result."""
+    include = {"include": [SEARCH_CONTENT]} if search_content else {}
+    found: list[dict[str, Any]] = []
+    after: dict[str, str] = {}
+    for _ in range(STEP_PAGES):
+        response = await threads.runs.steps.with_raw_response.list(
+            run.id, thread_id=run.thread_id, **include, order="asc", limit=100, **after)
+        page = json.loads(response.http_response.content)
+        steps = page.get("data") if isinstance(page, dict) else None
+        if not isinstance(steps, list):
+            raise ValueError("the run steps came back without a `data` list")
+        found.extend(steps)
+        if not page.get("has_more") or not steps:
+            break
+        after = {"after": str(page.get("last_id") or steps[-1].get("id"))}
+    return found
+
+
+def tool_calls_in(steps: list[Any], kind: str) -> list[dict[str, Any]]:
+    """The tool calls of type `kind` (`file_search`, `code_interpreter`) of `tool_calls` steps, in order; what is
+    not shaped as the API shapes it is left out."""
+    out = []
+    for step in steps:
+        details = step.get("step_details") if isinstance(step, dict) else None
+        if not isinstance(details, dict) or details.get("type") != "tool_calls":
+            continue
+        for call in details.get("tool_calls") or []:
+            if isinstance(call, dict) and call.get("type") == kind:
+                out.append(call)
+    return out
