@@ -43,7 +43,7 @@ def test_the_code_example_passes_and_saves_the_file_its_code_wrote(runner_in: Cl
     folder = tmp_path / "out" / "specs" / "examples"
     data = transcript_of(folder, "code")
     first, second, third = data["turns"]
-    assert first["code_runs"][0]["logs"] == "total: 4158.80\n"
+    assert first["code_runs"][0]["logs"] == "total: 4158.80"
     (summary,) = [o for o in first["outputs"] if o["name"] == "summary.csv"]
     assert summary["path"] == "code.files/summary.csv" and summary["file_id"].startswith("file-")
     assert (folder / summary["path"]).read_text(encoding="utf-8").splitlines()[:2] == ["region,share", "north,0.289"]
