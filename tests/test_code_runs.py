@@ -47,7 +47,7 @@ def test_the_code_example_passes_and_saves_the_file_its_code_wrote(runner_in: Cl
     (summary,) = [o for o in first["outputs"] if o["name"] == "summary.csv"]
     assert summary["path"] == "code.files/summary.csv" and summary["file_id"].startswith("file-")
     assert (folder / summary["path"]).read_text(encoding="utf-8").splitlines()[:2] == ["region,share", "north,0.289"]
-    assert second["code_runs"][0]["logs"] == "average: 831.76\n"  # turn 1's variables, in the same session
+    assert second["code_runs"][0]["logs"] == "average: 831.76"  # turn 1's variables, in the same session
     assert "ZeroDivisionError" in third["code_runs"][0]["logs"]
     markdown = (folder / "code.md").read_text(encoding="utf-8")
     assert "**Code run 1**\n\n```python\nimport csv\n" in markdown and "Logs:\n\n```\ntotal: 4158.80\n```" in markdown
