@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.engine.steps import tool_calls_in
+from runner.engine.steps import annotations_in, tool_calls_in
 from runner.report.transcript import CodeRunRecord
 
 
@@ -52,16 +52,10 @@ def reply_files(messages: Sequence[Any]) -> list[dict[str, Any]]:
     """The messages' `file_path` annotations (files the code wrote, `sandbox:/mnt/data/NAME`): `{file_id, path}`
     each, the path as the reply writes it."""
     out = []
-    for message in messages:
-        for part in getattr(message, "content", None) or []:
-            if getattr(part, "type", None) != "text":
-                continue
-            for note in getattr(part.text, "annotations", None) or []:
-                if getattr(note, "type", None) != "file_path":
-                    continue
-                file_id = getattr(getattr(note, "file_path", None), "file_id", None)
-                if isinstance(file_id, str) and file_id:
-                    out.append({"file_id": file_id, "path": getattr(note, "text", None)})
+    for note in annotations_in(messages, "file_path"):
+        file_id = getattr(getattr(note, "file_path", None), "file_id", None)
+        if isinstance(file_id, str) and file_id:
+            out.append({"file_id": file_id, "path": getattr(note, "text", None)})
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.engine.steps import SEARCH_CONTENT, run_steps, tool_calls_in
+from runner.engine.steps import SEARCH_CONTENT, annotations_in, run_steps, tool_calls_in
 from runner.report.transcript import SearchRecord
 
 __all__ = ["SEARCH_CONTENT", "citations_in", "names_found", "run_searches", "search_record", "searches_in"]
@@ -42,16 +42,10 @@ def citations_in(messages: Sequence[Any], names: Mapping[str, str]) -> list[dict
     """The `file_citation` annotations of the messages' text (SDK Message objects), each with the cited file's
     name when `names` (file id -> name: the files the runner uploaded, those the searches found) knows it."""
     out = []
-    for message in messages:
-        for part in getattr(message, "content", None) or []:
-            if getattr(part, "type", None) != "text":
-                continue
-            for note in getattr(part.text, "annotations", None) or []:
-                if getattr(note, "type", None) != "file_citation":
-                    continue
-                file_id = getattr(getattr(note, "file_citation", None), "file_id", None)
-                out.append({"file_id": file_id, "file_name": names.get(file_id) if file_id else None,
-                            "text": getattr(note, "text", None)})
+    for note in annotations_in(messages, "file_citation"):
+        file_id = getattr(getattr(note, "file_citation", None), "file_id", None)
+        out.append({"file_id": file_id, "file_name": names.get(file_id) if file_id else None,
+                    "text": getattr(note, "text", None)})
     return out
 
 

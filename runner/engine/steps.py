@@ -5,6 +5,7 @@ additions (the `queries` each search ran, which the API itself does not show) ar
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 # asks the run steps for each search result's text (without it the API leaves `content` out)
@@ -44,3 +45,15 @@ def tool_calls_in(steps: list[Any], kind: str) -> list[dict[str, Any]]:
             if isinstance(call, dict) and call.get("type") == kind:
                 out.append(call)
     return out
+
+
+def annotations_in(messages: Sequence[Any], kind: str) -> Iterator[Any]:
+    """The annotations of type `kind` (`file_citation`, `file_path`) of the messages' text parts (SDK Message
+    objects), in order: what the built-in tools left in the reply."""
+    for message in messages:
+        for part in getattr(message, "content", None) or []:
+            if getattr(part, "type", None) != "text":
+                continue
+            for note in getattr(part.text, "annotations", None) or []:
+                if getattr(note, "type", None) == kind:
+                    yield note
