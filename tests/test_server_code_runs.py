@@ -288,3 +288,36 @@ def test_cancelling_a_run_stops_its_code_and_the_next_call_works() -> None:
         assert "after" in call.code_interpreter.outputs[0].logs  # type: ignore[union-attr]
 
     _with_client(test, CODE)
+
+
+def test_input_files_get_their_base_name_or_their_id_in_mnt_data() -> None:
+    from runner.server.tools.code_interpreter.tool import _input_name
+
+    assert _input_name("sales.csv", "file-1") == "sales.csv"
+    assert _input_name("../../etc/passwd", "file-1") == "passwd"
+    assert _input_name("C:\\data\\q1.xlsx", "file-1") == "q1.xlsx"
+    assert _input_name("..", "file-2") == "file-2" and _input_name("a\0b", "file-3") == "file-3"
+    assert _input_name("x" * 300, "file-4") == "file-4"
+
+
+def test_a_folder_the_code_made_under_an_input_files_name_does_not_fail_the_run() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        assistant = await client.beta.assistants.create(model="echo", tools=[{"type": "code_interpreter"}])
+        thread = await client.beta.threads.create()
+        await client.beta.threads.messages.create(thread.id, role="user", content="import os; os.mkdir('notes.txt')")
+        first = await client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, tool_choice={"type": "code_interpreter"},
+            poll_interval_ms=10)
+        assert first.status == "completed", first.last_error
+        notes = await client.files.create(file=("notes.txt", b"hello", "text/plain"), purpose="assistants")
+        await client.beta.threads.messages.create(
+            thread.id, role="user", content="import os; print(os.path.isdir('notes.txt'))",
+            attachments=[{"file_id": notes.id, "tools": [{"type": "code_interpreter"}]}])
+        second = await client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, tool_choice={"type": "code_interpreter"},
+            poll_interval_ms=10)
+        assert second.status == "completed", second.last_error
+        call = (await _steps(client, second))[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+        assert call.code_interpreter.outputs[0].logs.strip() == "True"  # type: ignore[union-attr]
+
+    _with_client(test, CODE)

@@ -110,10 +110,13 @@ class CodeInterpreter:
                 file, private = self.store.get_with_private("file", file_id)
             except Exception:  # deleted since it was attached: the run goes on without it
                 continue
-            named[posixpath.basename(file["filename"]) or file_id] = self.blobs.read(private["sha256"])
+            named[_input_name(file["filename"], file_id)] = self.blobs.read(private["sha256"])
             written.add(file_id)
-        if named:
-            await self.manager.write_files(thread_id, named)
+        for name, data in named.items():
+            try:
+                await self.manager.write_files(thread_id, {name: data})
+            except OSError:  # the code left a folder under that name: its files win, the call goes on
+                continue
         self._written[thread_id] = (self.manager.session_folder(thread_id), written)
 
     def _store_file(self, name: str, data: bytes) -> str:
@@ -122,6 +125,14 @@ class CodeInterpreter:
         body = objects.file(name, size, "assistants_output")
         mime = "image/png" if name.endswith(".png") else None
         return str(self.store.insert("file", body, private={"sha256": sha, "mime_type": mime})["id"])
+
+
+def _input_name(filename: str, file_id: str) -> str:
+    """The name a file gets in /mnt/data: its own base name, or its id where that is no file name there."""
+    name = posixpath.basename(filename.replace("\\", "/"))
+    if name in ("", ".", "..") or "\0" in name or len(name.encode()) > 255:
+        return file_id
+    return name
 
 
 def _model_output(logs: str, files: dict[str, str], images: int) -> str:
