@@ -61,6 +61,8 @@ ROUTE_SCHEMAS = {
     "/v1/conversations": "CreateConversationBody",
     "/v1/conversations/{conversation_id}": "UpdateConversationBody",
     "/v1/conversations/{conversation_id}/items": "CreateConversationItemsRequest",
+    "/v1/responses": "CreateResponse",
+    "/v1/responses/{response_id}/cancel": "",
 }
 
 
@@ -149,9 +151,10 @@ class World:
         store = (await h.post("/v1/vector_stores", json={"file_ids": [file]})).json()["id"]
         batch = (await h.post(f"/v1/vector_stores/{store}/file_batches", json={"file_ids": [file]})).json()["id"]
         conversation = (await h.post("/v1/conversations", json={})).json()["id"]
+        response = (await h.post("/v1/responses", json={"model": "echo", "input": "hi"})).json()["id"]
         self.ids = {"assistant_id": a, "thread_id": t["id"], "run_id": run["id"], "message_id": message,
                     "upload_id": upload, "file_id": file, "vector_store_id": store, "batch_id": batch,
-                    "conversation_id": conversation}
+                    "conversation_id": conversation, "response_id": response}
 
     def url(self, route: str) -> str:
         return route.format(**self.ids)
@@ -170,7 +173,8 @@ class World:
                 "UpdateVectorStoreFileAttributesRequest": {"attributes": {}},
                 "VectorStoreSearchRequest": {"query": "text"},
                 "UpdateConversationBody": {"metadata": {}},
-                "CreateConversationItemsRequest": {"items": []}}.get(schema, {})
+                "CreateConversationItemsRequest": {"items": []},
+                "CreateResponse": {"model": "echo", "input": "x"}}.get(schema, {})
 
     async def still_answers(self) -> None:
         r = await self.http.post("/v1/assistants", json={"model": "echo", "name": "after"})

@@ -80,6 +80,7 @@ SDK_PARAMS = {
     "UpdateConversationBody": _keys(openai.types.conversations.conversation_update_params.ConversationUpdateParams),
     "CreateConversationItemsRequest": _keys(openai.types.conversations.item_create_params.ItemCreateParams,
                                             "include"),
+    "CreateResponse": _keys(openai.types.responses.response_create_params.ResponseCreateParamsBase) | {"stream"},
 }
 
 

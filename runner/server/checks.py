@@ -396,6 +396,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
     "UpdateConversationBody": {"metadata": replace(METADATA, required=True, nullable=False)},
     "CreateConversationItemsRequest": {"items": _a(required=True, nullable=False, max_items=20),
                                        "items[]": _o(nullable=False)},
+    "CreateResponse": _RESPONSE,
     "": {},  # a route that takes no parameters (cancel): an empty body or {}
 }
 
