@@ -48,6 +48,17 @@ def test_the_sdk_drives_the_responses_methods_over_http(tmp_path: Path) -> None:
             client.responses.delete(final.id)
             with pytest.raises(openai.NotFoundError):
                 client.responses.retrieve(final.id)
-            assert len(client.conversations.items.list(conv.id).data) == 3  # its own item, the input and the call
+            listed = client.conversations.items.list(conv.id)
+            assert len(listed.data) == 3  # its own item, the input and the call
+            assert client.conversations.update(conv.id, metadata={"k": "v"}).metadata == {"k": "v"}
+            assert client.conversations.retrieve(conv.id).metadata == {"k": "v"}
+            item = client.conversations.items.retrieve(listed.data[0].id, conversation_id=conv.id)
+            assert item.model_dump() == listed.data[0].model_dump()
+            assert client.conversations.items.delete(item.id, conversation_id=conv.id).id == conv.id
+            added = client.conversations.items.create(conv.id, items=[{"role": "user", "content": "hello Max"}])
+            assert [i.id for i in client.conversations.items.list(conv.id, limit=1).data] == [added.data[0].id]
+            assert client.conversations.delete(conv.id).deleted
+            with pytest.raises(openai.NotFoundError):
+                client.conversations.retrieve(conv.id)
         finally:
             client.close()

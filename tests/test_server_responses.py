@@ -192,3 +192,16 @@ def test_a_streamed_response_sends_the_official_events_and_accumulates_to_the_re
         assert [e.type for e in failed] == ["response.created", "response.in_progress", "response.failed"]
 
     with_client(test, SCRIPTED)
+
+
+def test_a_conversation_deleted_while_the_model_answers_gets_no_items() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        from runner.server import responder
+
+        conv = await client.conversations.create()
+        prepared = responder.prepare(backend, {"model": "echo", "input": "hi", "conversation": conv.id})
+        await client.conversations.delete(conv.id)
+        done = await responder.complete(backend, prepared)
+        assert done["status"] == "completed" and backend.store.list("conversation_item").data == []
+
+    with_client(test)

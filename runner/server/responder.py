@@ -156,6 +156,14 @@ def _redacted(reply: ModelReply, redact: Redactor) -> ModelReply:
     return reply
 
 
+def _exists(b: Backend, conversation_id: str) -> bool:
+    try:
+        b.store.get("conversation", conversation_id)
+    except APIError:
+        return False
+    return True
+
+
 def _output(reply: ModelReply) -> list[dict[str, Any]]:
     out = [items.function_call_item(call.call_id or new_id("call_"), call.name, call.arguments)
            for call in reply.tool_calls]
@@ -196,8 +204,10 @@ async def complete(b: Backend, prepared: Prepared) -> dict[str, Any]:
         if prepared.store:
             b.store.insert("response", response, private={
                 "items": [*prepared.context, *prepared.input, *prepared.output], "input": prepared.input})
-        if prepared.conversation_id is not None and response["status"] != "failed":
-            # a failed response adds nothing: the client's retry must not find its input twice
+        # a failed response adds nothing (the client's retry must not find its input twice), nor does one whose
+        # conversation was deleted while the model answered
+        if (prepared.conversation_id is not None and response["status"] != "failed"
+                and _exists(b, prepared.conversation_id)):
             for item in [*prepared.input, *prepared.output]:
                 b.store.insert("conversation_item", item, parent=prepared.conversation_id)
     return response
