@@ -58,6 +58,11 @@ ROUTE_SCHEMAS = {
     "/v1/vector_stores/{vector_store_id}/file_batches": "CreateVectorStoreFileBatchRequest",
     "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": "",
     "/v1/vector_stores/{vector_store_id}/search": "VectorStoreSearchRequest",
+    "/v1/conversations": "CreateConversationBody",
+    "/v1/conversations/{conversation_id}": "UpdateConversationBody",
+    "/v1/conversations/{conversation_id}/items": "CreateConversationItemsRequest",
+    "/v1/responses": "CreateResponse",
+    "/v1/responses/{response_id}/cancel": "",
 }
 
 
@@ -145,8 +150,11 @@ class World:
                                                   "file": ("a.txt", b"some text", "text/plain")})).json()["id"]
         store = (await h.post("/v1/vector_stores", json={"file_ids": [file]})).json()["id"]
         batch = (await h.post(f"/v1/vector_stores/{store}/file_batches", json={"file_ids": [file]})).json()["id"]
+        conversation = (await h.post("/v1/conversations", json={})).json()["id"]
+        response = (await h.post("/v1/responses", json={"model": "echo", "input": "hi"})).json()["id"]
         self.ids = {"assistant_id": a, "thread_id": t["id"], "run_id": run["id"], "message_id": message,
-                    "upload_id": upload, "file_id": file, "vector_store_id": store, "batch_id": batch}
+                    "upload_id": upload, "file_id": file, "vector_store_id": store, "batch_id": batch,
+                    "conversation_id": conversation, "response_id": response}
 
     def url(self, route: str) -> str:
         return route.format(**self.ids)
@@ -163,7 +171,10 @@ class World:
                 "CompleteUploadRequest": {"part_ids": []},
                 "CreateVectorStoreFileRequest": {"file_id": self.ids["file_id"]},
                 "UpdateVectorStoreFileAttributesRequest": {"attributes": {}},
-                "VectorStoreSearchRequest": {"query": "text"}}.get(schema, {})
+                "VectorStoreSearchRequest": {"query": "text"},
+                "UpdateConversationBody": {"metadata": {}},
+                "CreateConversationItemsRequest": {"items": []},
+                "CreateResponse": {"model": "echo", "input": "x"}}.get(schema, {})
 
     async def still_answers(self) -> None:
         r = await self.http.post("/v1/assistants", json={"model": "echo", "name": "after"})

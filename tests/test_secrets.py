@@ -334,3 +334,31 @@ def test_env_file_values_are_nowhere_in_what_a_run_writes_or_prints(tmp_path: Pa
     assert transcript["turns"][0]["reply"] == "My token is <FROM_DOTENV>"  # echo repeats the user's message
     assert [(c["type"], c["passed"]) for c in transcript["turns"][0]["checks"] if not c["implicit"]] == \
         [("jinja", True), ("contains", False)]
+
+
+def test_an_upstream_quoting_the_key_back_never_reaches_a_stored_response_or_conversation() -> None:
+    """(2) The Responses API on the same providers: the function call and the reply are stored, and streamed,
+    with the key replaced."""
+    with fake_upstream() as fake:
+        fake.queue("/responses", *_echo_authorization(fake))
+        live = LiveSettings(openai=UpstreamConfig(base_url=fake.url, api_key=KEY))
+        lookup = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+
+        async def go() -> list[str]:
+            client = embedded_client(Backend(BackendSettings(live=live)))
+            conv = await client.conversations.create()
+            first = await client.responses.create(model="gpt-test", input="hi", tools=[lookup],  # type: ignore[list-item]
+                                                  conversation=conv.id)
+            call = first.output[0]
+            chunks = [e.model_dump_json() async for e in await client.responses.create(
+                model="gpt-test", tools=[lookup], conversation=conv.id, stream=True,  # type: ignore[list-item]
+                input=[{"type": "function_call_output", "call_id": call.call_id, "output": "ok"}])]  # type: ignore[union-attr]
+            items = await client.conversations.items.list(conv.id)
+            stored = await client.responses.retrieve(first.id)
+            await client.close()
+            return [first.model_dump_json(), stored.model_dump_json(), items.model_dump_json(), *chunks]
+
+        seen = run_async(go())
+        assert fake.received[0].headers["authorization"] == f"Bearer {KEY}"
+    assert leaks(KEY, *seen) == []
+    assert "Bearer <OPENAI_API_KEY>" in seen[0] and "you sent 'Bearer <OPENAI_API_KEY>'" in seen[2]

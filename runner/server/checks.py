@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -215,6 +215,51 @@ def _filter(prefix: str, *, compound: bool) -> dict[str, Rule]:
     return rules
 
 
+ANY_JSON = (STRING, NUMBER, BOOLEAN, ARRAY, OBJECT)
+# the create parameters the SDK sends and this backend does not act on: accepted when null, refused otherwise
+# (by the responder, naming them), so a request never silently loses what it asked for
+RESPONSE_UNSUPPORTED = ("access_programs", "background_options", "context_management", "image", "max_tool_calls",
+                        "moderation", "prompt", "prompt_cache_options", "stream_options", "top_logprobs")
+# accepted and without effect on what this backend answers (hints, identifiers, caching)
+RESPONSE_IGNORED = ("prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier",
+                    "user", "truncation", "include")
+_RESPONSE: dict[str, Rule] = {
+    "model": _s(min_length=1),
+    "input": Rule((STRING, ARRAY)),
+    "input[]": _o(nullable=False),
+    "instructions": _s(),
+    "previous_response_id": _s(),
+    "conversation": Rule((STRING, OBJECT)),
+    "conversation.id": _s(required=True, nullable=False),
+    "tools": _a(),
+    "tools[]": _o(nullable=False),
+    "tools[].type": _s(required=True, nullable=False),
+    "tools[].name": _s(nullable=False, pattern=NAME_PATTERN),
+    "tools[].description": _s(),
+    "tools[].parameters": _o(),
+    "tools[].strict": _b(),
+    "tool_choice": Rule((STRING, OBJECT), enum=("none", "auto", "required")),
+    "tool_choice.type": _s(required=True, nullable=False, reported_as="tool_choice"),
+    "tool_choice.name": _s(nullable=False),
+    **_SAMPLING,
+    "max_output_tokens": _i(minimum=1),
+    "text": _o(),
+    "text.format": _o(nullable=False),
+    "text.format.type": _s(required=True, nullable=False, enum=("text", "json_object", "json_schema")),
+    "text.format.name": _s(nullable=False, pattern=NAME_PATTERN, required_if=("type", "json_schema")),
+    "text.format.description": _s(nullable=False),
+    "text.format.schema": _o(nullable=False, required_if=("type", "json_schema")),
+    "text.format.strict": _b(),
+    "text.verbosity": _s(enum=("low", "medium", "high")),
+    "parallel_tool_calls": _b(),
+    "metadata": METADATA,
+    "store": _b(),
+    "stream": _b(),
+    "background": _b(),
+    **{name: Rule(ANY_JSON) for name in RESPONSE_UNSUPPORTED + RESPONSE_IGNORED},
+}
+
+
 def _assistant(*, create: bool) -> dict[str, Rule]:
     return {
         "model": _s(required=create, nullable=False, min_length=1),
@@ -345,6 +390,13 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "ranking_options.ranker": _s(nullable=False, enum=("none", "auto", "default-2024-11-15")),
         "ranking_options.score_threshold": _n(nullable=False, minimum=0, maximum=1),
     },
+    # Conversations and Responses (openai-responses-conversations.openapi.yaml); an item's own shape is checked
+    # where it is made into a stored item (runner.server.items), naming the parameter inside it
+    "CreateConversationBody": {"items": _a(max_items=20), "items[]": _o(nullable=False), "metadata": METADATA},
+    "UpdateConversationBody": {"metadata": replace(METADATA, required=True, nullable=False)},
+    "CreateConversationItemsRequest": {"items": _a(required=True, nullable=False, max_items=20),
+                                       "items[]": _o(nullable=False)},
+    "CreateResponse": _RESPONSE,
     "": {},  # a route that takes no parameters (cancel): an empty body or {}
 }
 

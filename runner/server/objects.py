@@ -167,6 +167,21 @@ def run_step(run_body: dict[str, Any], step_details: dict[str, Any]) -> dict[str
     })
 
 
+def conversation(metadata: dict[str, str] | None) -> dict[str, Any]:
+    """A new conversation (its items are stored separately)."""
+    from openai.types.conversations.conversation import Conversation
+
+    return _validate(Conversation, {"id": new_id("conv_"), "object": "conversation", "created_at": now(),
+                                    "metadata": metadata or {}})
+
+
+def validated_response(body: dict[str, Any]) -> dict[str, Any]:
+    """A response checked by the SDK's `Response` type (400 naming the parameter that broke it)."""
+    from openai.types.responses.response import Response
+
+    return _validate(Response, body)
+
+
 def file(filename: str, size: int, purpose: str, expires_after: dict[str, Any] | None = None) -> dict[str, Any]:
     """A new file object (its bytes are kept in the blob store)."""
     created = now()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from runner.server.errors import invalid, not_found
 
 Kind = Literal["assistant", "thread", "message", "run", "run_step", "file", "upload", "upload_part", "vector_store",
-               "vector_store_file", "vector_store_file_batch"]
+               "vector_store_file", "vector_store_file_batch", "conversation", "conversation_item", "response"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -49,7 +49,8 @@ BACKSTOP_PAGES = 10000
 
 _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step",
           "file": "file", "upload": "upload", "upload_part": "upload part", "vector_store": "vector store",
-          "vector_store_file": "vector store file", "vector_store_file_batch": "vector store file batch"}
+          "vector_store_file": "vector store file", "vector_store_file_batch": "vector store file batch",
+          "conversation": "conversation", "conversation_item": "item", "response": "response"}
 
 
 @contextlib.contextmanager
@@ -243,7 +244,7 @@ class Store:
             cur = self._db.execute("DELETE FROM objects WHERE id = ? AND kind = ?", (object_id, kind))
             if cur.rowcount == 0:
                 raise not_found(_NOUNS[kind], object_id)
-            if kind in ("thread", "vector_store"):  # and everything under it
+            if kind in ("thread", "vector_store", "conversation"):  # and everything under it
                 self._db.execute("DELETE FROM objects WHERE parent = ?", (object_id,))
 
     def list(

@@ -20,7 +20,17 @@ Handler = Callable[["Backend", Request], Awaitable[Response]]
 
 def all_routes() -> list[tuple[str, str, Handler]]:
     """Every route of the backend, as (path, method, handler); `/threads/runs` before `/threads/{thread_id}`."""
-    from runner.server.routes import assistants, files, messages, runs, threads, vector_stores
+    from runner.server.routes import (
+        assistants,
+        conversations,
+        files,
+        messages,
+        responses,
+        runs,
+        threads,
+        vector_stores,
+    )
 
     return [*assistants.ROUTES, *runs.ROUTES[:1], *threads.ROUTES, *messages.ROUTES, *runs.ROUTES[1:],
-            *files.ROUTES, *vector_stores.ROUTES]
+            *files.ROUTES, *vector_stores.ROUTES, *conversations.ROUTES,
+            *responses.ROUTES]
