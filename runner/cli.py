@@ -123,6 +123,8 @@ def schema(print_schema: bool) -> None:
 @click.option("--api-key-env", metavar="NAME",
               help="Environment variable holding the remote endpoint's API key (default RUNNER_API_KEY).")
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
+@click.option("--pipeline", type=click.Choice(["assistants", "responses"]), default="assistants", show_default=True,
+              help="The API the conversations go through: Assistants (threads, runs) or Responses (conversations).")
 @click.option("-j", "--jobs", "--concurrency", "jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
 @click.option("--processes", type=click.IntRange(min=1), metavar="N",
@@ -162,8 +164,9 @@ def schema(print_schema: bool) -> None:
                    "the environment wins over it, and its values count as secrets.")
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
-        base_url: str | None, api_key_env: str | None, poll: bool, jobs: int, record_mode: str | None,
-        cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool, keyword: str | None,
+        base_url: str | None, api_key_env: str | None, poll: bool, pipeline: str, jobs: int,
+        record_mode: str | None, cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
+        keyword: str | None,
         tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
         min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
         processes: int | None, env_file: str | None, no_env_file: bool) -> None:
@@ -202,7 +205,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         from runner.run import BackendChoice, make_jobs, problems
 
         options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
-                                remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env)
+                                remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env,
+                                pipeline=pipeline)
         jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
         found = problems(jobs_list, options)
         if found:

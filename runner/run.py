@@ -81,6 +81,10 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
     found = [problem for job in jobs
              for problem in preflight(job.spec, job.target,
                                       replaying=can_replay(options.record_mode, options.cassettes, job.spec))]
+    if options.pipeline == "responses":
+        from runner.engine.responses import pipeline_problems
+
+        found += [problem for job in jobs for problem in pipeline_problems(job.spec)]
     return list(dict.fromkeys(found))  # cases and repeats of one spec share its problems: say each once
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.engine.backend import BackendTarget, BackendUnavailable, open_client, secret_values
 from runner.engine.conversation import AssistantPool, EngineOptions, run_conversation
+from runner.engine.responses import run_responses_conversation
 from runner.record.cassettes import REPLAYING_MODES, cassette_for, recording
 from runner.report.transcript import Transcript, TurnRecord
 from runner.spec.model import Spec
@@ -88,6 +89,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     share = backend_share(concurrency, len(sessions))
     backend_limits = {key: asyncio.Semaphore(share) for key in sessions}
 
+    converse = run_responses_conversation if options.pipeline == "responses" else run_conversation
+
     async def one(index: int, job: Job) -> Transcript | None:
         key = keys[index]
         session = sessions[key]
@@ -98,8 +101,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
             if session.error is not None or session.pool is None:
                 transcript = _unavailable(job, session.error or "not opened")
             elif (mode := options.record_mode if job.target.embedded else options.remote_record_mode) is None:
-                transcript = await run_conversation(job.spec, session.client, job.target, session.pool, options,
-                                                    session.streaming)
+                transcript = await converse(job.spec, session.client, job.target, session.pool, options,
+                                            session.streaming)
                 if after is not None:
                     await after(job, transcript)
             else:
@@ -109,8 +112,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                     # a remote endpoint's traffic is recorded: a shared assistant would put its calls in
                     # whichever cassette came first, so each conversation makes (and removes) its own
                     pool = session.pool if job.target.embedded else AssistantPool(session.client)
-                    transcript = await run_conversation(job.spec, session.client, job.target, pool,
-                                                        options, session.streaming, cassette)
+                    transcript = await converse(job.spec, session.client, job.target, pool,
+                                                options, session.streaming, cassette)
                     if pool is not session.pool and not options.keep:
                         await pool.delete_created()
                     if after is not None:

@@ -129,6 +129,7 @@ class Transcript:
     conversation_checks: list[CheckResult] = field(default_factory=list)  # the spec's top-level `expect`
     case: str = ""  # the matrix case (`lang=fr`), '' without a matrix; `name` already shows it
     error: str | None = None
+    pipeline: str = "assistants"  # which API ran it: assistants (threads and runs) or responses (conversations)
     version: int = TRANSCRIPT_VERSION
 
     @property
@@ -187,6 +188,7 @@ class Transcript:
         # field by field: dataclasses.asdict deep-copies everything, and cost more than the conversation
         return {
             "version": self.version, "name": self.name, "verdict": self.verdict, "spec_file": self.spec_file,
+            "pipeline": self.pipeline,
             "case": self.case, "description": self.description, "tags": list(self.tags), "backend": self.backend,
             "model": self.model, "assistant": self.assistant, "assistant_id": self.assistant_id,
             "thread_id": self.thread_id, "files": self.files, "vector_store_id": self.vector_store_id,

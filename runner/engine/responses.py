@@ -1,0 +1,221 @@
+"""One conversation through the Responses pipeline of the official SDK, OpenAI's own path off the Assistants API.
+
+    conversation (with the assistant's metadata) -> per turn: responses.create with the assistant's model,
+    instructions and tools, the turn's user text as input in that conversation -> function calls answered with
+    function_call_output items until the model answers with a message -> transcript
+
+The transcript has the Assistants pipeline's format (the conversation's id where a thread's would be, the last
+response's where a run's would be), so the checks, the writers, JUnit and `runner diff` need no special case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from runner.engine.conversation import EngineOptions, _describe_error
+from runner.engine.tools import ToolCallError, answer_call, parse_arguments
+from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
+from runner.spec.model import BuiltinTool, Spec, Turn
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from runner.engine.backend import BackendTarget
+    from runner.record.cassettes import CassetteSession
+
+PIPELINES = ("assistants", "responses")
+MAX_CALL_ROUNDS = 20  # responses in one turn that only call functions: past this the turn fails, saying so
+
+
+def pipeline_problems(spec: Spec) -> list[str]:
+    """What the spec asks that the Responses pipeline cannot express, one line each, naming the spec and field."""
+    where = spec.file
+    found = []
+    if spec.assistant is None:
+        found.append(f"{where}: assistant_id: an existing assistant has no Responses equivalent; declare the "
+                     "assistant inline to run this spec with --pipeline responses")
+        return found
+    if any(isinstance(tool, BuiltinTool) for tool in spec.assistant.tools):
+        found.append(f"{where}: assistant.tools: file_search and code_interpreter are not offered on the responses "
+                     "pipeline yet; run this spec with --pipeline assistants")
+    if spec.files or any(turn.attachments for turn in spec.turns):
+        found.append(f"{where}: files / attachments: knowledge files are not offered on the responses pipeline "
+                     "yet; run this spec with --pipeline assistants")
+    return found
+
+
+def _tools(spec: Spec) -> list[dict[str, Any]]:
+    """The assistant's function tools in the Responses API's flat form."""
+    from runner.server.providers.openai_responses import responses_tools
+
+    assert spec.assistant is not None
+    return responses_tools([tool.to_api() for tool in spec.assistant.tools if not isinstance(tool, BuiltinTool)])
+
+
+def _response_params(spec: Spec, turn: Turn) -> dict[str, Any]:
+    """responses.create's parameters for a turn: the assistant's settings, overridden by the turn's `run:`."""
+    from runner.server.providers.openai_responses import responses_text_format, responses_tool_choice
+
+    assistant = spec.assistant
+    assert assistant is not None
+    run = turn.run.to_params()
+    params: dict[str, Any] = {"model": run.get("model") or assistant.model}
+    instructions = turn.instructions if turn.instructions is not None else assistant.instructions
+    if turn.additional_instructions is not None:  # a run's additional_instructions follow its instructions
+        instructions = "\n\n".join(filter(None, (instructions, turn.additional_instructions)))
+    if instructions:
+        params["instructions"] = instructions
+    tools = _tools(spec)
+    if tools:
+        params["tools"] = tools
+        if "parallel_tool_calls" in run:
+            params["parallel_tool_calls"] = run["parallel_tool_calls"]
+    if "tool_choice" in run:
+        params["tool_choice"] = responses_tool_choice(run["tool_choice"])
+    for key in ("temperature", "top_p"):
+        value = run.get(key, getattr(assistant, key))
+        if value is not None:
+            params[key] = value
+    if "max_completion_tokens" in run:
+        params["max_output_tokens"] = run["max_completion_tokens"]
+    text_format = responses_text_format(run.get("response_format", assistant.response_format))
+    if text_format is not None:
+        params["text"] = {"format": text_format}
+    return params
+
+
+class _Conversation:
+    def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, options: EngineOptions) -> None:
+        from runner.engine.backend import redactor_for
+
+        self.spec = spec
+        self.client = client
+        self.target = target
+        self.options = options
+        self.redact = redactor_for(target, options.secret_env)
+        self.conversation_id: str | None = None
+
+    async def run(self, cassette: CassetteSession | None) -> Transcript:
+        spec = self.spec
+        assert spec.assistant is not None
+        transcript = Transcript(
+            spec_file=spec.file, name=spec.label, case=spec.case, description=spec.description, tags=list(spec.tags),
+            backend=self.target.describe(), model=spec.assistant.model, assistant=spec.assistant.to_create_params(),
+            started_at=time.time(), pipeline="responses")
+        start = time.perf_counter()
+        records = [TurnRecord(index=t.index, user=t.user) for t in spec.turns]
+        transcript.turns = records
+        try:
+            await self._converse(transcript, records, cassette)
+        finally:
+            transcript.duration_ms = (time.perf_counter() - start) * 1000
+        return transcript
+
+    async def _converse(self, transcript: Transcript, records: list[TurnRecord],
+                        cassette: CassetteSession | None) -> None:
+        assert self.spec.assistant is not None
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                metadata = self.spec.assistant.metadata or {}
+                conversation = await self.client.conversations.create(metadata=dict(metadata) or None)  # type: ignore[arg-type]
+        except TimeoutError:
+            transcript.error = (f"creating the conversation: the backend did not answer within "
+                                f"{self.options.timeout:g} s (--timeout)")
+        except Exception as exc:
+            transcript.error = f"creating the conversation: {_describe_error(exc, self.redact)}"
+        if transcript.error is not None:
+            for record in records:
+                record.skipped = True
+            return
+        self.conversation_id = transcript.thread_id = conversation.id
+        try:
+            for turn, record in zip(self.spec.turns, records, strict=True):
+                if cassette is not None:
+                    cassette.turn = turn.index
+                await self._turn(turn, record)
+                if record.error is not None:
+                    transcript.error = f"turn {turn.index + 1}: {record.error}"
+                if record.status != turn.expected_status or record.error is not None:
+                    for later in records[turn.index + 1:]:
+                        later.skipped = True
+                    break
+        finally:
+            if not self.target.embedded and not self.options.keep:
+                with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
+                    await self.client.conversations.delete(conversation.id)
+
+    async def _turn(self, turn: Turn, record: TurnRecord) -> None:
+        params = _response_params(self.spec, turn)
+        start = time.perf_counter()
+        response: Any = None
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                given: Any = turn.user
+                for _ in range(MAX_CALL_ROUNDS):
+                    response = await self.client.responses.create(
+                        **params, input=given, conversation=self.conversation_id)  # type: ignore[arg-type]
+                    if response.usage is not None:
+                        usage["prompt_tokens"] += response.usage.input_tokens
+                        usage["completion_tokens"] += response.usage.output_tokens
+                    calls = [item for item in response.output or [] if item.type == "function_call"]
+                    if not calls or response.status != "completed":
+                        break
+                    given = await self._answer(calls, turn, record)
+                else:
+                    raise ToolCallError(f"the model called functions in {MAX_CALL_ROUNDS} responses in a row "
+                                        "without answering")
+        except TimeoutError:
+            record.status = "timeout"
+            record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
+        except ToolCallError as exc:
+            record.error = str(exc)
+        except Exception as exc:
+            record.error = _describe_error(exc, self.redact)
+        record.latency_ms = (time.perf_counter() - start) * 1000
+        if response is None:
+            return
+        record.run_id = response.id
+        if record.status is None:
+            record.status = response.status
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        record.usage = usage
+        if response.error is not None:
+            record.last_error = {"code": response.error.code, "message": response.error.message}
+        if response.incomplete_details is not None:
+            record.incomplete_details = response.incomplete_details.model_dump()
+        messages = [item for item in response.output or [] if item.type == "message"]
+        record.messages = [{"id": m.id, "text": "".join(part.text for part in m.content
+                                                        if getattr(part, "type", None) == "output_text")}
+                           for m in messages]
+        record.reply = "\n".join(m["text"] for m in record.messages)
+
+    async def _answer(self, calls: list[Any], turn: Turn, record: TurnRecord) -> list[dict[str, Any]]:
+        """The function_call_output items answering the calls (concurrently), recorded on the turn."""
+        entries = [ToolCallRecord(id=call.call_id, name=call.name, arguments=parse_arguments(call.arguments))
+                   for call in calls]
+        record.tool_calls.extend(entries)
+        answers = await asyncio.gather(*(
+            answer_call(e.name, e.arguments, turn.tool_outputs, self.spec.vars, turn.index + 1, self.spec.file)
+            for e in entries), return_exceptions=True)
+        for entry, answer in zip(entries, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            entry.output = answer
+        return [{"type": "function_call_output", "call_id": e.id, "output": e.output} for e in entries]
+
+
+async def run_responses_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: Any,
+                                     options: EngineOptions, streaming: dict[str, bool] | None = None,
+                                     cassette: CassetteSession | None = None) -> Transcript:
+    """Run one conversation through the Responses API and return its transcript (checks not yet judged); takes
+    the Assistants pipeline's arguments, of which it needs no assistant pool or streaming state."""
+    from runner.engine.conversation import _report_mismatches
+
+    transcript = await _Conversation(spec, client, target, options).run(cassette)
+    if cassette is not None:
+        _report_mismatches(transcript, cassette)
+    return transcript
