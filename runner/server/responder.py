@@ -58,6 +58,8 @@ def _tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], li
 
 def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
     """The request's `tool_choice` as runs hold it (`{"type": "function", "function": {"name"}}`)."""
+    if choice == "required" and not tools:
+        raise invalid("tool_choice 'required' must be specified with the 'tools' parameter.", "tool_choice")
     if choice is None or isinstance(choice, str):
         return choice or "auto"
     if choice["type"] != "function":
