@@ -121,6 +121,7 @@ def test_statuses_come_from_what_the_provider_answers() -> None:
     ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 400, "tools[0].type"),
     ({"tools": [WEATHER, {"type": "code_interpreter", "container": {"type": "auto"}}]}, 400, "tools[1].type"),
     ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]}, 400, "tool_choice.name"),
+    ({"tool_choice": "required"}, 400, "tool_choice"),
     ({"model": "chat/llama"}, 400, "model"),
     ({"previous_response_id": "resp_nope"}, 404, "previous_response_id"),
     ({"conversation": "conv_nope"}, 404, "conversation"),

@@ -7,6 +7,10 @@ parameter names are the request's whole vocabulary: any other key is a 400. `che
 parsed body and raises a 400 naming the first offending parameter, worded as the hosted API words it;
 the SDK's pydantic types (objects.py) still validate what is built from the body.
 
+The Conversations and Responses schemas are compared with their own reference at the top level only: their items
+and tools are unions of dozens of shapes, and are checked where they are made into stored items (items.py) and
+by the responder, naming the parameter inside them.
+
 tests/test_request_checks.py compares the table with the reference both ways, so it cannot drift; where
 it departs from the reference on purpose, `DEPARTURES` says why (checks the hosted API made that the
 reference states only in words, like function names; token budgets without the minimum of 256).

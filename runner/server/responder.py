@@ -15,6 +15,7 @@ from runner.server.budget import model_tool_choice, police_reply
 from runner.server.errors import APIError, invalid, shown
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest
+from runner.server.routes.conversations import append_items, conversation_of
 
 if TYPE_CHECKING:
     from runner.redact import Redactor
@@ -58,6 +59,8 @@ def _tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], li
 
 def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
     """The request's `tool_choice` as runs hold it (`{"type": "function", "function": {"name"}}`)."""
+    if choice == "required" and not tools:
+        raise invalid("tool_choice 'required' must be specified with the 'tools' parameter.", "tool_choice")
     if choice is None or isinstance(choice, str):
         return choice or "auto"
     if choice["type"] != "function":
@@ -93,8 +96,6 @@ def _context(b: Backend, body: dict[str, Any]) -> tuple[list[dict[str, Any]], st
                            param="previous_response_id") from None
         return list(private.get("items", [])), None
     if conversation is not None:
-        from runner.server.routes.conversations import conversation_of
-
         conversation_id = conversation if isinstance(conversation, str) else conversation["id"]
         conversation_of(b, conversation_id, "conversation")
         return b.store.children("conversation_item", conversation_id), conversation_id
@@ -158,7 +159,7 @@ def _redacted(reply: ModelReply, redact: Redactor) -> ModelReply:
 
 def _exists(b: Backend, conversation_id: str) -> bool:
     try:
-        b.store.get("conversation", conversation_id)
+        conversation_of(b, conversation_id)
     except APIError:
         return False
     return True
@@ -208,6 +209,5 @@ async def complete(b: Backend, prepared: Prepared) -> dict[str, Any]:
         # conversation was deleted while the model answered
         if (prepared.conversation_id is not None and response["status"] != "failed"
                 and _exists(b, prepared.conversation_id)):
-            for item in [*prepared.input, *prepared.output]:
-                b.store.insert("conversation_item", item, parent=prepared.conversation_id)
+            append_items(b, prepared.conversation_id, [*prepared.input, *prepared.output])
     return response

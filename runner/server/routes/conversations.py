@@ -9,28 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runner.server import items, objects
-from runner.server.errors import APIError, invalid, shown
-from runner.server.routes.common import json_response, list_args, null_clears_metadata, read_body
+from runner.server.errors import APIError, shown
+from runner.server.routes.common import check_include, json_response, list_args, null_clears_metadata, read_body
 from runner.server.store import Page
 
 if TYPE_CHECKING:
     from runner.server.app import Backend
     from runner.server.routes import Handler
-
-# what `include` may ask for (the API's values); the items this backend stores carry nothing more to include
-INCLUDABLE = frozenset({
-    "code_interpreter_call.outputs", "computer_call_output.output.image_url", "file_search_call.results",
-    "message.input_image.image_url", "message.output_text.logprobs", "reasoning.encrypted_content",
-    "web_search_call.action.sources", "web_search_call.results",
-})
-
-
-def check_include(request: Request) -> None:
-    """400 naming `include` for a value the API does not know (known ones are accepted: nothing to add here)."""
-    for value in request.query_params.getlist("include") + request.query_params.getlist("include[]"):
-        if value not in INCLUDABLE:
-            raise invalid(f"Invalid value: '{shown(value)}'. Supported values are: "
-                          f"{', '.join(sorted(INCLUDABLE))}.", "include")
 
 
 def conversation_of(b: Backend, conversation_id: str, param: str = "conversation_id") -> dict[str, Any]:

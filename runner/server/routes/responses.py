@@ -12,8 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from runner.server import responder
 from runner.server import response_events as events
 from runner.server.errors import APIError, invalid, shown
-from runner.server.routes.common import json_response, list_args, read_body
-from runner.server.routes.conversations import check_include
+from runner.server.routes.common import check_include, json_response, list_args, read_body
 
 if TYPE_CHECKING:
     from runner.server.app import Backend
