@@ -86,3 +86,12 @@ def test_a_failing_model_is_a_failed_turn_with_its_message(runner_here: CliRunne
     data = json.loads((tmp_path / "transcripts" / "broken.json").read_text(encoding="utf-8"))
     turn = data["turns"][0]
     assert turn["status"] == "failed" and "the model is down" in turn["last_error"]["message"]
+
+
+def test_runner_diff_pairs_an_assistants_folder_with_a_responses_one(runner_here: CliRunner, tmp_path: Path) -> None:
+    specs = [str(EXAMPLES / "weather_tool.yaml"), str(EXAMPLES / "multi_turn.yaml")]
+    for pipeline, out in (("assistants", "before"), ("responses", "after")):
+        assert runner_here.invoke(cli, ["run", *specs, "--pipeline", pipeline, "-o", out]).exit_code == 0
+    result = runner_here.invoke(cli, ["diff", "before", "after"])
+    assert result.exit_code == 0, result.output
+    assert "0 changed, 2 unchanged, 0 added, 0 removed" in result.output
