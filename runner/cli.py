@@ -123,8 +123,9 @@ def schema(print_schema: bool) -> None:
 @click.option("--api-key-env", metavar="NAME",
               help="Environment variable holding the remote endpoint's API key (default RUNNER_API_KEY).")
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
-@click.option("--pipeline", type=click.Choice(["assistants", "responses"]), default="assistants", show_default=True,
-              help="The API the conversations go through: Assistants (threads, runs) or Responses (conversations).")
+@click.option("--pipeline", type=click.Choice(["assistants", "responses", "both"]), default="assistants",
+              show_default=True, help="The API the conversations go through: Assistants (threads, runs), Responses "
+              "(conversations), or both, with a table of where they differ.")
 @click.option("-j", "--jobs", "--concurrency", "jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
 @click.option("--processes", type=click.IntRange(min=1), metavar="N",
@@ -190,9 +191,9 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
             _nothing_selected(specs, keyword, tags, shard)
         if overrides:
             _check_overrides_used(overrides, selected)
-        from runner.run import repeated
+        from runner.run import piped, repeated
 
-        runs = repeated(selected, repeat)
+        runs = repeated(piped(selected, pipeline), repeat)
         specs = [spec for spec, _ in runs]
         pending[:] = specs
         clashes = _output_clashes(specs)
@@ -205,8 +206,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         from runner.run import BackendChoice, make_jobs, problems
 
         options = EngineOptions(timeout=timeout, keep=keep, record_mode=record_mode or default_record_mode(os.environ),
-                                remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env,
-                                pipeline=pipeline)
+                                remote_record_mode=record_mode, cassettes=Path(cassette_dir), secret_env=secret_env)
         jobs_list = make_jobs(specs, BackendChoice(base_url, api_key_env, poll))
         found = problems(jobs_list, options)
         if found:
@@ -215,7 +215,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
                           Path(summary_file) if summary_file else None, quiet, json_output)
         rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
-        code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes)
+        code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes,
+                         parity=pipeline == "both")
     except KeyboardInterrupt:  # while loading or importing: the batch's own Ctrl-C handling is not up yet
         _interrupted_early(pending, junit_file, summary_file)
     import gc
@@ -302,7 +303,8 @@ class Rating:
 
 
 def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
-              max_failures: int | None = None, rating: Rating | None = None, processes: int | None = None) -> int:
+              max_failures: int | None = None, rating: Rating | None = None, processes: int | None = None,
+              parity: bool = False) -> int:
     from runner.parallel import Finished, default_processes, run_jobs
     from runner.report.progress import Reporter, choose_mode
     from runner.report.transcript import Transcript
@@ -387,6 +389,11 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
         rates_ok, total = _report_pass_rates(done, rating, reporter, seconds, str(outputs.transcripts))
         reporter.close(seconds, str(outputs.transcripts), total)
         verdicts_ok = rates_ok
+    if parity:  # --pipeline both: where the two APIs gave different outcomes
+        from runner.report.parity import parity_lines
+
+        for line in parity_lines(done):
+            click.echo(line, err=outputs.json_output)
     for line in write_failures:
         click.secho(line, fg="red", err=True)
     if len(done) < len(jobs):

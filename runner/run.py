@@ -38,6 +38,17 @@ def repeated(specs: Sequence[Spec], times: int) -> list[tuple[Spec, str]]:
              spec.label) for spec in specs for r in range(1, times + 1)]
 
 
+def piped(specs: Sequence[Spec], pipeline: str) -> list[Spec]:
+    """The specs on `pipeline` (`assistants`, `responses`); with `both`, each twice, the responses run a case of its
+    own (`greet[pipeline=responses]`: its own transcript and cassette) beside the assistants one."""
+    import dataclasses
+
+    if pipeline != "both":
+        return [dataclasses.replace(spec, pipeline=pipeline) for spec in specs]
+    return [run for spec in specs for run in (spec, dataclasses.replace(
+        spec, pipeline="responses", case=",".join(filter(None, (spec.case, "pipeline=responses")))))]
+
+
 @dataclass(frozen=True)
 class PassRate:
     """How often a repeated conversation passed, and whether that is enough."""
@@ -81,10 +92,11 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
     found = [problem for job in jobs
              for problem in preflight(job.spec, job.target,
                                       replaying=can_replay(options.record_mode, options.cassettes, job.spec))]
-    if options.pipeline == "responses":
+    if any(job.spec.pipeline == "responses" for job in jobs):
         from runner.engine.responses import pipeline_problems
 
-        found += [problem for job in jobs for problem in pipeline_problems(job.spec)]
+        found += [problem for job in jobs if job.spec.pipeline == "responses"
+                  for problem in pipeline_problems(job.spec)]
     return list(dict.fromkeys(found))  # cases and repeats of one spec share its problems: say each once
 
 

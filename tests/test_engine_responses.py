@@ -95,3 +95,39 @@ def test_runner_diff_pairs_an_assistants_folder_with_a_responses_one(runner_here
     result = runner_here.invoke(cli, ["diff", "before", "after"])
     assert result.exit_code == 0, result.output
     assert "0 changed, 2 unchanged, 0 added, 0 removed" in result.output
+
+
+def test_both_pipelines_run_each_conversation_twice_and_print_the_parity_table(runner_here: CliRunner,
+                                                                               tmp_path: Path) -> None:
+    specs = [str(EXAMPLES / "weather_tool.yaml"), str(EXAMPLES / "greetings_matrix.yaml")]
+    result = runner_here.invoke(cli, ["run", *specs, "--pipeline", "both", "-o", "out"])
+    assert result.exit_code == 0, result.output
+    assert "10 passed, 0 failed" in result.output
+    assert "weather-tool[pipeline=responses]" in result.output
+    assert "greetings[lang=fr,tone=formal,pipeline=responses]" in result.output
+    assert "parity: 5 of 5 conversations the same on both pipelines" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("weather-tool "))
+    assert row.split() == ["weather-tool", "passed", "passed", "same", "same"]
+    names = {p.name for p in (tmp_path / "out").rglob("weather_tool*.json")}
+    assert names == {"weather_tool.json", "weather_tool[pipeline=responses].json"}
+
+
+def test_the_parity_table_says_where_the_pipelines_differ() -> None:
+    from runner.report.parity import parities, parity_lines
+    from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
+
+    def transcript(pipeline: str, reply: str, city: str) -> Transcript:
+        turn = TurnRecord(index=0, user="weather?", reply=reply, status="completed",
+                          tool_calls=[ToolCallRecord("c1", "get_weather", {"city": city}, "21")])
+        case = "lang=fr,pipeline=responses" if pipeline == "responses" else "lang=fr"
+        return Transcript(spec_file="w.yaml", name=f"w[{case}]", backend={}, model="m", assistant=None,
+                          turns=[turn], case=case, pipeline=pipeline)
+
+    (row,) = parities([transcript("assistants", "21 degrees", "Paris"), transcript("responses", "21°", "Paris")])
+    assert (row.label, row.same_replies, row.same_calls, row.same) == ("w[lang=fr]", False, True, False)
+    (calls,) = parities([transcript("assistants", "x", "Paris"), transcript("responses", "x", "Oslo")])
+    assert not calls.same_calls and calls.same_replies
+    (alone,) = parities([transcript("assistants", "x", "Paris")])
+    assert alone.responses == "not run" and not alone.same
+    assert parity_lines([transcript("assistants", "a", "P"), transcript("responses", "b", "P")])[-1] == \
+        "parity: 0 of 1 conversation the same on both pipelines"

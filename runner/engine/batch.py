@@ -89,11 +89,10 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
     share = backend_share(concurrency, len(sessions))
     backend_limits = {key: asyncio.Semaphore(share) for key in sessions}
 
-    converse = run_responses_conversation if options.pipeline == "responses" else run_conversation
-
     async def one(index: int, job: Job) -> Transcript | None:
         key = keys[index]
         session = sessions[key]
+        converse = run_responses_conversation if job.spec.pipeline == "responses" else run_conversation
         # the backend's own limit first: a conversation waiting for a busy backend holds no global slot
         async with backend_limits[key], limit:
             if (stop is not None and stop()) or (claim is not None and not claim(index)):

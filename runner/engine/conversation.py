@@ -60,7 +60,6 @@ class EngineOptions:
     remote_record_mode: str | None = None
     cassettes: Path = Path("cassettes")
     secret_env: tuple[str, ...] = ()  # more variables whose values are secrets
-    pipeline: str = "assistants"  # assistants (threads and runs) or responses (conversations and responses)
 
 
 class AssistantPool:

@@ -202,6 +202,7 @@ class Spec:
     backend_where: str = ""  # where `backend` is written, for problems with it on another backend
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
     repeats: str | None = None  # with --repeat: the case this run repeats, whose cassette it may replay
+    pipeline: str = "assistants"  # the API it goes through: assistants (threads, runs) or responses
 
     @property
     def key(self) -> str:
