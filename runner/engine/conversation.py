@@ -141,7 +141,7 @@ class _Conversation:
         self.redact = redactor_for(target, options.secret_env)
         self.thread_resources: dict[str, Any] | None = None  # the spec's files, for an existing assistant
         self.file_names: dict[str, str] = {}  # file id -> name of the files uploaded, for citations
-        self.outputs = OutputFetcher(client, lambda exc: _describe_error(exc, self.redact))
+        self.outputs = OutputFetcher(client, lambda exc: describe_error(exc, self.redact))
 
     async def run(self) -> Transcript:
         spec = self.spec
@@ -183,7 +183,7 @@ class _Conversation:
             return
         except Exception as exc:
             transcript.error = (self._knowledge_error(exc) if isinstance(exc, KnowledgeError)
-                                else f"{stage}: {_describe_error(exc, self.redact)}")
+                                else f"{stage}: {describe_error(exc, self.redact)}")
             for record in records:
                 record.skipped = True
             return
@@ -260,7 +260,7 @@ class _Conversation:
                 await self.client.vector_stores.delete(store_id)
 
     def _knowledge_error(self, exc: KnowledgeError) -> str:
-        return f"{exc}: {_describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)
+        return f"{exc}: {describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)
 
     def _searches_wanted(self, turn: Turn) -> bool:
         """Whether the turn's run may have searched (only then are its steps listed for searches)."""
@@ -339,7 +339,7 @@ class _Conversation:
             record.error = self._knowledge_error(exc)
             await self._cancel_quietly(state.run)
         except Exception as exc:
-            record.error = _describe_error(exc, self.redact)
+            record.error = describe_error(exc, self.redact)
             await self._cancel_quietly(state.run)
         except asyncio.CancelledError:
             if not self.target.embedded:  # the batch was cancelled (Ctrl-C twice): leave no run going remotely
@@ -518,7 +518,7 @@ def _refuses_streaming(exc: Exception) -> bool:
     return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()
 
 
-def _describe_error(exc: BaseException, redact: Redactor) -> str:
+def describe_error(exc: BaseException, redact: Redactor) -> str:
     """A one-line description of a backend error, without credentials."""
     from openai import APIConnectionError, APIStatusError, APITimeoutError
 
@@ -543,11 +543,11 @@ async def run_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarge
                                  cassette)
     transcript = await conversation.run()
     if cassette is not None:
-        _report_mismatches(transcript, cassette)
+        report_mismatches(transcript, cassette)
     return transcript
 
 
-def _report_mismatches(transcript: Transcript, cassette: CassetteSession) -> None:
+def report_mismatches(transcript: Transcript, cassette: CassetteSession) -> None:
     """A replay that met an unrecorded request is the runner's error, stated at the turn that made it."""
     for turn_index, message in cassette.mismatches:
         if turn_index is not None and turn_index < len(transcript.turns):

@@ -15,7 +15,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.conversation import EngineOptions, _describe_error
+from runner.engine.conversation import EngineOptions, describe_error, report_mismatches
 from runner.engine.tools import ToolCallError, answer_call, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.spec.model import BuiltinTool, Spec, Turn
@@ -125,7 +125,7 @@ class _Conversation:
             transcript.error = (f"creating the conversation: the backend did not answer within "
                                 f"{self.options.timeout:g} s (--timeout)")
         except Exception as exc:
-            transcript.error = f"creating the conversation: {_describe_error(exc, self.redact)}"
+            transcript.error = f"creating the conversation: {describe_error(exc, self.redact)}"
         if transcript.error is not None:
             for record in records:
                 record.skipped = True
@@ -174,7 +174,7 @@ class _Conversation:
         except ToolCallError as exc:
             record.error = str(exc)
         except Exception as exc:
-            record.error = _describe_error(exc, self.redact)
+            record.error = describe_error(exc, self.redact)
         record.latency_ms = (time.perf_counter() - start) * 1000
         if response is None:
             return
@@ -213,9 +213,7 @@ async def run_responses_conversation(spec: Spec, client: AsyncOpenAI, target: Ba
                                      cassette: CassetteSession | None = None) -> Transcript:
     """Run one conversation through the Responses API and return its transcript (checks not yet judged); takes
     the Assistants pipeline's arguments, of which it needs no assistant pool or streaming state."""
-    from runner.engine.conversation import _report_mismatches
-
     transcript = await _Conversation(spec, client, target, options).run(cassette)
     if cassette is not None:
-        _report_mismatches(transcript, cassette)
+        report_mismatches(transcript, cassette)
     return transcript
