@@ -28,7 +28,7 @@ from runner.engine.once import Once
 from runner.engine.outputs import OutputFetcher
 from runner.engine.retrieval import citations_in, names_found, searches_in
 from runner.engine.steps import run_steps
-from runner.engine.tools import ToolCallError, answer_call, parse_arguments
+from runner.engine.tools import ToolCallError, answer_calls, parse_arguments
 from runner.redact import Redactor
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.sdk import threads as sdk_threads
@@ -442,13 +442,7 @@ class _Conversation:
         entries = [ToolCallRecord(id=c.id, name=c.function.name, arguments=parse_arguments(c.function.arguments))
                    for c in run.required_action.submit_tool_outputs.tool_calls]
         record.tool_calls.extend(entries)
-        answers = await asyncio.gather(*(
-            answer_call(e.name, e.arguments, turn.tool_outputs, self.spec.vars, turn.index + 1, self.spec.file)
-            for e in entries), return_exceptions=True)
-        for entry, answer in zip(entries, answers, strict=True):
-            if isinstance(answer, BaseException):
-                raise answer
-            entry.output = answer
+        await answer_calls(entries, turn, self.spec)
         return [{"tool_call_id": e.id, "output": e.output} for e in entries]
 
     async def _cancel_quietly(self, run: Any) -> None:

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.conversation import EngineOptions, describe_error, report_mismatches
-from runner.engine.tools import ToolCallError, answer_call, parse_arguments
+from runner.engine.tools import ToolCallError, answer_calls, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.spec.model import BuiltinTool, Spec, Turn
 
@@ -198,13 +198,7 @@ class _Conversation:
         entries = [ToolCallRecord(id=call.call_id, name=call.name, arguments=parse_arguments(call.arguments))
                    for call in calls]
         record.tool_calls.extend(entries)
-        answers = await asyncio.gather(*(
-            answer_call(e.name, e.arguments, turn.tool_outputs, self.spec.vars, turn.index + 1, self.spec.file)
-            for e in entries), return_exceptions=True)
-        for entry, answer in zip(entries, answers, strict=True):
-            if isinstance(answer, BaseException):
-                raise answer
-            entry.output = answer
+        await answer_calls(entries, turn, self.spec)
         return [{"type": "function_call_output", "call_id": e.id, "output": e.output} for e in entries]
 
 

@@ -74,3 +74,15 @@ async def answer_call(name: str, arguments: Any, handlers: dict[str, ToolOutput]
     except TemplateError as exc:
         raise ToolCallError(f"tool_outputs.{name}.template failed for arguments "
                             f"{json.dumps(arguments, ensure_ascii=False)}: {exc}") from None
+
+
+async def answer_calls(entries: list[Any], turn: Any, spec: Any) -> None:
+    """Fill in each recorded call's `output` (ToolCallRecord) from the turn's handlers, the calls answered
+    concurrently; the first ToolCallError (or other failure) of them is raised."""
+    answers = await asyncio.gather(*(
+        answer_call(e.name, e.arguments, turn.tool_outputs, spec.vars, turn.index + 1, spec.file)
+        for e in entries), return_exceptions=True)
+    for entry, answer in zip(entries, answers, strict=True):
+        if isinstance(answer, BaseException):
+            raise answer
+        entry.output = answer
