@@ -88,6 +88,16 @@ def test_a_two_turn_spec_runs_through_each_provider(llm, tmp_path: Path, provide
     assert data["model"] == f"{provider}/smollm2"
 
 
+@pytest.mark.parametrize("provider", ["chat", "openai"])
+def test_a_two_turn_spec_runs_through_the_responses_pipeline(llm, tmp_path: Path, provider: str) -> None:  # type: ignore[no-untyped-def]
+    """The responses pipeline on the embedded backend, whose Responses API calls the real model server."""
+    proc, data = _run(tmp_path, TWO_TURNS.format(provider=provider), _env(provider, llm.url),
+                      "--pipeline", "responses", "--record", "all", "--cassettes", "cassettes")
+    _assert_answered(proc, data, turns=2)
+    assert data["pipeline"] == "responses" and data["thread_id"].startswith("conv_")
+    assert all(turn["run_id"].startswith("resp_") for turn in data["turns"])
+
+
 @pytest.fixture
 def own_llm(tmp_path: Path) -> Iterator[local_model_server.LocalModelServer]:
     """A server of the test's own, which the test may stop (the session's must stay up)."""

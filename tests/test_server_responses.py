@@ -206,3 +206,27 @@ def test_a_conversation_deleted_while_the_model_answers_gets_no_items() -> None:
         assert done["status"] == "completed" and backend.store.list("conversation_item").data == []
 
     with_client(test)
+
+
+def test_the_model_call_samples_with_the_defaults_the_response_shows() -> None:
+    import asyncio
+
+    from fake_upstream import fake_upstream, response_body
+
+    from runner.engine.backend import embedded_client
+    from runner.server.app import Backend, BackendSettings
+    from runner.server.providers import LiveSettings
+    from runner.server.providers.upstream import UpstreamConfig
+
+    async def ask(url: str) -> tuple[float | None, float | None]:
+        live = LiveSettings(openai=UpstreamConfig(base_url=url, api_key="unused"))
+        client = embedded_client(Backend(BackendSettings(live=live)))
+        response = await client.responses.create(model="openai/tiny", input="hi")
+        await client.close()
+        return response.temperature, response.top_p
+
+    with fake_upstream() as fake:
+        fake.queue("/responses", (200, response_body(text="hello"), {}))
+        shown = asyncio.run(ask(fake.url))
+        (sent,) = fake.bodies("/responses")
+    assert shown == (1.0, 1.0) and (sent["temperature"], sent["top_p"]) == shown

@@ -124,11 +124,14 @@ def prepare(b: Backend, body: dict[str, Any]) -> Prepared:
     resumed = bool(new) and new[-1]["type"] == "function_call_output"
     parallel = body.get("parallel_tool_calls")
     parallel = True if parallel is None else parallel
+    # the API's sampling defaults, sent upstream as the response shows them (a server defaulting to greedy
+    # decoding otherwise samples differently from what the response says: llama.cpp's repeats without end)
+    temperature, top_p = body.get("temperature", 1.0), body.get("top_p", 1.0)
     request = ModelRequest(
         model=provider_model, instructions=instructions, items=model_items, tools=model_tools,
         tool_choice=model_tool_choice(choice, resumed), parallel_tool_calls=parallel,
-        response_format=_response_format(body.get("text")), temperature=body.get("temperature"),
-        top_p=body.get("top_p"), max_output_tokens=body.get("max_output_tokens"),
+        response_format=_response_format(body.get("text")), temperature=temperature,
+        top_p=top_p, max_output_tokens=body.get("max_output_tokens"),
     )
     text = dict(body.get("text") or {})
     text.setdefault("format", {"type": "text"})
@@ -136,7 +139,7 @@ def prepare(b: Backend, body: dict[str, Any]) -> Prepared:
         "id": new_id("resp_"), "object": "response", "created_at": objects.now(), "status": "in_progress",
         "background": False, "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
         "metadata": body.get("metadata") or {}, "model": body["model"], "output": [], "parallel_tool_calls": parallel,
-        "temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0),
+        "temperature": temperature, "top_p": top_p,
         "tool_choice": body.get("tool_choice") or "auto", "tools": shown_tools,
         "max_output_tokens": body.get("max_output_tokens"), "previous_response_id": body.get("previous_response_id"),
         "conversation": {"id": conversation_id} if conversation_id else None, "text": text,
