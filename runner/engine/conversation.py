@@ -193,12 +193,7 @@ class _Conversation:
                     self.cassette.turn = turn.index  # so a replay mismatch can name its turn
                 await self._turn(turn, record, transcript.assistant_id or "")
                 transcript.thread_id = self.thread_id
-                if record.error is not None:
-                    transcript.error = f"turn {turn.index + 1}: {record.error}"
-                # a run that ended as the turn expected (even `failed`) leaves the thread usable
-                if record.status != turn.expected_status or record.error is not None:
-                    for later in records[turn.index + 1:]:
-                        later.skipped = True
+                if ends_conversation(transcript, records, turn, record):
                     break
         finally:
             if self.thread_id is not None and not self.target.embedded and not self.options.keep:
@@ -510,6 +505,19 @@ def _refuses_streaming(exc: Exception) -> bool:
     from openai import BadRequestError
 
     return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()
+
+
+def ends_conversation(transcript: Transcript, records: list[TurnRecord], turn: Turn, record: TurnRecord) -> bool:
+    """After a turn: its error becomes the conversation's, and when the turn did not end as it expected the later
+    turns are skipped and True says to stop. A run that ended as expected (even `failed`) leaves the thread
+    (or conversation) usable."""
+    if record.error is not None:
+        transcript.error = f"turn {turn.index + 1}: {record.error}"
+    if record.status == turn.expected_status and record.error is None:
+        return False
+    for later in records[turn.index + 1:]:
+        later.skipped = True
+    return True
 
 
 def describe_error(exc: BaseException, redact: Redactor) -> str:

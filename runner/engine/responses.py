@@ -15,7 +15,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.conversation import EngineOptions, describe_error, report_mismatches
+from runner.engine.conversation import EngineOptions, describe_error, ends_conversation, report_mismatches
 from runner.engine.tools import ToolCallError, answer_calls, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
 from runner.spec.model import BuiltinTool, Spec, Turn
@@ -136,11 +136,7 @@ class _Conversation:
                 if cassette is not None:
                     cassette.turn = turn.index
                 await self._turn(turn, record)
-                if record.error is not None:
-                    transcript.error = f"turn {turn.index + 1}: {record.error}"
-                if record.status != turn.expected_status or record.error is not None:
-                    for later in records[turn.index + 1:]:
-                        later.skipped = True
+                if ends_conversation(transcript, records, turn, record):
                     break
         finally:
             if not self.target.embedded and not self.options.keep:

@@ -12,8 +12,7 @@ for the extractors at start-up.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runner.server.tools import lazy_names
 
 _HOMES = {
     "Chunk": "chunking", "check_chunking": "chunking", "chunk_text": "chunking", "parse_chunking_strategy": "chunking",
@@ -24,8 +23,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__ = lazy_names(__name__, _HOMES)
