@@ -118,7 +118,8 @@ def test_statuses_come_from_what_the_provider_answers() -> None:
 
 
 @pytest.mark.parametrize(("params", "status", "param"), [
-    ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 400, "tools[0].type"),
+    ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 404, "tools[0].vector_store_ids[0]"),
+    ({"tools": [{"type": "computer_use_preview"}]}, 400, "tools[0].type"),
     ({"tools": [WEATHER, {"type": "code_interpreter", "container": {"type": "auto"}}]}, 400, "tools[1].type"),
     ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]}, 400, "tool_choice.name"),
     ({"tool_choice": "required"}, 400, "tool_choice"),

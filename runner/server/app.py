@@ -98,17 +98,20 @@ class Backend:
             self.store.close()
             self.blobs.close()
 
-    def search(self, vector_store_ids: list[str], query: str, limit: int, threshold: float) -> list[dict[str, Any]]:
-        """The file_search tool's results (in its run step's shape, with their text as `content`); called in a
-        worker thread (the executor's), as it may embed the query."""
+    def search(self, vector_store_ids: list[str], query: str, limit: int, threshold: float,
+               filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The file_search tool's results (in its run step's shape, with their text as `content`, and the files'
+        attributes) for those that pass `filters` (checked already); called in a worker thread, as it may embed
+        the query."""
         from runner.server.tools.file_search.embeddings import EmbeddingError
 
         try:
-            hits = self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold)
+            hits = self.ingestor.search(vector_store_ids, query, limit=limit, threshold=threshold, filters=filters)
         except EmbeddingError as exc:  # the run fails saying why, as a failed model call does
             raise ModelError(f"file_search could not rank by meaning: {exc}") from None
         return [{"file_id": hit["file_id"], "file_name": hit["filename"], "score": hit["score"],
-                 "content": [{"type": "text", "text": hit["text"]}]} for hit in hits]
+                 "attributes": hit.get("attributes") or {}, "content": [{"type": "text", "text": hit["text"]}]}
+                for hit in hits]
 
     def discard_unheld(self, sha: str) -> None:
         """Remove a blob that no file and no upload part holds any more."""

@@ -219,6 +219,12 @@ def _filter(prefix: str, *, compound: bool) -> dict[str, Rule]:
     return rules
 
 
+# what `include` may ask for (the API's values); only the built-in calls' results and outputs add anything here
+INCLUDABLE = tuple(sorted({
+    "code_interpreter_call.outputs", "computer_call_output.output.image_url", "file_search_call.results",
+    "message.input_image.image_url", "message.output_text.logprobs", "reasoning.encrypted_content",
+    "web_search_call.action.sources", "web_search_call.results",
+}))
 ANY_JSON = (STRING, NUMBER, BOOLEAN, ARRAY, OBJECT)
 # the create parameters the SDK sends and this backend does not act on: accepted when null, refused otherwise
 # (by the responder, naming them), so a request never silently loses what it asked for
@@ -226,7 +232,7 @@ RESPONSE_UNSUPPORTED = ("access_programs", "background_options", "context_manage
                         "moderation", "prompt", "prompt_cache_options", "stream_options", "top_logprobs")
 # accepted and without effect on what this backend answers (hints, identifiers, caching)
 RESPONSE_IGNORED = ("prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier",
-                    "user", "truncation", "include")
+                    "user", "truncation")
 _RESPONSE: dict[str, Rule] = {
     "model": _s(min_length=1),
     "input": Rule((STRING, ARRAY)),
@@ -242,6 +248,21 @@ _RESPONSE: dict[str, Rule] = {
     "tools[].description": _s(),
     "tools[].parameters": _o(),
     "tools[].strict": _b(),
+    "tools[].vector_store_ids": _a(nullable=False),
+    "tools[].vector_store_ids[]": _s(nullable=False),
+    "tools[].max_num_results": _i(nullable=False, minimum=1, maximum=50),
+    "tools[].ranking_options": _o(nullable=False),
+    "tools[].ranking_options.ranker": _s(nullable=False, enum=("auto", "default-2024-11-15")),
+    "tools[].ranking_options.score_threshold": _n(nullable=False, minimum=0, maximum=1),
+    "tools[].ranking_options.hybrid_search": _o(),
+    "tools[].filters": _o(),
+    **_filter("tools[].filters", compound=True),
+    "tools[].container": Rule((STRING, OBJECT), nullable=False),
+    "tools[].container.type": _s(required=True, nullable=False, enum=("auto",)),
+    "tools[].container.file_ids": _a(nullable=False, max_items=50),
+    "tools[].container.file_ids[]": _s(nullable=False),
+    "tools[].container.memory_limit": _s(enum=("1g", "4g", "16g", "64g")),  # accepted: the backend's limit holds
+    "tools[].container.network_policy": _o(),  # accepted: the sandbox has no network whatever it asks
     "tool_choice": Rule((STRING, OBJECT), enum=("none", "auto", "required")),
     "tool_choice.type": _s(required=True, nullable=False, reported_as="tool_choice"),
     "tool_choice.name": _s(nullable=False),
@@ -260,6 +281,8 @@ _RESPONSE: dict[str, Rule] = {
     "store": _b(),
     "stream": _b(),
     "background": _b(),
+    "include": _a(),
+    "include[]": _s(nullable=False, enum=INCLUDABLE),
     **{name: Rule(ANY_JSON) for name in RESPONSE_UNSUPPORTED + RESPONSE_IGNORED},
 }
 

@@ -23,7 +23,14 @@ from runner.server.providers.base import count_tokens
 from runner.server.store import Store
 from runner.server.tools.code_interpreter.tool import file_paths
 from runner.server.tools.file_search.citations import file_citations, search_output
-from runner.server.tools.functions import BUILTIN_FUNCTIONS, builtin_names, code_argument, model_tools, search_query
+from runner.server.tools.functions import (
+    BUILTIN_FUNCTIONS,
+    MAX_BUILTIN_ROUNDS,
+    builtin_names,
+    code_argument,
+    model_tools,
+    search_query,
+)
 
 if TYPE_CHECKING:
     from runner.server.tools.code_interpreter.tool import CodeInterpreter
@@ -45,7 +52,6 @@ def _answering_outputs(private: dict[str, Any]) -> bool:
 
 
 FILE_SEARCH_MAX_RESULTS = 20  # the API's default number of results for file_search
-MAX_BUILTIN_ROUNDS = 8  # model calls in a row answered by built-in tools before the model must reply
 # what the backend's search answers: (vector store ids, query, max results, score threshold) -> results
 Search = Callable[[list[str], str, int, float], list[dict[str, Any]]]
 

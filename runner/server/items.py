@@ -2,8 +2,10 @@
 Conversations and Responses APIs show, and the stored items made into the providers' model input.
 
 The stored form is the SDK's `ConversationItem` (a message with typed content parts, a `function_call`, a
-`function_call_output`), validated by the SDK's type so it cannot drift from the API. The backend speaks
-messages with text and function calls: any other item or content part is a 400 naming where it was given.
+`function_call_output`, a built-in tool's call), validated by the SDK's type so it cannot drift from the API. The
+backend speaks messages with text, function calls and its built-in tools' calls: any other item or content part is
+a 400 naming where it was given. The model reads the messages and the function calls; the built-in calls of earlier
+responses it does not read again, as a thread's runs do not (their results stay in what the model replied).
 """
 
 from __future__ import annotations
@@ -96,9 +98,12 @@ def from_request(item: Any, param: str) -> dict[str, Any]:
         text = output if isinstance(output, str) else _text(output, f"{param}.output")
         stored = {"id": new_id("fco_"), "type": "function_call_output", "call_id": _string(item, "call_id", param),
                   "output": text, "status": "completed"}
+    elif kind in ("file_search_call", "code_interpreter_call"):  # a response's output handed back as input
+        stored = {"status": "completed", **item}
     else:
         raise invalid(f"Items of type '{shown(str(kind))}' are not supported by this backend (messages, "
-                      "function_call and function_call_output are).", f"{param}.type")
+                      "function_call, function_call_output, file_search_call and code_interpreter_call are).",
+                      f"{param}.type")
     return validated(stored, param)
 
 

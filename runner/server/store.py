@@ -19,7 +19,8 @@ from typing import Any, Literal
 from runner.server.errors import invalid, not_found
 
 Kind = Literal["assistant", "thread", "message", "run", "run_step", "file", "upload", "upload_part", "vector_store",
-               "vector_store_file", "vector_store_file_batch", "conversation", "conversation_item", "response"]
+               "vector_store_file", "vector_store_file_batch", "conversation", "conversation_item", "response",
+               "container"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -50,7 +51,8 @@ BACKSTOP_PAGES = 10000
 _NOUNS = {"assistant": "assistant", "thread": "thread", "message": "message", "run": "run", "run_step": "run step",
           "file": "file", "upload": "upload", "upload_part": "upload part", "vector_store": "vector store",
           "vector_store_file": "vector store file", "vector_store_file_batch": "vector store file batch",
-          "conversation": "conversation", "conversation_item": "item", "response": "response"}
+          "conversation": "conversation", "conversation_item": "item", "response": "response",
+          "container": "container"}
 
 
 @contextlib.contextmanager

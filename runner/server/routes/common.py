@@ -58,20 +58,16 @@ def message_content(content: str | list[dict[str, Any]], param: str) -> list[dic
     return parts
 
 
-# what `include` may ask for (the API's values); the items this backend stores carry nothing more to include
-INCLUDABLE = frozenset({
-    "code_interpreter_call.outputs", "computer_call_output.output.image_url", "file_search_call.results",
-    "message.input_image.image_url", "message.output_text.logprobs", "reasoning.encrypted_content",
-    "web_search_call.action.sources", "web_search_call.results",
-})
 
 
-def check_include(request: Request) -> None:
-    """400 naming `include` for a value the API does not know (known ones are accepted: nothing to add here)."""
-    for value in request.query_params.getlist("include") + request.query_params.getlist("include[]"):
-        if value not in INCLUDABLE:
+def check_include(request: Request) -> list[str]:
+    """The query's `include` values; 400 naming `include` for a value the API does not know."""
+    asked = request.query_params.getlist("include") + request.query_params.getlist("include[]")
+    for value in asked:
+        if value not in checks.INCLUDABLE:
             raise invalid(f"Invalid value: '{shown(value)}'. Supported values are: "
-                          f"{', '.join(sorted(INCLUDABLE))}.", "include")
+                          f"{', '.join(checks.INCLUDABLE)}.", "include")
+    return asked
 
 
 def list_args(request: Request) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from runner.server import items, objects
 from runner.server.errors import APIError, shown
+from runner.server.response_tools import shown_item
 from runner.server.routes.common import check_include, json_response, list_args, null_clears_metadata, read_body
 from runner.server.store import Page
 
@@ -64,22 +65,24 @@ async def delete_conversation(b: Backend, request: Request) -> Response:
 async def create_items(b: Backend, request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     conversation_of(b, conversation_id)
-    check_include(request)
+    include = check_include(request)
     body = await read_body(request, "CreateConversationItemsRequest")
     new = items.from_input(body["items"], "items")
     with b.store.transaction():
         conversation_of(b, conversation_id)  # still there once the body is in
         append_items(b, conversation_id, new)
-    return json_response(Page(new, has_more=False).body())
+    return json_response(Page([shown_item(item, include) for item in new], has_more=False).body())
 
 
 async def list_items(b: Backend, request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
     conversation_of(b, conversation_id)
-    check_include(request)
+    include = check_include(request)
     args = list_args(request)
     args.pop("before")  # the API's item lists page forwards only
-    return json_response(b.store.list("conversation_item", parent=conversation_id, **args).body())
+    page = b.store.list("conversation_item", parent=conversation_id, **args)
+    page.data = [shown_item(item, include) for item in page.data]
+    return json_response(page.body())
 
 
 def _item(b: Backend, request: Request) -> dict[str, Any]:
@@ -92,8 +95,8 @@ def _item(b: Backend, request: Request) -> dict[str, Any]:
 
 
 async def get_item(b: Backend, request: Request) -> Response:
-    check_include(request)
-    return json_response(_item(b, request))
+    include = check_include(request)
+    return json_response(shown_item(_item(b, request), include))
 
 
 async def delete_item(b: Backend, request: Request) -> Response:

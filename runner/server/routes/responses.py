@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from runner.server import responder
 from runner.server import response_events as events
 from runner.server.errors import APIError, invalid, shown
+from runner.server.response_tools import shown_item, shown_response
 from runner.server.routes.common import check_include, json_response, list_args, read_body
 
 if TYPE_CHECKING:
@@ -27,13 +28,13 @@ async def create_response(b: Backend, request: Request) -> Response:
     body = await read_body(request, "CreateResponse")
     prepared = responder.prepare(b, body)
     if not body.get("stream"):
-        return json_response(await responder.complete(b, prepared))
+        return json_response(shown_response(await responder.complete(b, prepared), prepared.include))
 
     async def chunks() -> AsyncIterator[bytes]:
         started = list(events.numbered(events.start(prepared.response)))
         for event in started:
             yield events.sse(event)
-        final = await responder.complete(b, prepared)
+        final = shown_response(await responder.complete(b, prepared), prepared.include)
         for event in events.numbered(events.finish(final), len(started)):
             yield events.sse(event)
 
@@ -50,7 +51,7 @@ def _stored(b: Backend, request: Request) -> tuple[dict[str, Any], dict[str, Any
 
 async def get_response(b: Backend, request: Request) -> Response:
     response, _ = _stored(b, request)
-    check_include(request)
+    response = shown_response(response, check_include(request))
     if request.query_params.get("stream") != "true":
         return json_response(response)
     after = request.query_params.get("starting_after")
@@ -82,9 +83,9 @@ async def cancel_response(b: Backend, request: Request) -> Response:
 
 async def list_input_items(b: Backend, request: Request) -> Response:
     _, private = _stored(b, request)
-    check_include(request)
+    include = check_include(request)
     args = list_args(request)
-    given: list[dict[str, Any]] = private.get("input", [])
+    given = [shown_item(item, include) for item in private.get("input", [])]
     ordered = given if args["order"] == "asc" else list(reversed(given))
     if args["after"] is not None:
         ids = [item["id"] for item in ordered]

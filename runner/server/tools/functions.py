@@ -30,6 +30,7 @@ CODE_INTERPRETER_FUNCTION: dict[str, Any] = {"type": "function", "function": {
         "required": ["code"], "additionalProperties": False},
 }}
 BUILTIN_FUNCTIONS = {"file_search": FILE_SEARCH_FUNCTION, "code_interpreter": CODE_INTERPRETER_FUNCTION}
+MAX_BUILTIN_ROUNDS = 8  # model calls in a row answered by built-in tools before the model must reply
 
 
 def builtin_names(tools: list[dict[str, Any]], available: frozenset[str]) -> frozenset[str]:
