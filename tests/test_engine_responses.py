@@ -71,9 +71,7 @@ def test_what_the_responses_pipeline_cannot_express_is_refused_naming_spec_and_f
     result = runner_here.invoke(cli, ["run", "existing.yaml", "--pipeline", "responses"])
     assert result.exit_code == 2
     assert "existing.yaml: assistant_id: an existing assistant has no Responses equivalent" in result.output
-    retrieval = runner_here.invoke(cli, ["run", str(EXAMPLES / "retrieval.yaml"), "--pipeline", "responses"])
-    assert retrieval.exit_code == 2 and "retrieval.yaml: assistant.tools: file_search" in retrieval.output
-    assert "nothing was run" in retrieval.output
+    assert "nothing was run" in result.output
 
 
 def test_a_failing_model_is_a_failed_turn_with_its_message(runner_here: CliRunner, tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
-"""What a turn's code interpreter did: its run's code runs, read from the run's steps (runner/engine/steps.py), and
-what the reply carries of their products, read from the messages: `image_file` parts and `file_path` annotations."""
+"""What a turn's code interpreter did: its run's code runs, read from the run's steps (runner/engine/steps.py) or its
+responses' `code_interpreter_call` items, and what the reply carries of their products, read from the messages:
+`image_file` parts and `file_path` annotations, or the message items' `container_file_citation` annotations."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,3 +76,53 @@ def produced(runs: Sequence[CodeRunRecord], images: Sequence[str], files: Sequen
         hint = path.rsplit("/", 1)[-1] if isinstance(path, str) and path.rsplit("/", 1)[-1] else None
         found.setdefault(note["file_id"], (note["file_id"], "file", hint))
     return list(found.values())
+
+
+IMAGE_URL = "data:image/png;base64,"  # how a code_interpreter_call's image output carries its PNG inline
+
+
+def code_runs_in_items(items: Sequence[dict[str, Any]]) -> tuple[list[CodeRunRecord], list[tuple[str, bytes]]]:
+    """The `code_interpreter_call` items of a turn's responses (as JSON data), in order, as the transcript keeps
+    them, and the images they showed inline: `(id, PNG)` each, the id (`<call id>/image-<n>`) standing for a file
+    id in the run's record. An image only linked by URL is counted, not kept."""
+    runs: list[CodeRunRecord] = []
+    images: list[tuple[str, bytes]] = []
+    for item in items:
+        if item.get("type") != "code_interpreter_call":
+            continue
+        logs: list[str] = []
+        shown: list[str] = []
+        for output in item.get("outputs") or []:
+            if output.get("type") == "logs" and isinstance(output.get("logs"), str):
+                if logs and not logs[-1].endswith("\n"):
+                    logs.append("\n")
+                logs.append(output["logs"])
+            elif output.get("type") == "image":
+                image_id = f"{item.get('id')}/image-{len(shown) + 1}"
+                shown.append(image_id)
+                url = str(output.get("url") or "")
+                if url.startswith(IMAGE_URL):
+                    with contextlib.suppress(binascii.Error, ValueError):  # not base64 after all: counted, not kept
+                        images.append((image_id, base64.b64decode(url[len(IMAGE_URL):], validate=True)))
+        code = item.get("code")
+        runs.append(CodeRunRecord(input=code if isinstance(code, str) else "", logs="".join(logs), images=shown))
+    return runs, images
+
+
+def reply_files_in_items(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The message items' `container_file_citation` annotations (files the code wrote, linked by the reply), as
+    reply_files gives them: `{file_id, path}`, the path as the reply writes it where the annotation points."""
+    out = []
+    for item in items:
+        if item.get("type") != "message":
+            continue
+        for part in item.get("content") or []:
+            text = str(part.get("text") or "")
+            for note in part.get("annotations") or []:
+                file_id = note.get("file_id")
+                if note.get("type") != "container_file_citation" or not isinstance(file_id, str) or not file_id:
+                    continue
+                start, end = note.get("start_index"), note.get("end_index")
+                path = text[start:end] if isinstance(start, int) and isinstance(end, int) and start < end else None
+                out.append({"file_id": file_id, "path": path or note.get("filename")})
+    return out

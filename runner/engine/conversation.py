@@ -182,7 +182,7 @@ class _Conversation:
                 record.skipped = True
             return
         except Exception as exc:
-            transcript.error = (self._knowledge_error(exc) if isinstance(exc, KnowledgeError)
+            transcript.error = (knowledge_error(exc, self.redact) if isinstance(exc, KnowledgeError)
                                 else f"{stage}: {describe_error(exc, self.redact)}")
             for record in records:
                 record.skipped = True
@@ -253,9 +253,6 @@ class _Conversation:
         for store_id in (search.vector_store_ids or []) if search else []:
             if not self.pool.knowledge.made(store_id):  # the batch's own go at its end
                 await self.client.vector_stores.delete(store_id)
-
-    def _knowledge_error(self, exc: KnowledgeError) -> str:
-        return f"{exc}: {describe_error(exc.cause, self.redact)}" if exc.cause is not None else str(exc)
 
     def _searches_wanted(self, turn: Turn) -> bool:
         """Whether the turn's run may have searched (only then are its steps listed for searches)."""
@@ -331,7 +328,7 @@ class _Conversation:
             if state.run is not None:
                 record.status = "cancelled"
         except KnowledgeError as exc:
-            record.error = self._knowledge_error(exc)
+            record.error = knowledge_error(exc, self.redact)
             await self._cancel_quietly(state.run)
         except Exception as exc:
             record.error = describe_error(exc, self.redact)
@@ -518,6 +515,11 @@ def ends_conversation(transcript: Transcript, records: list[TurnRecord], turn: T
     for later in records[turn.index + 1:]:
         later.skipped = True
     return True
+
+
+def knowledge_error(exc: KnowledgeError, redact: Redactor) -> str:
+    """What the knowledge files' failure says in a transcript: what failed, and the backend's error."""
+    return f"{exc}: {describe_error(exc.cause, redact)}" if exc.cause is not None else str(exc)
 
 
 def describe_error(exc: BaseException, redact: Redactor) -> str:

@@ -82,6 +82,32 @@ class Knowledge:
             raise KnowledgeError(made.problem)
         return made
 
+    async def extend(self, store: Store | None, files: Sequence[KnowledgeFile]) -> Store:
+        """`store` (a conversation's own, None for none yet) with `files` added and indexed, or a new store of them:
+        where a Responses conversation's attachments go, as a thread's go to its store; KnowledgeError as `store`."""
+        uploaded = tuple(await asyncio.gather(*(self.upload(f) for f in files)))
+        if store is None:
+            made = await self._index(uploaded)
+        else:
+            new = tuple(u for u in uploaded if u not in store.files)
+            made = Store(store.id, store.files + new)
+            if new:
+                made = await self._add(made, new)
+        if made.problem is not None:
+            raise KnowledgeError(made.problem)
+        return made
+
+    async def _add(self, store: Store, files: tuple[Uploaded, ...]) -> Store:
+        batches = self.client.vector_stores.file_batches
+        try:
+            batch = await batches.create(store.id, file_ids=[f.file_id for f in files], **idempotent())
+            await poll(batch, lambda: batches.with_raw_response.retrieve(batch.id, vector_store_id=store.id),
+                       lambda b: b.status != "in_progress")
+            problem = await self._problem(await self.client.vector_stores.retrieve(store.id), store.files)
+        except Exception as exc:
+            raise KnowledgeError(f"indexing {_listed(files)}", exc) from exc
+        return Store(store.id, store.files, problem)
+
     def made(self, store_id: str) -> bool:
         """True when this batch made the vector store (and deletes it at its end)."""
         return store_id in self.created_stores

@@ -35,6 +35,18 @@ class OutputFetcher:
         (the record says why). One at a time, so the budget is spent in the order the run produced them."""
         return [await self._one(file_id, kind, hint) for file_id, kind, hint in produced]
 
+    def keep(self, file_id: str, name: str, kind: str, data: bytes) -> OutputFile:
+        """A file the backend gave inline (a Responses code call's image) as an OutputFile, saved within the
+        same budget as those fetched."""
+        output = OutputFile(file_id, name, kind, size=len(data))
+        if len(data) > min(self.file_cap, self.left):
+            output.skipped = self._too_large(len(data))
+            return output
+        output.data = data
+        output.saved_as = unique_name(safe_name(name, file_id), self.taken)
+        self.left -= len(data)
+        return output
+
     async def _one(self, file_id: str, kind: str, hint: str | None) -> OutputFile:
         self.fetched.append(file_id)
         try:

@@ -15,10 +15,20 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.conversation import EngineOptions, describe_error, ends_conversation, report_mismatches
+from runner.engine.code import code_runs_in_items, produced, reply_files_in_items
+from runner.engine.conversation import (
+    EngineOptions,
+    describe_error,
+    ends_conversation,
+    knowledge_error,
+    report_mismatches,
+)
+from runner.engine.knowledge import Knowledge, KnowledgeError, Store, Uploaded
+from runner.engine.outputs import OutputFetcher
+from runner.engine.retrieval import citations_in_items, names_found, searches_in_items
 from runner.engine.tools import ToolCallError, answer_calls, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
-from runner.spec.model import BuiltinTool, Spec, Turn
+from runner.spec.model import BUILTIN_TOOLS, BuiltinTool, KnowledgeFile, Spec, Turn
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -27,35 +37,81 @@ if TYPE_CHECKING:
     from runner.record.cassettes import CassetteSession
 
 PIPELINES = ("assistants", "responses")
+INCLUDE = {"file_search": "file_search_call.results", "code_interpreter": "code_interpreter_call.outputs"}
 MAX_CALL_ROUNDS = 20  # responses in one turn that only call functions: past this the turn fails, saying so
 
 
 def pipeline_problems(spec: Spec) -> list[str]:
     """What the spec asks that the Responses pipeline cannot express, one line each, naming the spec and field."""
-    where = spec.file
-    found = []
     if spec.assistant is None:
-        found.append(f"{where}: assistant_id: an existing assistant has no Responses equivalent; declare the "
-                     "assistant inline to run this spec with --pipeline responses")
-        return found
-    if any(isinstance(tool, BuiltinTool) for tool in spec.assistant.tools):
-        found.append(f"{where}: assistant.tools: file_search and code_interpreter are not offered on the responses "
-                     "pipeline yet; run this spec with --pipeline assistants")
-    if spec.files or any(turn.attachments for turn in spec.turns):
-        found.append(f"{where}: files / attachments: knowledge files are not offered on the responses pipeline "
-                     "yet; run this spec with --pipeline assistants")
-    return found
+        return [f"{spec.file}: assistant_id: an existing assistant has no Responses equivalent; declare the "
+                "assistant inline to run this spec with --pipeline responses"]
+    return []
 
 
-def _tools(spec: Spec) -> list[dict[str, Any]]:
-    """The assistant's function tools in the Responses API's flat form."""
+def _builtin_types(spec: Spec) -> set[str]:
+    assert spec.assistant is not None
+    return {tool.type for tool in spec.assistant.tools if isinstance(tool, BuiltinTool)}
+
+
+def _tools(spec: Spec, files: _Files) -> list[dict[str, Any]]:
+    """The assistant's tools in the Responses API's flat form: its functions, file_search over the conversation's
+    vector stores, code_interpreter in an `auto` container with the conversation's files."""
     from runner.server.providers.openai_responses import responses_tools
 
     assert spec.assistant is not None
-    return responses_tools([tool.to_api() for tool in spec.assistant.tools if not isinstance(tool, BuiltinTool)])
+    tools = responses_tools([tool.to_api() for tool in spec.assistant.tools if not isinstance(tool, BuiltinTool)])
+    for tool in spec.assistant.tools:
+        if not isinstance(tool, BuiltinTool):
+            continue
+        if tool.type == "file_search":
+            options = dict(tool.options or {})
+            ranking = dict(options.pop("ranking_options", None) or {})
+            if ranking.get("ranker") not in (None, "auto"):  # the Assistants API's rankers are not Responses'
+                ranking.pop("ranker")
+            tools.append({"type": "file_search", "vector_store_ids": files.store_ids(), **options,
+                          **({"ranking_options": ranking} if ranking else {})})
+        else:
+            tools.append({"type": "code_interpreter", "container": {"type": "auto", "file_ids": files.code_file_ids}})
+    return tools
 
 
-def _response_params(spec: Spec, turn: Turn) -> dict[str, Any]:
+class _Files:
+    """A conversation's knowledge files on the backend: the batch's vector store of the spec's files, the
+    conversation's own of its turns' attachments, and the code interpreter's files (the spec's, then the
+    attachments, as a thread's tool_resources would gather them)."""
+
+    def __init__(self, spec: Spec, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+        builtins = _builtin_types(spec)
+        self.tools = [tool for tool in BUILTIN_TOOLS if tool in builtins] or ["file_search"]
+        self.shared: Store | None = None
+        self.own: Store | None = None
+        self.code_file_ids: list[str] = []
+        self.names: dict[str, str] = {}  # file id -> name, for citations
+
+    def store_ids(self) -> list[str]:
+        return [store.id for store in (self.shared, self.own) if store is not None]
+
+    async def add(self, files: tuple[KnowledgeFile, ...], *, attached: bool) -> list[Uploaded]:
+        """Upload `files` for the tools that use them: the spec's (`attached=False`) into the batch's store, a
+        turn's into the conversation's own; KnowledgeError when they cannot be uploaded or indexed."""
+        if "file_search" in self.tools:
+            if attached:
+                self.own = await self.knowledge.extend(self.own, files)
+                uploaded = [u for u in self.own.files if u.path in {f.path for f in files}]
+            else:
+                self.shared = await self.knowledge.store(files)
+                uploaded = list(self.shared.files)
+        else:
+            uploaded = list(await asyncio.gather(*(self.knowledge.upload(f) for f in files)))
+        if "code_interpreter" in self.tools:
+            self.code_file_ids = list(dict.fromkeys([*self.code_file_ids, *(u.file_id for u in uploaded)]))
+        self.names.update({u.file_id: u.name for u in uploaded})
+        return uploaded
+
+
+def _response_params(spec: Spec, turn: Turn, files: _Files) -> dict[str, Any]:
     """responses.create's parameters for a turn: the assistant's settings, overridden by the turn's `run:`."""
     from runner.server.providers.openai_responses import responses_text_format, responses_tool_choice
 
@@ -68,11 +124,14 @@ def _response_params(spec: Spec, turn: Turn) -> dict[str, Any]:
         instructions = "\n\n".join(filter(None, (instructions, turn.additional_instructions)))
     if instructions:
         params["instructions"] = instructions
-    tools = _tools(spec)
+    tools = _tools(spec, files)
     if tools:
         params["tools"] = tools
         if "parallel_tool_calls" in run:
             params["parallel_tool_calls"] = run["parallel_tool_calls"]
+    builtins = _builtin_types(spec)
+    if builtins:  # what the transcript shows of the built-in calls: the results found, the outputs printed
+        params["include"] = [INCLUDE[tool] for tool in sorted(builtins)]
     if "tool_choice" in run:
         params["tool_choice"] = responses_tool_choice(run["tool_choice"])
     for key in ("temperature", "top_p"):
@@ -88,7 +147,8 @@ def _response_params(spec: Spec, turn: Turn) -> dict[str, Any]:
 
 
 class _Conversation:
-    def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, options: EngineOptions) -> None:
+    def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, options: EngineOptions,
+                 knowledge: Knowledge) -> None:
         from runner.engine.backend import redactor_for
 
         self.spec = spec
@@ -97,6 +157,9 @@ class _Conversation:
         self.options = options
         self.redact = redactor_for(target, options.secret_env)
         self.conversation_id: str | None = None
+        self.files = _Files(spec, knowledge)
+        self.builtins = _builtin_types(spec)
+        self.outputs = OutputFetcher(client, lambda exc: describe_error(exc, self.redact))
 
     async def run(self, cassette: CassetteSession | None) -> Transcript:
         spec = self.spec
@@ -117,15 +180,23 @@ class _Conversation:
     async def _converse(self, transcript: Transcript, records: list[TurnRecord],
                         cassette: CassetteSession | None) -> None:
         assert self.spec.assistant is not None
+        stage = "creating the conversation"
         try:
             async with asyncio.timeout(self.options.timeout):
+                if self.spec.files:
+                    stage = ("indexing the knowledge files" if "file_search" in self.files.tools
+                             else "uploading the files")
+                    transcript.files = [u.record() for u in await self.files.add(self.spec.files, attached=False)]
+                    transcript.vector_store_id = self.files.shared.id if self.files.shared else None
+                    stage = "creating the conversation"
                 metadata = self.spec.assistant.metadata or {}
                 conversation = await self.client.conversations.create(metadata=dict(metadata) or None)  # type: ignore[arg-type]
         except TimeoutError:
-            transcript.error = (f"creating the conversation: the backend did not answer within "
-                                f"{self.options.timeout:g} s (--timeout)")
+            transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
+        except KnowledgeError as exc:
+            transcript.error = knowledge_error(exc, self.redact)
         except Exception as exc:
-            transcript.error = f"creating the conversation: {describe_error(exc, self.redact)}"
+            transcript.error = f"{stage}: {describe_error(exc, self.redact)}"
         if transcript.error is not None:
             for record in records:
                 record.skipped = True
@@ -142,18 +213,27 @@ class _Conversation:
             if not self.target.embedded and not self.options.keep:
                 with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
                     await self.client.conversations.delete(conversation.id)
+                for file_id in self.outputs.fetched:  # the files the code made: deleting the conversation leaves them
+                    with contextlib.suppress(Exception):
+                        await self.client.files.delete(file_id)
 
     async def _turn(self, turn: Turn, record: TurnRecord) -> None:
-        params = _response_params(self.spec, turn)
         start = time.perf_counter()
         response: Any = None
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        output: list[dict[str, Any]] = []  # every item of the turn's responses, as JSON data
         try:
             async with asyncio.timeout(self.options.timeout):
+                if turn.attachments:  # as a thread's message attachments: its store, its code files
+                    uploaded = await self.files.add(turn.attachments, attached=True)
+                    record.attachments = [u.record() for u in uploaded]
+                params = _response_params(self.spec, turn, self.files)
+                start = time.perf_counter()
                 given: Any = turn.user
                 for _ in range(MAX_CALL_ROUNDS):
                     response = await self.client.responses.create(
                         **params, input=given, conversation=self.conversation_id)  # type: ignore[arg-type]
+                    output += [item.model_dump(mode="json") for item in response.output or []]
                     if response.usage is not None:
                         usage["prompt_tokens"] += response.usage.input_tokens
                         usage["completion_tokens"] += response.usage.output_tokens
@@ -169,11 +249,14 @@ class _Conversation:
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
         except ToolCallError as exc:
             record.error = str(exc)
+        except KnowledgeError as exc:
+            record.error = knowledge_error(exc, self.redact)
         except Exception as exc:
             record.error = describe_error(exc, self.redact)
         record.latency_ms = (time.perf_counter() - start) * 1000
         if response is None:
             return
+        await self._tool_records(record, output)
         record.run_id = response.id
         if record.status is None:
             record.status = response.status
@@ -189,6 +272,20 @@ class _Conversation:
                            for m in messages]
         record.reply = "\n".join(m["text"] for m in record.messages)
 
+    async def _tool_records(self, record: TurnRecord, output: list[dict[str, Any]]) -> None:
+        """What the turn's built-in tools did, from its responses' items, in the records a run's steps give: its
+        searches, its code runs, the files its reply links (fetched) and the images its code showed (inline)."""
+        if "file_search" in self.builtins:
+            record.searches = searches_in_items(output)
+        record.citations = citations_in_items(output, {**self.files.names, **names_found(record.searches)})
+        if "code_interpreter" not in self.builtins:
+            return
+        record.code_runs, images = code_runs_in_items(output)
+        record.files = reply_files_in_items(output)  # the Responses API shows figures in the code calls only
+        kept = [self.outputs.keep(image_id, f"{image_id.rsplit('/', 1)[-1]}.png", "image", data)
+                for image_id, data in images]
+        record.outputs = kept + await self.outputs.fetch(produced([], [], record.files))
+
     async def _answer(self, calls: list[Any], turn: Turn, record: TurnRecord) -> list[dict[str, Any]]:
         """The function_call_output items answering the calls (concurrently), recorded on the turn."""
         entries = [ToolCallRecord(id=call.call_id, name=call.name, arguments=parse_arguments(call.arguments))
@@ -203,7 +300,7 @@ async def run_responses_conversation(spec: Spec, client: AsyncOpenAI, target: Ba
                                      cassette: CassetteSession | None = None) -> Transcript:
     """Run one conversation through the Responses API and return its transcript (checks not yet judged); takes
     the Assistants pipeline's arguments, of which it needs no assistant pool or streaming state."""
-    transcript = await _Conversation(spec, client, target, options).run(cassette)
+    transcript = await _Conversation(spec, client, target, options, pool.knowledge).run(cassette)
     if cassette is not None:
         report_mismatches(transcript, cassette)
     return transcript

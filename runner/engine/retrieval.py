@@ -1,15 +1,19 @@
-"""What a turn's knowledge retrieval did: its run's file searches, read from the run's steps (runner/engine/steps.py),
-and the files its reply cites, read from the messages' `file_citation` annotations."""
+"""What a turn's knowledge retrieval did: its run's file searches, read from the run's steps (runner/engine/steps.py)
+or its responses' `file_search_call` items, and the files its reply cites, read from the `file_citation`
+annotations of its messages or its responses' message items."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.engine.steps import SEARCH_CONTENT, annotations_in, run_steps, tool_calls_in
 from runner.report.transcript import SearchRecord
 
-__all__ = ["SEARCH_CONTENT", "citations_in", "names_found", "run_searches", "search_record", "searches_in"]
+__all__ = ["SEARCH_CONTENT", "citations_in", "citations_in_items", "names_found", "run_searches", "search_record",
+           "searches_in", "searches_in_items"]
+_MARKER = re.compile(r"【[^】\n]{0,300}】")  # a citation marker as the reply copies it, where an annotation points
 
 
 async def run_searches(threads: Any, run: Any) -> list[SearchRecord]:
@@ -53,3 +57,36 @@ def names_found(searches: Sequence[SearchRecord]) -> dict[str, str]:
     """File id -> file name, as the searches' results name them."""
     return {r["file_id"]: r["file_name"] for s in searches for r in s.results
             if isinstance(r.get("file_id"), str) and isinstance(r.get("file_name"), str)}
+
+
+def searches_in_items(items: Sequence[dict[str, Any]]) -> list[SearchRecord]:
+    """The `file_search_call` items of a turn's responses (as JSON data), in order, as the transcript keeps them:
+    the same records as a run's steps give."""
+    out = []
+    for item in items:
+        if item.get("type") != "file_search_call":
+            continue
+        queries = [q for q in item.get("queries") or [] if isinstance(q, str)]
+        results = [{"file_id": r.get("file_id"), "file_name": r.get("filename"), "score": r.get("score"),
+                    "text": r.get("text") or ""} for r in item.get("results") or [] if isinstance(r, dict)]
+        out.append(SearchRecord(queries=queries, results=results))
+    return out
+
+
+def citations_in_items(items: Sequence[dict[str, Any]], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The `file_citation` annotations of a turn's message items (as JSON data), as citations_in gives them: the
+    text is the marker at the annotation's index, where the reply has one (the Responses API shows no text)."""
+    out = []
+    for item in items:
+        if item.get("type") != "message":
+            continue
+        for part in item.get("content") or []:
+            text = str(part.get("text") or "")
+            for note in part.get("annotations") or []:
+                if note.get("type") != "file_citation":
+                    continue
+                file_id, index = note.get("file_id"), note.get("index")
+                found = _MARKER.match(text, index) if isinstance(index, int) and 0 <= index < len(text) else None
+                out.append({"file_id": file_id, "file_name": names.get(file_id) or note.get("filename"),
+                            "text": found.group(0) if found else None})
+    return out
