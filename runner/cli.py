@@ -123,9 +123,10 @@ def schema(print_schema: bool) -> None:
 @click.option("--api-key-env", metavar="NAME",
               help="Environment variable holding the remote endpoint's API key (default RUNNER_API_KEY).")
 @click.option("--poll", is_flag=True, help="Poll runs instead of streaming them.")
-@click.option("--pipeline", type=click.Choice(["assistants", "responses", "both"]), default="assistants",
-              show_default=True, help="The API the conversations go through: Assistants (threads, runs), Responses "
-              "(conversations), or both, with a table of where they differ.")
+@click.option("--pipeline", type=click.Choice(["assistants", "responses", "both"]),
+              help="The API the conversations go through: Assistants (threads, runs), Responses (conversations), or "
+                   "both, with a table of where they differ. Overrides every spec's `backend: {pipeline: ...}`; "
+                   "default: each spec's own (assistants when it says none).")
 @click.option("-j", "--jobs", "--concurrency", "jobs", default=8, show_default=True, type=click.IntRange(min=1),
               help="Conversations run at the same time.")
 @click.option("--processes", type=click.IntRange(min=1), metavar="N",
@@ -165,7 +166,7 @@ def schema(print_schema: bool) -> None:
                    "the environment wins over it, and its values count as secrets.")
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
-        base_url: str | None, api_key_env: str | None, poll: bool, pipeline: str, jobs: int,
+        base_url: str | None, api_key_env: str | None, poll: bool, pipeline: str | None, jobs: int,
         record_mode: str | None, cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
         keyword: str | None,
         tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
@@ -191,7 +192,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
             _nothing_selected(specs, keyword, tags, shard)
         if overrides:
             _check_overrides_used(overrides, selected)
-        from runner.run import piped, repeated
+        from runner.run import repeated
+        from runner.spec.pipelines import any_on_both, piped
 
         runs = repeated(piped(selected, pipeline), repeat)
         specs = [spec for spec, _ in runs]
@@ -216,7 +218,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
                           Path(summary_file) if summary_file else None, quiet, json_output)
         rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
         code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes,
-                         parity=pipeline == "both")
+                         parity=any_on_both(selected, pipeline))
     except KeyboardInterrupt:  # while loading or importing: the batch's own Ctrl-C handling is not up yet
         _interrupted_early(pending, junit_file, summary_file)
     import gc
@@ -389,7 +391,7 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
         rates_ok, total = _report_pass_rates(done, rating, reporter, seconds, str(outputs.transcripts))
         reporter.close(seconds, str(outputs.transcripts), total)
         verdicts_ok = rates_ok
-    if parity:  # --pipeline both: where the two APIs gave different outcomes
+    if parity:  # a spec ran on both pipelines: where the two APIs gave different outcomes
         from runner.report.parity import parity_lines
 
         for line in parity_lines(done):

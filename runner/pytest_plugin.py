@@ -19,6 +19,7 @@ import pytest
 
 from runner.spec import Spec, SpecInvalid, load_cases
 from runner.spec.load import RULES_SUFFIXES
+from runner.spec.pipelines import piped
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 
@@ -88,7 +89,7 @@ class SpecFile(pytest.File):
             yield SpecItem.from_parent(self, name=self.path.name.split(".")[0], spec=None,
                                        errors=[str(e) for e in exc.errors])
             return
-        for spec in cases:  # one item per matrix case
+        for spec in piped(cases):  # one item per matrix case, and per pipeline for `pipeline: both`
             yield SpecItem.from_parent(self, name=spec.label, spec=spec, errors=[])
 
 

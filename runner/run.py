@@ -38,17 +38,6 @@ def repeated(specs: Sequence[Spec], times: int) -> list[tuple[Spec, str]]:
              spec.label) for spec in specs for r in range(1, times + 1)]
 
 
-def piped(specs: Sequence[Spec], pipeline: str) -> list[Spec]:
-    """The specs on `pipeline` (`assistants`, `responses`); with `both`, each twice, the responses run a case of its
-    own (`greet[pipeline=responses]`: its own transcript and cassette) beside the assistants one."""
-    import dataclasses
-
-    if pipeline != "both":
-        return [dataclasses.replace(spec, pipeline=pipeline) for spec in specs]
-    return [run for spec in specs for run in (spec, dataclasses.replace(
-        spec, pipeline="responses", case=",".join(filter(None, (spec.case, "pipeline=responses")))))]
-
-
 @dataclass(frozen=True)
 class PassRate:
     """How often a repeated conversation passed, and whether that is enough."""

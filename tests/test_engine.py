@@ -406,7 +406,7 @@ def test_sse_events_from_bytes_cut_anywhere(size: int) -> None:
     CRLF endings, a last event with no blank line after it, and nothing after `done`."""
     from types import SimpleNamespace
 
-    from runner.engine.conversation import _sse_events
+    from runner.engine.conversation import sse_events
 
     body = ("event: thread.run.created\r\ndata: {\"a\": \"é\"}\r\n\r\n"
             ": keep-alive\n\n"
@@ -422,7 +422,7 @@ def test_sse_events_from_bytes_cut_anywhere(size: int) -> None:
         nonlocal body
         body = raw
         response = SimpleNamespace(http_response=SimpleNamespace(aiter_bytes=chunks))
-        return [event async for event in _sse_events(response)]
+        return [event async for event in sse_events(response)]
 
     assert run_async(collect(body)) == [
         ("thread.run.created", '{"a": "é"}'), ("thread.message.delta", "line one\nline two"),

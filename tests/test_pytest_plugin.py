@@ -61,3 +61,14 @@ def test_the_example_specs_pass_under_pytest(pytester: pytest.Pytester) -> None:
         (pytester.path / "code.yaml").unlink()
     result = pytester.runpytest("-p", "no:cacheprovider", "-o", "runner_spec_glob=*.yaml", "--runner-record", "none")
     result.assert_outcomes(passed=9 + sandbox)  # greetings_matrix.yaml is four items
+
+
+def test_a_spec_on_both_pipelines_is_two_items(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CI", "RUNNER_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (pytester.path / "both.spec.yaml").write_text(
+        "backend: {pipeline: both}\nassistant: {model: echo}\nconversation: [{user: hi, expect: [{equals: hi}]}]\n",
+        encoding="utf-8")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*both.spec.yaml::both.spec PASSED*", "*both.spec[[]pipeline=responses] PASSED*"])

@@ -139,7 +139,7 @@ def test_unknown_field_without_a_close_match_lists_known_fields():
         """)
     assert (err.line, err.column, err.path) == (4, 3, "backend.zzzzzz")
     assert err.message == (
-        "unknown field 'zzzzzz'; known fields: base_url, api_key_env, provider, rules, stream, code_timeout, "
+        "unknown field 'zzzzzz'; known fields: base_url, api_key_env, provider, rules, stream, pipeline, code_timeout, "
         "code_memory"
     )
 

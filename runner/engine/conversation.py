@@ -375,7 +375,7 @@ class _Conversation:
                                           record, state)
                 return
             except Exception as exc:
-                if state.run is not None or not _refuses_streaming(exc):
+                if state.run is not None or not refuses_streaming(exc):
                     raise
                 self.streaming["stream"] = False  # this backend does not stream: poll from now on
         run = await self._start_run(assistant_id, options, message, stream=False)
@@ -394,7 +394,7 @@ class _Conversation:
         state.messages = []
         while True:
             async with stream as response:
-                async for kind, data in _sse_events(response):
+                async for kind, data in sse_events(response):
                     if kind in ("thread.message.completed", "thread.message.incomplete"):
                         state.messages.append(Message.model_validate(json.loads(data)))
                     elif kind.startswith("thread.run.") and not kind.startswith("thread.run.step."):
@@ -455,7 +455,7 @@ class _Conversation:
             pass
 
 
-async def _sse_events(response: Any) -> AsyncIterator[tuple[str, str]]:
+async def sse_events(response: Any) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of a server-sent event stream, until its `done` event or its end.
 
     Lines (ending in LF or CRLF) are cut from the body's bytes here: httpx2's text and line decoders cost
@@ -498,7 +498,8 @@ def _message_text(message: Any) -> str:
     return "".join(part.text.value for part in message.content if getattr(part, "type", None) == "text")
 
 
-def _refuses_streaming(exc: Exception) -> bool:
+def refuses_streaming(exc: Exception) -> bool:
+    """Whether a backend's error says it does not stream: a 400 whose param or message names `stream`."""
     from openai import BadRequestError
 
     return isinstance(exc, BadRequestError) and "stream" in (str(getattr(exc, "param", "")) + str(exc)).lower()

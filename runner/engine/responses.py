@@ -1,8 +1,9 @@
 """One conversation through the Responses pipeline of the official SDK, OpenAI's own path off the Assistants API.
 
-    conversation (with the assistant's metadata) -> per turn: responses.create with the assistant's model,
-    instructions and tools, the turn's user text as input in that conversation -> function calls answered with
-    function_call_output items until the model answers with a message -> transcript
+    conversation (with the assistant's metadata) -> per turn: responses.create (streamed, or plain when the
+    backend does not stream or --poll says so) with the assistant's model, instructions and tools, the turn's
+    user text as input in that conversation -> function calls answered with function_call_output items until
+    the model answers with a message -> transcript
 
 The transcript has the Assistants pipeline's format (the conversation's id where a thread's would be, the last
 response's where a run's would be), so the checks, the writers, JUnit and `runner diff` need no special case.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,9 @@ from runner.engine.conversation import (
     describe_error,
     ends_conversation,
     knowledge_error,
+    refuses_streaming,
     report_mismatches,
+    sse_events,
 )
 from runner.engine.knowledge import Knowledge, KnowledgeError, Store, Uploaded
 from runner.engine.outputs import OutputFetcher
@@ -39,6 +43,15 @@ if TYPE_CHECKING:
 PIPELINES = ("assistants", "responses")
 INCLUDE = {"file_search": "file_search_call.results", "code_interpreter": "code_interpreter_call.outputs"}
 MAX_CALL_ROUNDS = 20  # responses in one turn that only call functions: past this the turn fails, saying so
+# the events that end a response's stream, each carrying the finished response
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# the key of the backend session's shared streaming state: a backend may stream runs and refuse to stream
+# responses (or the other way round), so each pipeline remembers its own refusal
+STREAMING_KEY = "responses"
+
+
+class StreamFailed(Exception):
+    """A response's event stream reported an error or ended without its end: the turn fails with this message."""
 
 
 def pipeline_problems(spec: Spec) -> list[str]:
@@ -148,13 +161,14 @@ def _response_params(spec: Spec, turn: Turn, files: _Files) -> dict[str, Any]:
 
 class _Conversation:
     def __init__(self, spec: Spec, client: AsyncOpenAI, target: BackendTarget, options: EngineOptions,
-                 knowledge: Knowledge) -> None:
+                 knowledge: Knowledge, streaming: dict[str, bool]) -> None:
         from runner.engine.backend import redactor_for
 
         self.spec = spec
         self.client = client
         self.target = target
         self.options = options
+        self.streaming = streaming  # one per backend session, shared: {"responses": False} once it refused
         self.redact = redactor_for(target, options.secret_env)
         self.conversation_id: str | None = None
         self.files = _Files(spec, knowledge)
@@ -231,8 +245,7 @@ class _Conversation:
                 start = time.perf_counter()
                 given: Any = turn.user
                 for _ in range(MAX_CALL_ROUNDS):
-                    response = await self.client.responses.create(
-                        **params, input=given, conversation=self.conversation_id)  # type: ignore[arg-type]
+                    response = await self._create(params, given)
                     output += [item.model_dump(mode="json") for item in response.output or []]
                     if response.usage is not None:
                         usage["prompt_tokens"] += response.usage.input_tokens
@@ -247,8 +260,8 @@ class _Conversation:
         except TimeoutError:
             record.status = "timeout"
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
-        except ToolCallError as exc:
-            record.error = str(exc)
+        except (ToolCallError, StreamFailed) as exc:
+            record.error = self.redact.text(str(exc))
         except KnowledgeError as exc:
             record.error = knowledge_error(exc, self.redact)
         except Exception as exc:
@@ -286,6 +299,38 @@ class _Conversation:
                 for image_id, data in images]
         record.outputs = kept + await self.outputs.fetch(produced([], [], record.files))
 
+    async def _create(self, params: dict[str, Any], given: Any) -> Any:
+        """One response to `given`: streamed when the target streams and has not refused to, else plain; a
+        backend refusing `stream` (a 400 naming it) is answered plainly, and from then on asked plainly."""
+        if self.target.config.stream and self.streaming.get(STREAMING_KEY, True):
+            try:
+                return await self._create_streamed(params, given)
+            except Exception as exc:
+                if not refuses_streaming(exc):
+                    raise
+                self.streaming[STREAMING_KEY] = False  # this backend does not stream responses: ask plainly
+        return await self.client.responses.create(
+            **params, input=given, conversation=self.conversation_id)  # type: ignore[arg-type]
+
+    async def _create_streamed(self, params: dict[str, Any], given: Any) -> Any:
+        """A response read from its server-sent events: the finished response its end event carries.
+
+        The events are read raw and only the end's response is parsed (as the Assistants pipeline does with a
+        run's events): validating each delta against the SDK's event union would cost more than the turn.
+        """
+        from openai.types.responses import Response
+
+        create = self.client.responses.with_streaming_response.create
+        async with create(**params, input=given, conversation=self.conversation_id,  # type: ignore[arg-type]
+                          stream=True) as raw:
+            async for kind, data in sse_events(raw):
+                if kind in TERMINAL_EVENTS:
+                    return Response.model_validate(json.loads(data)["response"])
+                if kind == "error":
+                    raise StreamFailed(f"the backend's event stream reported an error: {_stream_error(data)}")
+        raise StreamFailed("the backend's event stream ended before the response did (no response.completed, "
+                           "response.incomplete or response.failed event)")
+
     async def _answer(self, calls: list[Any], turn: Turn, record: TurnRecord) -> list[dict[str, Any]]:
         """The function_call_output items answering the calls (concurrently), recorded on the turn."""
         entries = [ToolCallRecord(id=call.call_id, name=call.name, arguments=parse_arguments(call.arguments))
@@ -295,12 +340,28 @@ class _Conversation:
         return [{"type": "function_call_output", "call_id": e.id, "output": e.output} for e in entries]
 
 
+def _stream_error(data: str) -> str:
+    """An `error` event's message (and code), or its raw data, clipped, when it is not the documented shape."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return data[:500]
+    error = event.get("error", event) if isinstance(event, dict) else None  # flat, or nested as some servers do
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return data[:500]
+    code = error.get("code")
+    return f"{error['message'][:500]} ({code})" if code else error["message"][:500]
+
+
 async def run_responses_conversation(spec: Spec, client: AsyncOpenAI, target: BackendTarget, pool: Any,
                                      options: EngineOptions, streaming: dict[str, bool] | None = None,
                                      cassette: CassetteSession | None = None) -> Transcript:
     """Run one conversation through the Responses API and return its transcript (checks not yet judged); takes
-    the Assistants pipeline's arguments, of which it needs no assistant pool or streaming state."""
-    transcript = await _Conversation(spec, client, target, options, pool.knowledge).run(cassette)
+    the Assistants pipeline's arguments, of which it needs the pool's knowledge files; `streaming` is the backend
+    session's shared state, where a refusal to stream is remembered."""
+    conversation = _Conversation(spec, client, target, options, pool.knowledge,
+                                 streaming if streaming is not None else {})
+    transcript = await conversation.run(cassette)
     if cassette is not None:
         report_mismatches(transcript, cassette)
     return transcript

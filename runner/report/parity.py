@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.report.transcript import Transcript
-
-RESPONSES_CASE = "pipeline=responses"
+from runner.spec.pipelines import RESPONSES_CASE
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,8 @@ class _Builder:
             model_where=self.where(("assistant", "model")) if assistant else self.where(("assistant_id",)),
             code_where=self.code_where(data.get("assistant", {})),
             backend_where=self.where(("backend",)) if "backend" in data else "",
+            # on Spec, not BackendConfig: the pipeline is how the runner talks, so it must not split backends
+            pipeline=data.get("backend", {}).get("pipeline", "assistants"),
         )
         if self.errors:
             raise SpecInvalid(self.errors)

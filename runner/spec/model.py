@@ -202,7 +202,9 @@ class Spec:
     backend_where: str = ""  # where `backend` is written, for problems with it on another backend
     case: str = ""  # the matrix case (`lang=fr,tone=formal`), '' without a matrix
     repeats: str | None = None  # with --repeat: the case this run repeats, whose cassette it may replay
-    pipeline: str = "assistants"  # the API it goes through: assistants (threads, runs) or responses
+    # the API it goes through: assistants (threads, runs) or responses; as loaded also `both`, which
+    # runner.spec.pipelines.piped turns into one spec per pipeline before anything runs
+    pipeline: str = "assistants"
 
     @property
     def key(self) -> str:
