@@ -129,3 +129,14 @@ def test_the_parity_table_says_where_the_pipelines_differ() -> None:
     assert alone.responses == "not run" and not alone.same
     assert parity_lines([transcript("assistants", "a", "P"), transcript("responses", "b", "P")])[-1] == \
         "parity: 0 of 1 conversation the same on both pipelines"
+
+
+def test_stable_transcripts_of_the_responses_pipeline_diff_clean(runner_here: CliRunner, tmp_path: Path) -> None:
+    spec = str(EXAMPLES / "weather_tool.yaml")
+    for folder in ("one", "two"):
+        result = runner_here.invoke(cli, ["run", spec, "--pipeline", "responses", "--stable", "-o", folder])
+        assert result.exit_code == 0, result.output
+    one, two = (next((tmp_path / f).rglob("weather_tool.json")).read_text(encoding="utf-8") for f in ("one", "two"))
+    assert one == two
+    data = json.loads(one)
+    assert data["thread_id"] == "conv_1" and [t["run_id"] for t in data["turns"]][:2] == ["resp_1", "resp_2"]

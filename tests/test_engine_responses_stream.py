@@ -187,3 +187,54 @@ def test_a_remote_endpoints_streamed_responses_record_and_replay(runner_here: Cl
     for data in (*recorded_data.values(), *replayed_data.values()):
         data.pop("backend")  # the endpoints' addresses differ
     assert replayed_data == recorded_data
+
+
+def _without_conversations(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Make the embedded backend answer `POST /conversations` 404, as a Responses server without the
+    Conversations API does (llama.cpp's); returns the body of every response created from then on."""
+    from runner.server.routes import conversations as conversations_route
+
+    created: list[dict[str, Any]] = []
+    conversation_body, response_body = conversations_route.read_body, responses_route.read_body
+
+    async def refuse(request: Any, schema: str) -> dict[str, Any]:
+        if schema == "CreateConversationBody":
+            raise APIError(404, "File Not Found")
+        return dict(await conversation_body(request, schema))
+
+    async def record(request: Any, schema: str) -> dict[str, Any]:
+        body: dict[str, Any] = await response_body(request, schema)
+        if schema == "CreateResponse":
+            created.append(body)
+        return body
+
+    monkeypatch.setattr(conversations_route, "read_body", refuse)
+    monkeypatch.setattr(responses_route, "read_body", record)
+    return created
+
+
+def test_without_the_conversations_api_each_response_carries_the_conversation_so_far(
+        runner_here: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = _run(runner_here, "-o", "kept")
+    assert kept.exit_code == 0, kept.output
+    created = _without_conversations(monkeypatch)
+    result = runner_here.invoke(cli, ["run", "specs", "--pipeline", "responses", "--stable", "-o", "stateless"])
+    assert result.exit_code == 0, result.output
+    assert created and all(body.get("conversation") is None and body["store"] is False for body in created)
+    # multi-turn's last response holds the earlier turns, each user message once, with their replies
+    last = next(b for b in reversed(created) if "shipped" in str(b["input"][-1].get("content")))
+    roles = [item.get("role") for item in last["input"] if item["type"] == "message"]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
+    stateless = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "stateless").rglob("*.json")}
+    assert all(data["thread_id"] is None for data in stateless.values())
+    assert _transcripts_like(stateless) == _transcripts_like(
+        {p.name: json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "kept").rglob("*.json")})
+
+
+def _transcripts_like(found: dict[str, Any]) -> dict[str, Any]:
+    """Transcripts with the conversations' and responses' ids and the timings left out."""
+    for data in found.values():
+        data.pop("thread_id")
+        for turn in data["turns"]:
+            turn.pop("run_id")
+    return found

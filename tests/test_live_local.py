@@ -98,6 +98,26 @@ def test_a_two_turn_spec_runs_through_the_responses_pipeline(llm, tmp_path: Path
     assert all(turn["run_id"].startswith("resp_") for turn in data["turns"])
 
 
+def test_the_responses_pipeline_runs_against_the_servers_own_responses_api(llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A remote Responses target without the Conversations API (llama.cpp's answers 404): each response carries the
+    conversation so far as its input, stored nowhere."""
+    # llama.cpp decodes greedily unless asked, and SmolLM2 then repeats itself until the timeout: sample as the
+    # API's defaults say
+    spec = TWO_TURNS.format(provider="smollm2").replace("model: smollm2/smollm2",
+                                                        "model: smollm2-135m-instruct\n  temperature: 1.0")
+    proc, data = _run(tmp_path, spec, clean_env(RUNNER_API_KEY="sk-local-unused"), "--pipeline", "responses",
+                      "--base-url", llm.url, "--record", "all", "--cassettes", "cassettes")
+    _assert_answered(proc, data, turns=2)
+    assert data["pipeline"] == "responses" and data["thread_id"] is None
+    import yaml
+
+    recorded = yaml.safe_load((tmp_path / "cassettes" / "spec.yaml").read_text(encoding="utf-8"))
+    asked = [json.loads(i["request"]["body"]) for i in recorded["interactions"]
+             if i["request"]["uri"].endswith("/responses")]
+    assert [[item["role"] for item in body["input"]] for body in asked] == [["user"], ["user", "assistant", "user"]]
+    assert all(body["store"] is False and "conversation" not in body for body in asked)
+
+
 @pytest.fixture
 def own_llm(tmp_path: Path) -> Iterator[local_model_server.LocalModelServer]:
     """A server of the test's own, which the test may stop (the session's must stay up)."""

@@ -48,6 +48,7 @@ TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "respo
 # the key of the backend session's shared streaming state: a backend may stream runs and refuse to stream
 # responses (or the other way round), so each pipeline remembers its own refusal
 STREAMING_KEY = "responses"
+CONVERSATIONS_KEY = "conversations"  # False once the backend has answered that it has no Conversations API
 
 
 class StreamFailed(Exception):
@@ -170,7 +171,8 @@ class _Conversation:
         self.options = options
         self.streaming = streaming  # one per backend session, shared: {"responses": False} once it refused
         self.redact = redactor_for(target, options.secret_env)
-        self.conversation_id: str | None = None
+        self.conversation_id: str | None = None  # None on a server without the Conversations API
+        self.history: list[dict[str, Any]] = []  # the items so far, sent whole where there is no conversation
         self.files = _Files(spec, knowledge)
         self.builtins = _builtin_types(spec)
         self.outputs = OutputFetcher(client, lambda exc: describe_error(exc, self.redact))
@@ -203,8 +205,16 @@ class _Conversation:
                     transcript.files = [u.record() for u in await self.files.add(self.spec.files, attached=False)]
                     transcript.vector_store_id = self.files.shared.id if self.files.shared else None
                     stage = "creating the conversation"
-                metadata = self.spec.assistant.metadata or {}
-                conversation = await self.client.conversations.create(metadata=dict(metadata) or None)  # type: ignore[arg-type]
+                if self.streaming.get(CONVERSATIONS_KEY, True):
+                    metadata = self.spec.assistant.metadata or {}
+                    try:
+                        conversation = await self.client.conversations.create(
+                            metadata=dict(metadata) or None)  # type: ignore[arg-type]
+                        self.conversation_id = conversation.id
+                    except Exception as exc:
+                        if not _lacks_conversations(exc):
+                            raise
+                        self.streaming[CONVERSATIONS_KEY] = False  # a Responses server without Conversations
         except TimeoutError:
             transcript.error = f"{stage}: the backend did not answer within {self.options.timeout:g} s (--timeout)"
         except KnowledgeError as exc:
@@ -215,7 +225,7 @@ class _Conversation:
             for record in records:
                 record.skipped = True
             return
-        self.conversation_id = transcript.thread_id = conversation.id
+        transcript.thread_id = self.conversation_id
         try:
             for turn, record in zip(self.spec.turns, records, strict=True):
                 if cassette is not None:
@@ -225,8 +235,9 @@ class _Conversation:
                     break
         finally:
             if not self.target.embedded and not self.options.keep:
-                with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
-                    await self.client.conversations.delete(conversation.id)
+                if self.conversation_id is not None:
+                    with contextlib.suppress(Exception):  # best effort: the verdict does not depend on cleanup
+                        await self.client.conversations.delete(self.conversation_id)
                 for file_id in self.outputs.fetched:  # the files the code made: deleting the conversation leaves them
                     with contextlib.suppress(Exception):
                         await self.client.files.delete(file_id)
@@ -300,19 +311,31 @@ class _Conversation:
         record.outputs = kept + await self.outputs.fetch(produced([], [], record.files))
 
     async def _create(self, params: dict[str, Any], given: Any) -> Any:
-        """One response to `given`: streamed when the target streams and has not refused to, else plain; a
-        backend refusing `stream` (a 400 naming it) is answered plainly, and from then on asked plainly."""
+        """One response to `given` in the conversation, or without one (a server lacking the Conversations API)
+        with the conversation so far as its input; streamed when the target streams and has not refused to,
+        else plain: a backend refusing `stream` (a 400 naming it) is answered plainly, and asked plainly after."""
+        if self.conversation_id is not None:
+            context: dict[str, Any] = {"input": given, "conversation": self.conversation_id}
+        else:  # stateless, as the API documents it: the whole history each time, nothing stored
+            if isinstance(given, str):
+                given = [{"type": "message", "role": "user", "content": given}]
+            context = {"input": [*self.history, *given], "store": False}
+        response = None
         if self.target.config.stream and self.streaming.get(STREAMING_KEY, True):
             try:
-                return await self._create_streamed(params, given)
+                response = await self._create_streamed({**params, **context})
             except Exception as exc:
                 if not refuses_streaming(exc):
                     raise
                 self.streaming[STREAMING_KEY] = False  # this backend does not stream responses: ask plainly
-        return await self.client.responses.create(
-            **params, input=given, conversation=self.conversation_id)  # type: ignore[arg-type]
+        if response is None:
+            response = await self.client.responses.create(**params, **context)
+        if self.conversation_id is None and response.status != "failed":  # a failed response adds nothing
+            self.history = [*context["input"], *(item.model_dump(mode="json", exclude_none=True)
+                                                 for item in response.output or [])]
+        return response
 
-    async def _create_streamed(self, params: dict[str, Any], given: Any) -> Any:
+    async def _create_streamed(self, params: dict[str, Any]) -> Any:
         """A response read from its server-sent events: the finished response its end event carries.
 
         The events are read raw and only the end's response is parsed (as the Assistants pipeline does with a
@@ -321,11 +344,12 @@ class _Conversation:
         from openai.types.responses import Response
 
         create = self.client.responses.with_streaming_response.create
-        async with create(**params, input=given, conversation=self.conversation_id,  # type: ignore[arg-type]
-                          stream=True) as raw:
+        async with create(**params, stream=True) as raw:
             async for kind, data in sse_events(raw):
                 if kind in TERMINAL_EVENTS:
-                    return Response.model_validate(json.loads(data)["response"])
+                    # built leniently, as the SDK parses a plain response: a server's response may lack what
+                    # the type requires (llama.cpp's does) and still say everything a transcript needs
+                    return Response.construct(**json.loads(data)["response"])
                 if kind == "error":
                     raise StreamFailed(f"the backend's event stream reported an error: {_stream_error(data)}")
         raise StreamFailed("the backend's event stream ended before the response did (no response.completed, "
@@ -338,6 +362,13 @@ class _Conversation:
         record.tool_calls.extend(entries)
         await answer_calls(entries, turn, self.spec)
         return [{"type": "function_call_output", "call_id": e.id, "output": e.output} for e in entries]
+
+
+def _lacks_conversations(exc: Exception) -> bool:
+    """Whether `conversations.create` failed because the server has no such route (llama.cpp's answers 404)."""
+    from openai import APIStatusError
+
+    return isinstance(exc, APIStatusError) and exc.status_code in (404, 405, 501)
 
 
 def _stream_error(data: str) -> str:

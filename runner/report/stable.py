@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.report.transcript import Transcript
 
-_ID = re.compile(r"\b(?:(asst|thread|msg|run|step|call|vs)_|(file)-)[A-Za-z0-9]+\b")
+_ID = re.compile(r"\b(?:(asst|thread|msg|run|step|call|vs|conv|resp|fc|fs|ci|cntr)_|(file)-)[A-Za-z0-9]+\b")
 
 
 class _Renamer:
