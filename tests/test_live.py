@@ -23,7 +23,7 @@ pytestmark = [
 def test_a_real_model_answers_through_the_responses_api(write_spec) -> None:  # type: ignore[no-untyped-def]
     spec = load_spec(write_spec("""
     assistant:
-      model: {{ model }}
+      model: "{{ model }}"
       instructions: Reply with the single word PONG and nothing else.
     vars: {model: gpt-4o-mini}
     conversation:
@@ -41,3 +41,35 @@ def test_a_real_model_answers_through_the_responses_api(write_spec) -> None:  # 
     transcript = run_async(go())
     assert transcript.verdict == "passed", transcript.failures()
     assert transcript.turns[0].usage and transcript.turns[0].usage["total_tokens"] > 0
+
+
+def test_the_responses_pipeline_runs_against_openai_itself(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """The remote target of a migration: OpenAI's own Responses and Conversations APIs, no backend of ours."""
+    from openai import AsyncOpenAI
+
+    from runner.engine.responses import run_responses_conversation
+    from runner.spec import BackendConfig
+
+    spec = load_spec(write_spec("""
+    assistant:
+      model: "{{ model }}"
+      instructions: Reply with the single word PONG and nothing else.
+    vars: {model: gpt-4o-mini}
+    conversation:
+      - user: ping
+        expect: [{icontains: pong}]
+      - user: and again
+        expect: [{icontains: pong}]
+    """), {"model": os.environ.get("RUNNER_LIVE_MODEL", "gpt-4o-mini")})
+
+    async def go():  # type: ignore[no-untyped-def]
+        client = AsyncOpenAI()
+        target = BackendTarget(BackendConfig(base_url=str(client.base_url), api_key_env="OPENAI_API_KEY"))
+        transcript = await run_responses_conversation(spec, client, target, AssistantPool(client),
+                                                      EngineOptions(timeout=120))
+        await client.close()
+        return await judge(spec, transcript)
+
+    transcript = run_async(go())
+    assert transcript.verdict == "passed", transcript.failures()
+    assert transcript.pipeline == "responses" and (transcript.thread_id or "").startswith("conv_")

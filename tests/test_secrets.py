@@ -166,13 +166,16 @@ def test_log_records_lose_their_secrets_arguments_and_tracebacks_included() -> N
     assert "RuntimeError" in text and not leaks(SERVE_KEY, text)
 
 
-def test_a_secret_env_value_is_nowhere_in_what_a_run_writes_or_prints(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pipeline", ["assistants", "responses"])
+def test_a_secret_env_value_is_nowhere_in_what_a_run_writes_or_prints(tmp_path: Path, pipeline: str) -> None:
     """(1) A `--secret-env` value used in the instructions and, through --var, in a user message, across two
-    processes (helpers send their transcripts through a pipe), recorded, then replayed offline."""
+    processes (helpers send their transcripts through a pipe), recorded, then replayed offline; on each
+    pipeline."""
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "secretive.yaml").write_text(SPEC.format(model="gpt-test"), encoding="utf-8")
     args = ["run", "specs", "-o", "out", "--junit", "reports/junit.xml", "--summary", "reports/summary.json", "--json",
-            "--secret-env", "MY_TOKEN", "--var", f"token={TOKEN}", "--repeat", "2", "--processes", "2", "-j", "2"]
+            "--secret-env", "MY_TOKEN", "--var", f"token={TOKEN}", "--repeat", "2", "--processes", "2", "-j", "2",
+            "--pipeline", pipeline]
     with fake_upstream() as fake:
         fake.queue("/responses", *[_lookup_then_reply()] * 4)
         env = {"OPENAI_BASE_URL": fake.url, "OPENAI_API_KEY": KEY, "MY_TOKEN": TOKEN}
