@@ -13,21 +13,13 @@ import pydantic
 import pytest
 from openai.types.responses import ResponseStreamEvent
 from test_server_conversations import with_client
-from test_server_file_search_runs import DOCS, SEARCHING_RULES
+from test_server_file_search_runs import SEARCHING_RULES, _store
 from test_server_responses import checked
 
 from runner.server.app import Backend, BackendSettings
 from runner.server.tools.code_interpreter import CodeLimits, SandboxUnavailable, prepare
 
 _EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
-
-
-async def _store(client: openai.AsyncOpenAI, backend: Backend) -> str:
-    ids = [(await client.files.create(file=(name, text.encode(), "text/plain"), purpose="assistants")).id
-           for name, text in DOCS.items()]
-    store = await client.vector_stores.create(file_ids=ids)
-    await backend.ingestor.settled()
-    return store.id
 
 
 def _sandbox_or_skip() -> None:

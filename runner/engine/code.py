@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from runner.engine.steps import annotations_in, tool_calls_in
+from runner.engine.steps import annotations_in, item_annotations, tool_calls_in
 from runner.report.transcript import CodeRunRecord
 
 
@@ -113,16 +113,10 @@ def reply_files_in_items(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     """The message items' `container_file_citation` annotations (files the code wrote, linked by the reply), as
     reply_files gives them: `{file_id, path}`, the path as the reply writes it where the annotation points."""
     out = []
-    for item in items:
-        if item.get("type") != "message":
+    for text, note in item_annotations(items, "container_file_citation"):
+        file_id, start, end = note.get("file_id"), note.get("start_index"), note.get("end_index")
+        if not isinstance(file_id, str) or not file_id:
             continue
-        for part in item.get("content") or []:
-            text = str(part.get("text") or "")
-            for note in part.get("annotations") or []:
-                file_id = note.get("file_id")
-                if note.get("type") != "container_file_citation" or not isinstance(file_id, str) or not file_id:
-                    continue
-                start, end = note.get("start_index"), note.get("end_index")
-                path = text[start:end] if isinstance(start, int) and isinstance(end, int) and start < end else None
-                out.append({"file_id": file_id, "path": path or note.get("filename")})
+        path = text[start:end] if isinstance(start, int) and isinstance(end, int) and start < end else None
+        out.append({"file_id": file_id, "path": path or note.get("filename")})
     return out

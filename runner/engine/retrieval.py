@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runner.engine.steps import SEARCH_CONTENT, annotations_in, run_steps, tool_calls_in
+from runner.engine.steps import SEARCH_CONTENT, annotations_in, item_annotations, run_steps, tool_calls_in
 from runner.report.transcript import SearchRecord
 
 __all__ = ["SEARCH_CONTENT", "citations_in", "citations_in_items", "names_found", "run_searches", "search_record",
@@ -77,16 +77,10 @@ def citations_in_items(items: Sequence[dict[str, Any]], names: Mapping[str, str]
     """The `file_citation` annotations of a turn's message items (as JSON data), as citations_in gives them: the
     text is the marker at the annotation's index, where the reply has one (the Responses API shows no text)."""
     out = []
-    for item in items:
-        if item.get("type") != "message":
-            continue
-        for part in item.get("content") or []:
-            text = str(part.get("text") or "")
-            for note in part.get("annotations") or []:
-                if note.get("type") != "file_citation":
-                    continue
-                file_id, index = note.get("file_id"), note.get("index")
-                found = _MARKER.match(text, index) if isinstance(index, int) and 0 <= index < len(text) else None
-                out.append({"file_id": file_id, "file_name": names.get(file_id) or note.get("filename"),
-                            "text": found.group(0) if found else None})
+    for text, note in item_annotations(items, "file_citation"):
+        file_id, index = note.get("file_id"), note.get("index")
+        found = _MARKER.match(text, index) if isinstance(index, int) and 0 <= index < len(text) else None
+        known = names.get(file_id) if isinstance(file_id, str) else None
+        out.append({"file_id": file_id, "file_name": known or note.get("filename"),
+                    "text": found.group(0) if found else None})
     return out

@@ -57,3 +57,16 @@ def annotations_in(messages: Sequence[Any], kind: str) -> Iterator[Any]:
             for note in getattr(part.text, "annotations", None) or []:
                 if getattr(note, "type", None) == kind:
                     yield note
+
+
+def item_annotations(items: Sequence[dict[str, Any]], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The annotations of type `kind` (`file_citation`, `container_file_citation`) of the message items of a turn's
+    responses (as JSON data), in order, each with the text of its part (where its indexes point)."""
+    for item in items:
+        if item.get("type") != "message":
+            continue
+        for part in item.get("content") or []:
+            text = str(part.get("text") or "")
+            for note in part.get("annotations") or []:
+                if isinstance(note, dict) and note.get("type") == kind:
+                    yield text, note
