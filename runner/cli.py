@@ -148,6 +148,11 @@ def schema(print_schema: bool) -> None:
               help="Run the conversations whose name or path matches: words with and/or/not, as pytest's -k.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Run the conversations with this tag (repeatable).")
 @click.option("--shard", metavar="K/N", help="Run slice K of N (deterministic): N CI machines cover the suite once.")
+@click.option("--lf", "--last-failed", "last_failed", is_flag=True,
+              help="Run only the conversations that failed last time (remembered in the output folder); all of "
+                   "them when none did.")
+@click.option("--ff", "--failed-first", "failed_first", is_flag=True,
+              help="Run the conversations that failed last time first, then the rest.")
 @click.option("--fail-fast", is_flag=True, help="Start no new conversation after the first failure.")
 @click.option("--max-failures", type=click.IntRange(min=1), metavar="N",
               help="Start no new conversation after N failures.")
@@ -169,7 +174,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         base_url: str | None, api_key_env: str | None, poll: bool, pipeline: str | None, jobs: int,
         record_mode: str | None, cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
         keyword: str | None,
-        tags: tuple[str, ...], shard: str | None, fail_fast: bool, max_failures: int | None, repeat: int,
+        tags: tuple[str, ...], shard: str | None, last_failed: bool, failed_first: bool, fail_fast: bool,
+        max_failures: int | None, repeat: int,
         min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
         processes: int | None, env_file: str | None, no_env_file: bool) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
@@ -196,6 +202,8 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         from runner.spec.pipelines import any_on_both, piped
 
         runs = repeated(piped(selected, pipeline), repeat)
+        if last_failed or failed_first:
+            runs = _failed_again(runs, Path(out_dir), only=last_failed, to_stderr=json_output)
         specs = [spec for spec, _ in runs]
         pending[:] = specs
         clashes = _output_clashes(specs)
@@ -225,6 +233,19 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
 
     gc.freeze()  # the interpreter's last collections would walk every object of the batch (0.4 s after 1,000)
     sys.exit(code)
+
+
+def _failed_again(runs: list[tuple[Spec, str]], out_dir: Path, *, only: bool,
+                  to_stderr: bool) -> list[tuple[Spec, str]]:
+    """--last-failed / --failed-first: the runs of the conversations that failed last time (only, or first)."""
+    from runner.lastfailed import choose, load
+
+    remembered = load(out_dir)
+    if remembered.problem is not None:
+        click.secho(remembered.problem, fg="yellow", err=True)
+    chosen, note = choose(runs, remembered.failed, only=only)
+    click.echo(note, err=to_stderr)
+    return chosen
 
 
 def _interrupted_early(pending: list[Spec], junit_file: str | None, summary_file: str | None) -> None:
@@ -371,6 +392,7 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
            else "not run: the batch stopped early (--fail-fast or --max-failures)")
     not_run = [(job.spec.file, job.spec.label, why) for job in jobs if job.spec.key not in ran]
     write_failures.extend(_write_reports(outputs, done, seconds, paths, not_run))
+    write_failures.extend(_remember_failures(outputs.transcripts, done))
     if outputs.json_output:
         from runner.report.summary import to_summary
 
@@ -425,6 +447,17 @@ def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any, seconds: 
         for line in folded_runs(failing, rate.runs - rate.passed - len(failing)):
             reporter.echo(line)
     return all(rate.ok for rate in rates), rated_total_line(rates, done, seconds, out_dir)
+
+
+def _remember_failures(out_dir: Path, done: list[Any]) -> list[str]:
+    """Update the failures the output folder remembers for --last-failed; what could not be written."""
+    from runner.lastfailed import load, save, updated
+
+    try:
+        save(out_dir, updated(load(out_dir).failed, done))
+    except OSError as exc:
+        return [f"cannot remember the failures for --last-failed in {out_dir}: {exc}"]
+    return []
 
 
 def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path],
