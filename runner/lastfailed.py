@@ -1,5 +1,5 @@
 """Running what failed last, as pytest's `--last-failed` and `--failed-first` do: the conversations that failed
-(or errored) are remembered in the output folder, in `.runner/lastfailed`, and the next run can take only those,
+(or errored) are remembered in the output folder, in `.lastfailed`, and the next run can take only those,
 or those first.
 
 A conversation is its spec file and case without the `repeat=` part: with `--repeat`, one failing run makes the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE = Path(".runner") / "lastfailed"  # no .json suffix: readers of a transcripts folder never take it for one
+CACHE = Path(".lastfailed")  # no .json suffix: readers of a transcripts folder never take it for a transcript
 VERSION = 1
 
 
@@ -64,7 +64,7 @@ def updated(previous: Iterable[str], ran: Iterable[Any]) -> set[str]:
 def save(out_dir: Path, failed: Iterable[str]) -> None:
     """Remember `failed` in `out_dir`, atomically (OSError when it cannot be written)."""
     path = out_dir / CACHE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"version": VERSION, "failed": sorted(set(failed))}, ensure_ascii=False, indent=1)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".lastfailed-")
     try:
