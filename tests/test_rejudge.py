@@ -392,3 +392,26 @@ def test_usage_and_spec_errors_exit_2_and_write_nothing(here: Path) -> None:
     write("other.yaml", "assistant: {model: echo}\nconversation: [{user: hi}]\n")
     result = rejudge("transcripts", "other.yaml")
     assert result.exit_code == 2 and "none of the 1 transcripts" in result.output
+
+
+@pytest.mark.parametrize(("kind", "others", "passed", "judged"), [
+    ("all", [("contains", "hi", True)], False, False),  # nothing failed yet: the unjudged part decides
+    ("all", [("contains", "nope", False)], False, True),  # a failure decides `all` whatever the rest
+    ("any", [("contains", "hi", True)], True, True),  # a pass decides `any` whatever the rest
+    ("any", [("contains", "nope", False)], False, False),
+])
+def test_composites_holding_an_unjudged_check(kind: str, others: list[tuple[str, str, bool]], passed: bool,
+                                              judged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from runner.expect import CHECKS, CannotJudge
+    from runner.expect.checks import CheckContext, evaluate
+    from runner.spec.model import Check
+
+    def unjudgeable(arg: Any, turn: TurnRecord, ctx: CheckContext) -> tuple[bool, str]:
+        raise CannotJudge("not re-judged: no recording")
+
+    monkeypatch.setitem(CHECKS, "unjudgeable", unjudgeable)
+    inner = (Check("unjudgeable", None), *(Check(k, a) for k, a, _ in others))
+    result = asyncio.run(evaluate(Check(kind, inner), TurnRecord(index=0, user="hi", reply="hi"), CheckContext()))
+    assert (result.passed, result.judged) == (passed, judged), result.reason
