@@ -483,6 +483,126 @@ def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dic
 
 
 @cli.command()
+@click.argument("transcripts_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("specs", nargs=-1, type=click.Path())
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec variable, as the run did (repeatable).")
+@click.option("--cassettes", "cassette_dir", default="cassettes", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of the cassettes a grader's calls replay from.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False),
+              help="Also write a JUnit XML report, as `runner run --junit` does.")
+@click.option("--summary", "summary_file", type=click.Path(dir_okay=False),
+              help="Also write a JSON summary, as `runner run --summary` does.")
+@click.option("--stable", is_flag=True,
+              help="Write every transcript in the stable view (those written so stay so without it).")
+@click.option("--secret-env", multiple=True, metavar="NAME",
+              help="An environment variable whose value is a secret, written as <NAME> (repeatable).")
+@click.option("--env-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Load keys from this dotenv file (default: .env here, when present); its values count as secrets.")
+@click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
+def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, ...], cassette_dir: str,
+            junit_file: str | None, summary_file: str | None, stable: bool, secret_env: tuple[str, ...],
+            env_file: str | None, no_env_file: bool) -> None:
+    """Judge recorded transcripts again with their specs' current expectations: no backend, no model, no network.
+
+    SPECS (files or folders, as for `run`) restrict and locate the specs; without them each transcript's own
+    spec_file is used. A conversation whose spec changed beyond its expectations needs a run, and is not judged.
+    Exit 0 when every transcript was judged and passed; 1 when a check failed or could not be judged, a
+    conversation needs a run, a transcript's spec or case is gone, or a transcript could not be read or written;
+    2 for a usage or spec error (nothing is written then).
+    """
+    from runner.rejudge import Scope, match, read_transcripts, spec_files, write_back
+    from runner.rejudge import rejudge as judge_all
+
+    secret_env = secret_env + _load_env(env_file, no_env_file)
+    overrides = _parse_vars(variables)
+    folder = Path(transcripts_dir)
+    start_time = time.perf_counter()
+    recorded, unreadable = read_transcripts(folder)
+    if not recorded and not any(u.transcript for u in unreadable):
+        raise click.UsageError(f"no transcripts (*.json) in {transcripts_dir}")
+    scope = Scope(named=[Path(p) for p in specs])
+    if specs:
+        loaded, errors, files = _load_all(specs, overrides)
+        scope.specs = loaded
+    else:
+        files = len(paths := spec_files(recorded))
+        loaded, errors = [], []
+        for file in paths:
+            try:
+                loaded.extend(load_cases(file, overrides))
+            except SpecInvalid as exc:
+                errors.extend(str(e) for e in exc.errors)
+    if errors:
+        _print_errors(errors, f"in the specs; nothing was re-judged ({files} spec file{'s' if files != 1 else ''})")
+        sys.exit(EXIT_USAGE)
+    matches = match(recorded, scope, loaded)
+    if specs and recorded and all(m.status == "other" for m in matches):
+        raise click.UsageError(f"none of the {len(recorded)} transcripts in {transcripts_dir} is of the specs given "
+                               f"({', '.join(specs)}); nothing was re-judged")
+    judged = judge_all(matches, Path(cassette_dir), secret_env)
+    for item in judged:
+        write_back(item, stable)
+    seconds = time.perf_counter() - start_time
+    sys.exit(_report_rejudge(folder, matches, judged, unreadable, seconds,
+                             Outputs(folder, stable, Path(junit_file) if junit_file else None,
+                                     Path(summary_file) if summary_file else None)))
+
+
+def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreadable: list[Any], seconds: float,
+                    outputs: Outputs) -> int:
+    """Print what `runner rejudge` found and did, write its reports; return the exit code."""
+    from runner.report.console import conversation_line
+
+    for item in judged:
+        click.echo(conversation_line(item.transcript))
+    left = [m for m in matches if m.status in ("needs_run", "gone")]
+    for m in left:
+        t = m.recorded.transcript
+        if m.status == "needs_run":
+            click.secho(f"{click.style('RUN', fg='yellow', bold=True)}   {t.spec_file}  {t.name}: needs a run, "
+                        f"{m.why} (not re-judged: `runner run {t.spec_file}` records it again)")
+        else:
+            click.echo(f"{click.style('GONE', fg='yellow', bold=True)}  {t.spec_file}  {t.name}: {m.why}; "
+                       f"not re-judged ({m.recorded.path})")
+    for problem in unreadable:
+        if problem.transcript:
+            click.secho(f"cannot read the transcript {problem.path}: {problem.message}", fg="red", err=True)
+    changed = [j for j in judged if j.before != j.transcript.verdict]
+    for item in changed:
+        click.echo(f"verdict changed: {item.transcript.spec_file}  {item.transcript.name}: {item.before} -> "
+                   f"{item.transcript.verdict}")
+    transcripts = [j.transcript for j in judged]
+    paths = {j.transcript.key: j.recorded.path for j in judged}
+    not_run = [(m.recorded.transcript.spec_file, m.recorded.transcript.name,
+                f"not re-judged: {'needs a run: ' if m.status == 'needs_run' else ''}{m.why}") for m in left]
+    failures = [j.write_error for j in judged if j.write_error] + _write_reports(outputs, transcripts, seconds, paths,
+                                                                                 not_run)
+    # an `--html FILE` report of the re-judged transcripts would be written here, beside JUnit and the summary
+    for line in failures:
+        click.secho(line, fg="red", err=True)
+    passed = sum(t.verdict == "passed" for t in transcripts)
+    needs_run = sum(m.status == "needs_run" for m in left)
+    parts = [f"{len(judged)} re-judged: {passed} passed, {len(judged) - passed} failed"]
+    if changed:
+        parts.append(f"{len(changed)} changed verdict")
+    if needs_run:
+        parts.append(f"{needs_run} need{'s' if needs_run == 1 else ''} a run")
+    if len(left) - needs_run:
+        parts.append(f"{len(left) - needs_run} not re-judged (spec or case gone)")
+    bad = sum(u.transcript for u in unreadable)
+    if bad:
+        parts.append(f"{bad} unreadable")
+    others = sum(m.status == "other" for m in matches)
+    if others:
+        parts.append(f"{others} of other specs left alone")
+    ok = passed == len(judged) and not left and not bad and not failures
+    click.secho(f"{'; '.join(parts)} in {seconds:.2f}s; transcripts in {folder}/", fg="green" if ok else "red",
+                bold=True)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+@cli.command()
 @click.argument("old", type=click.Path(exists=True, file_okay=False))
 @click.argument("new", type=click.Path(exists=True, file_okay=False))
 def diff(old: str, new: str) -> None:

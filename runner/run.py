@@ -91,15 +91,10 @@ def problems(jobs: Sequence[Job], options: EngineOptions) -> list[str]:
 
 def check_contexts(jobs: Sequence[Job]) -> dict[str, CheckContext]:
     """Each spec's check context: its vars and folder, and a grader on the providers its backend offers."""
-    from runner.expect.grader import Grader
-    from runner.record.cassettes import routed_http_client
-    from runner.server.providers import LiveSettings, ProviderSet
-    from runner.server.providers.upstream import BadKey
+    from runner.expect.grader import Grader, live_settings
+    from runner.server.providers import ProviderSet
 
-    try:
-        live = LiveSettings.from_env(os.environ, assume_openai=True).with_http_client(routed_http_client)
-    except BadKey:  # preflight reports it, and nothing runs
-        live = LiveSettings()
+    live = live_settings(os.environ)
     graders: dict[str, Grader] = {}
     contexts = {}
     for job in jobs:

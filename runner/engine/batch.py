@@ -12,6 +12,7 @@ from runner.engine.conversation import AssistantPool, EngineOptions, run_convers
 from runner.engine.responses import run_responses_conversation
 from runner.record.cassettes import REPLAYING_MODES, cassette_for, recording
 from runner.report.transcript import Transcript, TurnRecord
+from runner.spec.fingerprint import conversation_digest
 from runner.spec.model import Spec
 
 
@@ -117,6 +118,8 @@ async def run_batch(jobs: Sequence[Job], options: EngineOptions, *, concurrency:
                         await pool.delete_created()
                     if after is not None:
                         await after(job, transcript)
+        # what the conversation was made of, so a later `runner rejudge` can tell when its spec's conversation changed
+        transcript.conversation = conversation_digest(job.spec)
         if on_done is not None:
             on_done(job, transcript)
         return transcript

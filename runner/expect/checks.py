@@ -365,29 +365,44 @@ async def _llm_rubric(arg: Any, turn: TurnRecord, ctx: CheckContext) -> Outcome:
                                 f"graded {score:.2f}: {reason}; reply: {_show(turn.reply)}")
 
 
+class CannotJudge(Exception):
+    """Raised by a check that has nothing to judge with (a re-judge whose grader call no recording answers):
+    the check is not judged, neither passed nor failed, and its reason says why."""
+
+
 async def evaluate(spec_check: Check, record: TurnRecord, ctx: CheckContext, *, implicit: bool = False
                    ) -> CheckResult:
     """Judge one check (composites included) on a turn."""
     kind = spec_check.type
+    judged = True
     if kind == "not":
         inner = await evaluate(spec_check.arg, record, ctx)
-        passed = not inner.passed
-        reason = f"expected this to fail: {inner.type}: {inner.reason}"
+        passed, judged = not inner.passed and inner.judged, inner.judged  # `not` of an unjudged check never passes
+        reason = (f"expected this to fail: {inner.type}: {inner.reason}" if judged
+                  else f"not judged: {inner.type}: {inner.reason}")
     elif kind in ("all", "any"):
         inner_results = [await evaluate(c, record, ctx) for c in spec_check.arg]
         outcomes = [r.passed for r in inner_results]
+        unjudged = [f"{r.type}: {r.reason}" for r in inner_results if not r.judged]
+        failed = [f"{r.type}: {r.reason}" for r in inner_results if not r.passed and r.judged]
         passed = all(outcomes) if kind == "all" else any(outcomes)
-        failed = [f"{r.type}: {r.reason}" for r in inner_results if not r.passed]
-        if kind == "all":
+        # an unjudged part decides the outcome unless the judged ones already do (a failure of `all`, a pass of `any`)
+        judged = not unjudged or (kind == "all" and bool(failed)) or (kind == "any" and passed)
+        if not judged:
+            reason = (f"{len(unjudged)} of {len(outcomes)} checks not judged: " + " | ".join(unjudged))
+        elif kind == "all":
             reason = (f"all {len(outcomes)} checks passed" if passed
                       else f"{len(failed)} of {len(outcomes)} checks failed: " + " | ".join(failed))
         else:
             reason = (f"{sum(outcomes)} of {len(outcomes)} checks passed" if passed
                       else f"none of {len(outcomes)} checks passed: " + " | ".join(failed))
     else:
-        result = CHECKS[kind](spec_check.arg, record, ctx)
-        passed, reason = (await result) if inspect.isawaitable(result) else result
-    return CheckResult(kind, _shown_arg(spec_check), passed, reason, spec_check.where, implicit)
+        try:
+            result = CHECKS[kind](spec_check.arg, record, ctx)
+            passed, reason = (await result) if inspect.isawaitable(result) else result
+        except CannotJudge as exc:
+            passed, reason, judged = False, str(exc), False
+    return CheckResult(kind, _shown_arg(spec_check), passed, reason, spec_check.where, implicit, judged)
 
 
 def _shown_arg(spec_check: Check) -> Any:

@@ -18,6 +18,20 @@ _FORMAT = {"type": "json_schema", "json_schema": {"name": "grade", "strict": Tru
     "properties": {"score": {"type": "number"}, "reason": {"type": "string"}}}}}
 
 
+def live_settings(environ: Any) -> Any:
+    """The live providers a grader may use (a runner.server.providers.LiveSettings), every request of theirs sent
+    through the cassette router, so it is recorded in or replayed from the conversation's cassette; none at all
+    when a key cannot be sent (preflight reports it)."""
+    from runner.record.cassettes import routed_http_client
+    from runner.server.providers import LiveSettings
+    from runner.server.providers.upstream import BadKey
+
+    try:
+        return LiveSettings.from_env(environ, assume_openai=True).with_http_client(routed_http_client)
+    except BadKey:
+        return LiveSettings()
+
+
 class GradingError(Exception):
     """The grader could not give a score."""
 

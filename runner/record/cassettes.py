@@ -338,6 +338,11 @@ def _clip(value: Any, limit: int = 120) -> str:
 _current: contextvars.ContextVar[CassetteSession | None] = contextvars.ContextVar("runner_cassette", default=None)
 
 
+def current_session() -> CassetteSession | None:
+    """The cassette the current conversation's traffic goes through, if any."""
+    return _current.get()
+
+
 @contextlib.contextmanager
 def recording(path: Path, mode: str, spec_file: str, secrets: Mapping[str, str]) -> Iterator[CassetteSession]:
     """Route this conversation's traffic (and that of the runs it starts) through its cassette; save it at

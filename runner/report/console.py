@@ -35,15 +35,18 @@ def conversation_line(transcript: Transcript) -> str:
             lines.append(f"      turn {turn.index + 1}: {turn.error}")
         for check in turn.checks:
             # an implicit status failure only repeats the turn's own error, shown above
-            if not check.passed and check.judged and not (check.implicit and turn.error):
+            # one not judged for a reason of its own (no error above) says it, as a failure would
+            if not check.passed and (check.judged or not turn.error) and not (check.implicit and turn.error):
                 where = f" [{check.where}]" if check.where else ""
                 lines.append(f"      turn {turn.index + 1} {check.type}{where}: {check.reason}")
-        lines.extend(_not_judged(f"turn {turn.index + 1}", [c for c in turn.checks if not c.implicit]))
+        if turn.error:
+            lines.extend(_not_judged(f"turn {turn.index + 1}", [c for c in turn.checks if not c.implicit]))
     for check in transcript.conversation_checks:
-        if not check.passed and check.judged:
+        if not check.passed and (check.judged or not transcript.error):
             where = f" [{check.where}]" if check.where else ""
             lines.append(f"      conversation {check.type}{where}: {check.reason}")
-    lines.extend(_not_judged("conversation", transcript.conversation_checks))
+    if transcript.error:
+        lines.extend(_not_judged("conversation", transcript.conversation_checks))
     if transcript.error and not turn_errors:
         lines.insert(1, f"      {transcript.error}")
     return "\n".join(lines)

@@ -101,15 +101,15 @@ class DiffResult:
         return any(c.status != "unchanged" for c in self.conversations) or bool(self.unreadable)
 
 
-class _NotTranscript(Exception):
-    pass
+class NotTranscript(Exception):
+    """Valid JSON that is not a transcript (a summary written beside the transcripts, say)."""
 
 
-def _load(path: Path) -> dict[str, Any]:
-    """The transcript in `path`; OSError/ValueError when unreadable, _NotTranscript when it is other JSON."""
+def load_transcript_data(path: Path) -> dict[str, Any]:
+    """The transcript in `path`; OSError/ValueError when unreadable, NotTranscript when it is other JSON."""
     data = json.loads(path.read_text(encoding="utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
     if not (isinstance(data, dict) and {"spec_file", "name", "verdict", "turns"} <= data.keys()):
-        raise _NotTranscript("not a transcript (no spec_file, name, verdict and turns)")
+        raise NotTranscript("not a transcript (no spec_file, name, verdict and turns)")
     if not (isinstance(data["turns"], list) and all(isinstance(t, dict) for t in data["turns"])):
         raise ValueError("malformed transcript: `turns` is not a list of turns")
     if not all(isinstance(data[key], str) for key in ("spec_file", "name", "verdict")):
@@ -120,19 +120,19 @@ def _load(path: Path) -> dict[str, Any]:
 def _scan(folder: Path, side: str, problems: list[FileProblem]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.rglob("*.json")):
-        if not path.is_file() or _produced_file(folder, path):
+        if not path.is_file() or produced_file(folder, path):
             continue
         relative = path.relative_to(folder).as_posix()
         try:
-            found[relative] = _load(path)
-        except _NotTranscript as exc:
+            found[relative] = load_transcript_data(path)
+        except NotTranscript as exc:
             problems.append(FileProblem(relative, side, "not a transcript", str(exc)))
         except (OSError, ValueError, RecursionError) as exc:
             problems.append(FileProblem(relative, side, "unreadable", f"{type(exc).__name__}: {exc}"))
     return found
 
 
-def _produced_file(folder: Path, path: Path) -> bool:
+def produced_file(folder: Path, path: Path) -> bool:
     """True for a file a conversation's code produced, saved in the `<stem>.files/` folder beside its transcript
     (`<stem>.json`): the code's own JSON, not a transcript."""
     parent = path.parent

@@ -27,7 +27,8 @@ def failure_entries(transcript: Transcript) -> list[dict[str, Any]]:
     """What went wrong in a conversation, in turn order, as JSON-ready entries.
 
     Each entry has `turn` (1-based; None for a check on the whole conversation), `kind` (`check`: a
-    check failed; `error`: the runner could not finish the turn; `not_run`: this turn and the later
+    check failed; `not_judged`: a check had nothing to judge it with, as a re-judge without a recording for its
+    grader; `error`: the runner could not finish the turn; `not_run`: this turn and the later
     ones never ran), `check` (the check's type, or None), `where` (`file:line:col` of the check in
     the spec, or None) and `reason` (what was expected and what came back). Consecutive turns that
     did not run appear once, at the first.
@@ -36,7 +37,8 @@ def failure_entries(transcript: Transcript) -> list[dict[str, Any]]:
     previous_skipped = False
     for turn, check in transcript.failures():
         if check is not None:
-            entries.append({"turn": turn.index + 1 if turn is not None else None, "kind": "check",
+            entries.append({"turn": turn.index + 1 if turn is not None else None,
+                            "kind": "check" if check.judged else "not_judged",
                             "check": check.type, "where": check.where or None, "reason": check.reason})
             continue
         assert turn is not None  # a failure without a check is always a turn's

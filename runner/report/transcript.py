@@ -6,7 +6,7 @@ The engine fills it, the checks add their results, the writers render it. It is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 TRANSCRIPT_VERSION = 1
@@ -130,6 +130,8 @@ class Transcript:
     case: str = ""  # the matrix case (`lang=fr`), '' without a matrix; `name` already shows it
     error: str | None = None
     pipeline: str = "assistants"  # which API ran it: assistants (threads and runs) or responses (conversations)
+    # digests of what made the conversation (runner.spec.fingerprint): `runner rejudge` tells a changed spec by them
+    conversation: dict[str, Any] | None = None
     version: int = TRANSCRIPT_VERSION
 
     @property
@@ -171,12 +173,17 @@ class Transcript:
         for turn in self.turns:
             if turn.error is not None or turn.skipped:
                 out.append((turn, None))
-            out.extend((turn, c) for c in turn.checks if not c.passed and c.judged and not (c.implicit and turn.error))
-        out.extend((None, c) for c in self.conversation_checks if not c.passed and c.judged)
+            # a check not judged because of the turn's error is told by that error; one not judged for its own
+            # reason (`runner rejudge`: no recording answers its grader) is listed with that reason
+            out.extend((turn, c) for c in turn.checks if not c.passed and (c.judged or turn.error is None)
+                       and not (c.implicit and turn.error))
+        out.extend((None, c) for c in self.conversation_checks
+                   if not c.passed and (c.judged or self.error is None))
         return out
 
     def check_counts(self) -> dict[str, int]:
-        """How many checks passed, failed, and could not be judged (their turn ended in an error)."""
+        """How many checks passed, failed, and could not be judged (their turn ended in an error, or a re-judge
+        had nothing to judge them with)."""
         checks = [c for t in self.turns for c in t.checks] + list(self.conversation_checks)
         passed = sum(c.passed for c in checks)
         not_judged = sum(not c.judged for c in checks)
@@ -195,11 +202,47 @@ class Transcript:
             "started_at": self.started_at,
             # timings to a tenth of a millisecond: finer digits are noise that only clutters diffs
             "duration_ms": round(self.duration_ms, 1), "error": self.error,
+            "conversation": self.conversation,
             "checks": self.check_counts(),
             "conversation_checks": [vars(c).copy() for c in self.conversation_checks],
             "turns": [_turn_dict(t, self.files_folder if any(t.outputs for t in self.turns) else "")
                       for t in self.turns],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """The transcript a JSON transcript (`to_dict`'s shape) holds; what to_dict derives (verdict, check counts)
+        is recomputed, and produced files stay where they were saved (their contents are not read).
+
+        Raises ValueError (or TypeError, KeyError) on data that is not a transcript's."""
+        if not isinstance(data, dict):
+            raise ValueError("a transcript is a JSON object")
+        known = {f.name for f in fields(cls)} - {"turns", "conversation_checks"}
+        values = {key: value for key, value in data.items() if key in known}
+        return cls(**values, turns=[_turn_from_dict(t) for t in data.get("turns") or []],
+                   conversation_checks=[_check_from_dict(c) for c in data.get("conversation_checks") or []])
+
+
+def _check_from_dict(data: dict[str, Any]) -> CheckResult:
+    return CheckResult(**{key: value for key, value in data.items() if key in _CHECK_FIELDS})
+
+
+def _output_from_dict(data: dict[str, Any]) -> OutputFile:
+    path = data.get("path")
+    # `<stem>.files/<saved_as>`: one folder name, then a plain file name (see runner.report.files.safe_name)
+    saved_as = path.split("/", 1)[-1] if isinstance(path, str) else None
+    return OutputFile(file_id=data["file_id"], name=data["name"], kind=data["kind"], size=data.get("size"),
+                      saved_as=saved_as, skipped=data.get("skipped"))
+
+
+def _turn_from_dict(data: dict[str, Any]) -> TurnRecord:
+    values = {key: value for key, value in data.items() if key in _TURN_FIELDS}
+    values["tool_calls"] = [ToolCallRecord(**c) for c in data.get("tool_calls") or []]
+    values["searches"] = [SearchRecord(**s) for s in data.get("searches") or []]
+    values["code_runs"] = [CodeRunRecord(**r) for r in data.get("code_runs") or []]
+    values["outputs"] = [_output_from_dict(o) for o in data.get("outputs") or []]
+    values["checks"] = [_check_from_dict(c) for c in data.get("checks") or []]
+    return TurnRecord(**values)
 
 
 def _turn_dict(turn: TurnRecord, folder: str) -> dict[str, Any]:
@@ -212,3 +255,7 @@ def _turn_dict(turn: TurnRecord, folder: str) -> dict[str, Any]:
     if turn.latency_ms is not None:
         data["latency_ms"] = round(turn.latency_ms, 1)
     return data
+
+
+_CHECK_FIELDS = {f.name for f in fields(CheckResult)}
+_TURN_FIELDS = {f.name for f in fields(TurnRecord)}

@@ -190,7 +190,8 @@ def to_markdown(transcript: Transcript) -> str:
     if t.files:
         lines.append("- files: " + ", ".join(_code(f.get("path") or f.get("file_name") or "") for f in t.files))
     if t.started_at:  # the stable view has no timings
-        lines.append(f"- duration: {t.duration_ms:.0f} ms")
+        # from the value the JSON keeps (a tenth of a millisecond), so a transcript read back renders the same
+        lines.append(f"- duration: {round(t.duration_ms, 1):.0f} ms")
     if t.error:
         lines += [f"- error: {t.error}"]
     folder = t.files_folder if any(turn.outputs for turn in t.turns) else ""
@@ -210,7 +211,7 @@ def to_markdown(transcript: Transcript) -> str:
         lines += _citation_line(turn)
         facts = [f"run `{turn.run_id}`" if turn.run_id else "no run", f"status **{turn.status}**"]
         if turn.latency_ms is not None:
-            facts.append(f"{turn.latency_ms:.0f} ms")
+            facts.append(f"{round(turn.latency_ms, 1):.0f} ms")
         if turn.usage:
             facts.append(f"{turn.usage.get('total_tokens')} tokens")
         lines += [" · ".join(facts)]

@@ -1,0 +1,279 @@
+"""Judging recorded transcripts again with their specs' current expectations: no backend, no model, no network.
+
+The path is transcript → checks → writers: JSON transcripts are read back (`Transcript.from_dict`), matched to
+the spec conversation they recorded, judged by the engine's own checks (`runner.expect.judge`), and written back
+in place. It never imports the engine. A grader's model calls (`llm_rubric`) are replayed from the
+conversation's cassette, read-only; one no recording answers leaves its check not judged rather than failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.expect import CannotJudge, CheckContext, judge
+from runner.expect.grader import Grader, GradingError
+from runner.redact import Redactor, credible
+from runner.report.diff import NotTranscript, load_transcript_data, produced_file
+from runner.report.transcript import Transcript
+from runner.report.writers import atomic_write_all, to_json, to_markdown
+from runner.spec.fingerprint import conversation_change
+from runner.spec.model import Spec
+from runner.spec.paths import output_stem
+from runner.spec.pipelines import RESPONSES_CASE
+
+NOT_REJUDGED = "not re-judged"
+# the case parts a run adds to a spec's own case: `--pipeline both` first, then `--repeat`
+_REPEAT = re.compile(r"(?:^|,)repeat=\d+$")
+_RESPONSES = re.compile(r"(?:^|,)" + re.escape(RESPONSES_CASE) + "$")
+# the variables whose values a run keeps out of what it writes (runner.engine.backend.secret_values)
+_KEY_VARIABLES = ("OPENAI_API_KEY", "RUNNER_CHAT_API_KEY", "RUNNER_EMBEDDINGS_API_KEY", "RUNNER_API_KEY")
+
+
+@dataclass
+class Recorded:
+    """One JSON transcript read from the folder: where it is, what it holds, and how it was written."""
+
+    path: Path
+    transcript: Transcript
+    verdict: str  # the verdict it was written with
+    stable: bool  # written in the stable view (no timestamps): written back so
+
+
+@dataclass
+class Unreadable:
+    """A JSON file of the folder that is not a transcript that can be read back, and why."""
+
+    path: Path
+    message: str
+    transcript: bool = True  # False: valid JSON that is no transcript (a summary beside them): a note, no error
+
+
+@dataclass
+class Match:
+    """What becomes of one transcript: `judge` (with `spec`), `needs_run` or `gone` (with `why`), or `other` (its
+    spec is not among those given)."""
+
+    recorded: Recorded
+    status: str
+    spec: Spec | None = None
+    why: str = ""
+
+
+@dataclass
+class Judged:
+    """A transcript judged again: its verdict before and now, and where it was written back (or why not)."""
+
+    recorded: Recorded
+    before: str
+    write_error: str | None = None
+
+    @property
+    def transcript(self) -> Transcript:
+        """The transcript with its new verdicts."""
+        return self.recorded.transcript
+
+
+@dataclass
+class Scope:
+    """The specs a re-judge may use: those loaded from the SPECS given (None: each transcript's own spec file),
+    and the files and folders named, which a gone spec may have been in."""
+
+    specs: list[Spec] | None = None
+    named: list[Path] = field(default_factory=list)
+
+
+def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
+    """Every JSON transcript under `folder` (the files the code produced, saved beside them, left out), and the
+    JSON files that could not be read back as transcripts."""
+    found: list[Recorded] = []
+    problems: list[Unreadable] = []
+    for path in sorted(folder.rglob("*.json")):
+        if not path.is_file() or produced_file(folder, path):
+            continue
+        try:
+            data = load_transcript_data(path)
+            transcript = Transcript.from_dict(data)
+        except NotTranscript as exc:
+            problems.append(Unreadable(path, str(exc), transcript=False))
+            continue
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            problems.append(Unreadable(path, _read_error(exc)))
+            continue
+        found.append(Recorded(path, transcript, str(data["verdict"]), not data.get("started_at")))
+    return found, problems
+
+
+def _read_error(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return f"not a transcript this runner can read back ({type(exc).__name__}: {exc})"
+
+
+def spec_files(recorded: Iterable[Recorded]) -> list[str]:
+    """The spec files the transcripts were recorded from that are still there, each once, in order."""
+    return [file for file in dict.fromkeys(r.transcript.spec_file for r in recorded) if os.path.isfile(file)]
+
+
+def base_case(case: str) -> tuple[str, bool]:
+    """The spec's own case of a run's case (`lang=fr,pipeline=responses,repeat=2` -> `lang=fr`), and whether it
+    was a repeat."""
+    repeat = _REPEAT.search(case)
+    if repeat:
+        case = case[: repeat.start()]
+    responses = _RESPONSES.search(case)
+    if responses:
+        case = case[: responses.start()]
+    return case, repeat is not None
+
+
+def _within(spec_file: str, named: Sequence[Path]) -> bool:
+    """Whether a spec file is one of the paths named, or lies in one of the folders named."""
+    where = Path(spec_file).resolve()
+    return any(where == path or path in where.parents for path in named)
+
+
+def match(recorded: Sequence[Recorded], scope: Scope, loaded: Sequence[Spec]) -> list[Match]:
+    """Each transcript with the spec conversation it recorded (`loaded`: the specs in scope, with their cases)."""
+    by_case = {(output_stem(spec.file), spec.case): spec for spec in loaded}
+    stems = {output_stem(spec.file) for spec in loaded}
+    named = [path.resolve() for path in scope.named]
+    out = []
+    for item in recorded:
+        transcript = item.transcript
+        stem = output_stem(transcript.spec_file)
+        if stem not in stems:
+            if scope.specs is not None and not _within(transcript.spec_file, named):
+                out.append(Match(item, "other"))
+            elif not os.path.isfile(transcript.spec_file):
+                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is gone"))
+            else:
+                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is not among the specs given"))
+            continue
+        spec = by_case.get((stem, transcript.case))
+        repeats = None
+        if spec is None:
+            case, repeat = base_case(transcript.case)
+            spec = by_case.get((stem, case))
+            repeats = case if repeat else None
+        if spec is None:
+            out.append(Match(item, "gone", why=f"its case {transcript.case!r} is no longer in {transcript.spec_file}"))
+            continue
+        # the conversation as the run ran it: its case, pipeline and repeat (a repeat replays its case's cassette)
+        spec = dataclasses.replace(spec, case=transcript.case, pipeline=transcript.pipeline, repeats=repeats)
+        change = conversation_change(transcript, spec)
+        if change is not None:
+            out.append(Match(item, "needs_run", spec, change))
+        else:
+            out.append(Match(item, "judge", spec))
+    return out
+
+
+class ReplayGrader(Grader):
+    """The grader with its model calls answered by the conversation's cassette alone: a call no recording answers
+    leaves the check not judged (CannotJudge), never failed or passed."""
+
+    async def grade(self, rubric: str, user: str, reply: str, model: str | None) -> tuple[float, str]:
+        """(score, reason), as recorded; CannotJudge when the recording has no answer for the call."""
+        from runner.record.cassettes import current_session
+
+        session = current_session()
+        before = len(session.mismatches) if session is not None else 0
+        try:
+            return await super().grade(rubric, user, reply, model)
+        except GradingError:
+            if session is not None and len(session.mismatches) > before:
+                raise CannotJudge(f"{NOT_REJUDGED}: no recording answers its grader call "
+                                  f"({session.mismatches[-1][1]})") from None
+            raise
+
+
+def secrets(backend: Mapping[str, Any], extra_env: Sequence[str]) -> dict[str, str]:
+    """The secrets a run of this backend keeps out of what it writes, by variable (as runner.engine.backend)."""
+    names = [*_KEY_VARIABLES, *extra_env]
+    if backend.get("api_key_env"):
+        names.append(str(backend["api_key_env"]))
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def _redactor(backend: Mapping[str, Any], extra_env: Sequence[str]) -> Redactor:
+    values = secrets(backend, extra_env)
+    return Redactor({name: value for name, value in values.items() if name in extra_env or credible(value)})
+
+
+class _Graders:
+    """One replaying grader per set of offline rules (the providers the conversation's backend offered)."""
+
+    def __init__(self) -> None:
+        self.graders: dict[str, Grader] = {}
+        self.live: Any = None
+
+    def __call__(self, spec: Spec, backend: Mapping[str, Any]) -> Grader:
+        from runner.expect.grader import live_settings
+        from runner.server.providers import ProviderSet
+
+        rules = spec.backend.rules if backend.get("kind") != "remote" else None  # a remote run's grader had none
+        key = json.dumps(rules, sort_keys=True, default=str)
+        if key not in self.graders:
+            if self.live is None:
+                self.live = live_settings(os.environ)
+            self.graders[key] = ReplayGrader(ProviderSet(rules=rules, live=self.live),
+                                             os.environ.get("RUNNER_GRADER_MODEL"))
+        return self.graders[key]
+
+
+async def judge_again(matches: Sequence[Match], cassettes: Path, secret_env: Sequence[str] = ()) -> list[Judged]:
+    """Judge every matched transcript again with its spec's current checks, in place; a grader's calls replay from
+    the conversation's cassette (record mode none: nothing is recorded, nothing leaves the process)."""
+    from runner.record.cassettes import cassette_for, recording
+
+    graders = _Graders()
+    out = []
+    for item in matches:
+        if item.status != "judge" or item.spec is None:
+            continue
+        spec, transcript = item.spec, item.recorded.transcript
+        before = item.recorded.verdict
+        transcript.conversation_checks = []  # a conversation check the spec no longer has must not linger
+        context = CheckContext(spec_file=spec.file, variables=spec.vars,
+                               grader=graders(spec, transcript.backend))
+        path, _ = cassette_for(cassettes, spec, "none")
+        with recording(path, "none", spec.key, secrets(transcript.backend, secret_env)):
+            await judge(spec, transcript, context)
+        # as a run does: after the checks judged the real reply, before anything is written or printed
+        _redactor(transcript.backend, secret_env).data(transcript)
+        out.append(Judged(item.recorded, before))
+    return out
+
+
+def rejudge(matches: Sequence[Match], cassettes: Path, secret_env: Sequence[str] = ()) -> list[Judged]:
+    """`judge_again` from synchronous code."""
+    return asyncio.run(judge_again(matches, cassettes, secret_env))
+
+
+def write_back(judged: Judged, stable: bool = False) -> None:
+    """Write a re-judged transcript over the one it was read from, JSON and Markdown together (atomically), in the
+    stable view when it was written so (or `stable`); the files its code produced stay as they are. Records the
+    failure on `judged` rather than raising."""
+    from runner.report.stable import stable_copy
+
+    transcript = judged.transcript
+    if stable or judged.recorded.stable:
+        transcript = stable_copy(transcript)
+    json_path = judged.recorded.path
+    md_path = json_path.with_name(json_path.name.removesuffix(".json") + ".md")
+    try:
+        atomic_write_all([(md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
+    except OSError as exc:
+        judged.write_error = f"cannot write the transcript {json_path}: {exc}"
