@@ -449,12 +449,13 @@ def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any, seconds: 
     return all(rate.ok for rate in rates), rated_total_line(rates, done, seconds, out_dir)
 
 
-def _remember_failures(out_dir: Path, done: list[Any]) -> list[str]:
-    """Update the failures the output folder remembers for --last-failed; what could not be written."""
-    from runner.lastfailed import load, save, updated
+def _remember_failures(out_dir: Path, done: list[Any], to_run: Sequence[Any] = ()) -> list[str]:
+    """Update the failures the output folder remembers for --last-failed (`to_run`: transcripts of conversations
+    that must run again, as failures); what could not be written."""
+    from runner.lastfailed import conversation_key, load, save, updated
 
     try:
-        save(out_dir, updated(load(out_dir).failed, done))
+        save(out_dir, updated(load(out_dir).failed, done) | {conversation_key(t.spec_file, t.case) for t in to_run})
     except OSError as exc:
         return [f"cannot remember the failures for --last-failed in {out_dir}: {exc}"]
     return []
@@ -578,6 +579,9 @@ def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreada
                 f"not re-judged: {'needs a run: ' if m.status == 'needs_run' else ''}{m.why}") for m in left]
     failures = [j.write_error for j in judged if j.write_error] + _write_reports(outputs, transcripts, seconds, paths,
                                                                                  not_run)
+    # --last-failed after a re-judge takes what fails now, and what needs a run
+    failures += _remember_failures(folder, transcripts,
+                                   [m.recorded.transcript for m in left if m.status == "needs_run"])
     # an `--html FILE` report of the re-judged transcripts would be written here, beside JUnit and the summary
     for line in failures:
         click.secho(line, fg="red", err=True)

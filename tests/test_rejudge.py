@@ -415,3 +415,20 @@ def test_composites_holding_an_unjudged_check(kind: str, others: list[tuple[str,
     inner = (Check("unjudgeable", None), *(Check(k, a) for k, a, _ in others))
     result = asyncio.run(evaluate(Check(kind, inner), TurnRecord(index=0, user="hi", reply="hi"), CheckContext()))
     assert (result.passed, result.judged) == (passed, judged), result.reason
+
+
+def test_last_failed_after_a_rejudge_takes_what_fails_now_and_what_needs_a_run(examples_run: Path) -> None:
+    from runner.lastfailed import load
+
+    hello = Path("specs/examples/hello.yaml")
+    hello.write_text(hello.read_text(encoding="utf-8").replace("contains: 你好呀", "contains: Goodbye"),
+                     encoding="utf-8")
+    multi = Path("specs/examples/multi_turn.yaml")
+    multi.write_text(multi.read_text(encoding="utf-8").replace("temperature: 0.2", "temperature: 0.3"),
+                     encoding="utf-8")
+    assert load(Path("out")).failed == set()
+    assert rejudge("out").exit_code == 1
+    assert load(Path("out")).failed == {"specs/examples/hello.yaml", "specs/examples/multi_turn.yaml"}
+    again = run("specs/examples", "-o", "out", "--lf")
+    assert "running the 2 runs that failed last time" in again.output
+    assert load(Path("out")).failed == {"specs/examples/hello.yaml"}  # multi-turn ran again and passed
