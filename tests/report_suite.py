@@ -104,8 +104,13 @@ def build_suite(root: Path) -> Suite:
                  second.exit_code)
 
 
-def embedded_data(html: str) -> dict:
-    """The JSON a report embeds, parsed."""
-    start = html.index('<script type="application/json" id="runner-data">') + len(
-        '<script type="application/json" id="runner-data">')
+def embedded(html: str, part: str) -> dict:
+    """One of the JSON elements a report embeds (`runner-index` or `runner-data`), parsed."""
+    opening = f'<script type="application/json" id="{part}">'
+    start = html.index(opening) + len(opening)
     return json.loads(html[start:html.index("</script>", start)])
+
+
+def embedded_data(html: str) -> dict:
+    """The data a report embeds (as report_data gave it): its index, with the transcripts."""
+    return {**embedded(html, "runner-index"), **embedded(html, "runner-data")}

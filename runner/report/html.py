@@ -30,7 +30,7 @@ MAX_EMBEDDED_TOTAL_BYTES = 16 * 1024 * 1024  # and all embedded images of a repo
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                 ".webp": "image/webp"}  # no SVG: it can carry script
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_MARKER = re.compile(r"\{\{(TITLE|STYLE|SCRIPT|DATA|SCRIPT_HASH)\}\}")
+_MARKER = re.compile(r"\{\{(TITLE|STYLE|SCRIPT|INDEX|DATA|SCRIPT_HASH)\}\}")
 
 
 class NoTranscripts(Exception):
@@ -105,6 +105,30 @@ def _media(conversation: Conversation, budget: list[int]) -> dict[str, str]:
     return out
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _row(data: dict[str, Any], diff: ConversationDiff | None) -> dict[str, Any]:
+    """What the summary and the table show of a conversation: read before the transcripts, so the table is up first."""
+    turns = [t for t in data.get("turns") or [] if isinstance(t, dict)]
+    counts: dict[str, Any] = data["checks"] if isinstance(data.get("checks"), dict) else {}
+    latencies = [n for n in (_number(t.get("latency_ms")) for t in turns) if n is not None]
+    tokens = [n for n in (_number((t.get("usage") or {}).get("total_tokens")) for t in turns
+                          if isinstance(t.get("usage"), dict)) if n is not None]
+    backend: dict[str, Any] = data["backend"] if isinstance(data.get("backend"), dict) else {}
+    kind = backend.get("kind")
+    return {"verdict": data.get("verdict"), "name": data.get("name"), "spec": data.get("spec_file"),
+            "case": data.get("case") or "", "turns": len(turns), "passed": _number(counts.get("passed")),
+            "failed": _number(counts.get("failed")), "not_judged": _number(counts.get("not_judged")),
+            "latency": round(sum(latencies), 1) if latencies else None, "tokens": sum(tokens) if tokens else None,
+            "tags": data.get("tags") if isinstance(data.get("tags"), list) else [], "pipeline": data.get("pipeline"),
+            "model": data.get("model"),
+            "backend": f"{kind}" + (f" ({backend['base_url']})" if backend.get("base_url") else "") if kind else None,
+            "duration_ms": _number(data.get("duration_ms")), "started_at": _number(data.get("started_at")),
+            "change": diff.status if diff is not None else None}
+
+
 def _diff_dict(diff: ConversationDiff) -> dict[str, Any]:
     return {"status": diff.status, "old_verdict": diff.old_verdict, "new_verdict": diff.new_verdict,
             "checks": diff.checks, "replies": [{"turn": r.turn, "diff": r.diff} for r in diff.replies]}
@@ -122,12 +146,13 @@ def report_data(conversations: list[Conversation], html_path: Path, *, title: st
                 source: str | None = None, seconds: float | None = None, baseline: DiffResult | None = None,
                 baseline_label: str | None = None, problems: list[FileProblem] | None = None,
                 generated_at: str | None = None) -> dict[str, Any]:
-    """The data the page renders: the transcripts as they are, each with its links' folder, small images, and its
-    changes since the baseline; totals are computed by the page from the transcripts themselves."""
+    """The data the page renders: `rows` (what the summary and the table show of each conversation) and
+    `conversations` (the transcripts as they are, each with its links' folder, small images, and its changes since
+    the baseline, as `runner diff` computes them)."""
     html_dir = html_path.parent
     by_path = {d.path: d for d in baseline.conversations} if baseline is not None else {}
     budget = [MAX_EMBEDDED_TOTAL_BYTES]
-    items = []
+    items, rows = [], []
     for conversation in conversations:
         diff = by_path.get(conversation.path)
         item: dict[str, Any] = {"path": conversation.path, "dir": _relative_dir(conversation.folder, html_dir),
@@ -139,6 +164,7 @@ def report_data(conversations: list[Conversation], html_path: Path, *, title: st
         if media:
             item["media"] = media
         items.append(item)
+        rows.append(_row(conversation.data, diff))
     base: dict[str, Any] | None = None
     if baseline is not None:
         base = {"label": baseline_label or str(baseline.old),
@@ -153,19 +179,22 @@ def report_data(conversations: list[Conversation], html_path: Path, *, title: st
         "generated_at": generated_at or datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "problems": [{"path": p.path, "message": f"{p.kind}: {p.message}"} for p in problems or []]
         + (base["problems"] if base else []),
-        "baseline": base, "conversations": items,
+        "baseline": base, "rows": rows, "conversations": items,
     }
 
 
 def render_html(data: dict[str, Any]) -> str:
-    """The whole page for `data` (as `report_data` gives it): template, style, script and the data, inline."""
+    """The whole page for `data` (as `report_data` gives it): template, style, script and the data, inline; the
+    transcripts come after the script, everything else before it."""
     import html as html_escape
 
     script = _asset("report.js")
     # the Content-Security-Policy allows this script alone: anything injected could not run even if it got in
     digest = base64.b64encode(hashlib.sha256(f"\n{script}\n".encode()).digest()).decode("ascii")
     parts = {"TITLE": html_escape.escape(str(data.get("title") or "runner report")), "STYLE": _asset("report.css"),
-             "SCRIPT": script, "SCRIPT_HASH": f"'sha256-{digest}'", "DATA": embed_json(data)}
+             "SCRIPT": script, "SCRIPT_HASH": f"'sha256-{digest}'",
+             "INDEX": embed_json({k: v for k, v in data.items() if k != "conversations"}),
+             "DATA": embed_json({"conversations": data.get("conversations", [])})}
     # one pass over the template: a marker inside the data is never replaced
     return _MARKER.sub(lambda m: parts[m.group(1)], _asset("report.html"))
 

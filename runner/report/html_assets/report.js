@@ -3,10 +3,14 @@
 (function () {
   'use strict';
 
+  // two parts: the index (summary and table rows) comes before this script, so the table is up while the browser
+  // is still reading the transcripts (after it); a chat or a reply search waits for them (DOMContentLoaded)
   var STARTED = performance.now();
-  var DATA = JSON.parse(document.getElementById('runner-data').textContent);
+  var DATA = JSON.parse(document.getElementById('runner-index').textContent);
   var PARSED = performance.now();
-  var CONVS = DATA.conversations || [];
+  var CONVS = null;
+  var LOADED_AT = null;
+  var pendingOpen = -1;
   var HAS_BASELINE = !!DATA.baseline;
   var VERDICT_RANK = { error: 0, failed: 1, skipped: 2, passed: 3 };
   var PAGE_SIZES = [50, 100, 200, 500, 1000];
@@ -57,31 +61,21 @@
   function safeImage(uri) { return typeof uri === 'string' && /^data:image\/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]*$/.test(uri); }
 
   // ---- the row model: one flat record per conversation, for filtering and sorting -------------------------
-  var ROWS = CONVS.map(function (c, i) {
-    var t = c.transcript || {};
-    var turns = arr(t.turns);
-    var counts = t.checks || {};
-    var passed = num(counts.passed) || 0;
-    var total = passed + (num(counts.failed) || 0) + (num(counts.not_judged) || 0);
-    var latency = null, tokens = null;
-    for (var k = 0; k < turns.length; k++) {
-      var l = num(turns[k].latency_ms);
-      if (l !== null) latency = (latency || 0) + l;
-      var u = turns[k].usage;
-      if (u && num(u.total_tokens) !== null) tokens = (tokens || 0) + u.total_tokens;
-    }
+  var ROWS = arr(DATA.rows).map(function (r, i) {
+    var passed = num(r.passed) || 0, failed = num(r.failed) || 0;
     return {
-      i: i, verdict: verdictOf(t), name: str(t.name), spec: str(t.spec_file), caseLabel: str(t.case),
-      turns: turns.length, passed: passed, total: total, failedChecks: num(counts.failed) || 0,
-      latency: latency, tokens: tokens, tags: arr(t.tags).map(str), pipeline: str(t.pipeline),
-      change: c.diff ? c.diff.status : null, text: null
+      i: i, verdict: verdictOf(r), name: str(r.name), spec: str(r.spec), caseLabel: str(r['case']),
+      turns: num(r.turns) || 0, passed: passed, total: passed + failed + (num(r.not_judged) || 0),
+      failedChecks: failed, latency: num(r.latency), tokens: num(r.tokens), tags: arr(r.tags).map(str),
+      pipeline: str(r.pipeline), model: str(r.model), backend: str(r.backend), duration: num(r.duration_ms),
+      started: num(r.started_at), change: r.change ? str(r.change) : null, text: null
     };
   });
   function searchText(row) {
     if (row.text === null) {
-      var t = CONVS[row.i].transcript || {};
       var parts = [row.name, row.spec, row.caseLabel];
-      arr(t.turns).forEach(function (turn) { parts.push(str(turn.reply)); });
+      if (CONVS) arr((CONVS[row.i].transcript || {}).turns).forEach(function (turn) { parts.push(str(turn.reply)); });
+      else return (parts.join('\n')).toLowerCase();  // the replies are not read yet: names and paths for now
       row.text = parts.join('\n').toLowerCase();
     }
     return row.text;
@@ -113,19 +107,17 @@
     var box = document.getElementById('summary');
     var counts = {}, checksPassed = 0, checksTotal = 0, sumMs = 0, started = null, models = {}, backends = {},
         specs = {}, pipelines = {};
-    CONVS.forEach(function (c, i) {
-      var t = c.transcript || {}, row = ROWS[i];
+    ROWS.forEach(function (row) {
       counts[row.verdict] = (counts[row.verdict] || 0) + 1;
       checksPassed += row.passed; checksTotal += row.total;
-      sumMs += num(t.duration_ms) || 0;
-      if (num(t.started_at) && t.started_at > 0 && (started === null || t.started_at < started)) started = t.started_at;
-      if (t.model) models[str(t.model)] = 1;
-      var b = t.backend || {};
-      if (b.kind) backends[str(b.kind) + (b.base_url ? ' (' + str(b.base_url) + ')' : '')] = 1;
+      sumMs += row.duration || 0;
+      if (row.started && row.started > 0 && (started === null || row.started < started)) started = row.started;
+      if (row.model) models[row.model] = 1;
+      if (row.backend) backends[row.backend] = 1;
       if (row.spec) specs[row.spec] = 1;
       if (row.pipeline) pipelines[row.pipeline] = 1;
     });
-    var total = CONVS.length;
+    var total = ROWS.length;
     function stat(cls, value, label) {
       var s = el('div', 'stat ' + cls);
       s.setAttribute('data-stat', cls);
@@ -550,7 +542,12 @@
   function renderDetail(i) {
     var pane = document.getElementById('detail');
     pane.textContent = '';
-    if (i < 0 || i >= CONVS.length) {
+    if (i >= 0 && !CONVS) {  // opened before the transcripts were read: shown once they are
+      pendingOpen = i;
+      add(pane, el('p', 'placeholder', 'Reading the transcripts…'));
+      return;
+    }
+    if (i < 0 || i >= ROWS.length) {
       add(pane, el('p', 'placeholder', 'Select a conversation to see its turns, tool calls and checks.'));
       return;
     }
@@ -688,14 +685,23 @@
   });
   function fromHash() {
     var m = /^#c(\d+)$/.exec(location.hash);
-    if (m && +m[1] >= 1 && +m[1] <= CONVS.length) select(+m[1] - 1, true);
+    if (m && +m[1] >= 1 && +m[1] <= ROWS.length) select(+m[1] - 1, true);
   }
   window.addEventListener('hashchange', fromHash);
   fromHash();
 
   // for tests and the benchmark: when the table was first rendered, and a synchronous way to filter
+  function loadTranscripts() {
+    var node = document.getElementById('runner-data');
+    CONVS = node ? arr(JSON.parse(node.textContent).conversations) : [];
+    LOADED_AT = performance.now();
+    window.runnerReport.loadedAt = LOADED_AT;
+    if (state.text) { ROWS.forEach(function (r) { r.text = null; }); update(); }  // now with the replies
+    if (pendingOpen >= 0 && state.selected === pendingOpen) renderDetail(pendingOpen);
+    document.documentElement.setAttribute('data-loaded', 'true');
+  }
   window.runnerReport = {
-    readyAt: performance.now(), scriptAt: STARTED, parsedAt: PARSED,
+    readyAt: performance.now(), scriptAt: STARTED, parsedAt: PARSED, loadedAt: null,
     rows: function () { return view.length; },
     filter: function (options) {
       var t0 = performance.now();
@@ -708,4 +714,6 @@
     open: function (i) { var t0 = performance.now(); select(i); return performance.now() - t0; }
   };
   document.documentElement.setAttribute('data-ready', 'true');
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', loadTranscripts);
+  else loadTranscripts();
 })();
