@@ -70,7 +70,11 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, suite: Suite) -> Any:
     """The full report, freshly loaded."""
     browser.get((suite.root / "full.html").as_uri())
-    assert browser.find_element(By.TAG_NAME, "html").get_attribute("data-ready") == "true"
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = browser.find_element(By.TAG_NAME, "html")
+    assert root.get_attribute("data-ready") == "true"  # the table is up
+    WebDriverWait(browser, 10).until(lambda _: root.get_attribute("data-loaded") == "true")  # and the chats
     return browser
 
 
@@ -226,6 +230,9 @@ def test_run_html_opens_too(browser: Any, suite: Suite) -> None:
 
 def test_screenshot(page: Any, tmp_path: Path) -> None:
     _open(page, "sky[repeat=1]")
+    page.execute_async_script(  # the chat and its checks in view, painted before the picture is taken
+        "const done = arguments[0]; document.getElementById('detail').scrollTop = 330;"
+        "requestAnimationFrame(() => requestAnimationFrame(done));")
     shot = tmp_path / "report.png"
     assert page.save_screenshot(str(shot))
     from struct import unpack
