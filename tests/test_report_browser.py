@@ -241,3 +241,20 @@ def test_screenshot(page: Any, tmp_path: Path) -> None:
     if os.environ.get("RUNNER_UPDATE_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(shot, ROOT / "docs" / "report.png")
+
+
+def test_retrieval_turns_show_queries_results_and_citations(browser: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CI", raising=False)
+    run = CliRunner().invoke(cli, ["run", "specs/examples/retrieval.yaml", "-o", str(tmp_path / "t"),
+                                   "--cassettes", str(tmp_path / "c"), "--html", str(tmp_path / "r.html")])
+    assert run.exit_code == 0, run.output
+    browser.get((tmp_path / "r.html").as_uri())
+    detail = _open(browser, "retrieval")
+    search = detail.find_element(By.CSS_SELECTOR, "#turn-1 [data-kind=file-search]")
+    search.click()  # folded until opened: results can be long
+    assert "How long is the warranty on my kettle?" in search.text
+    assert "warranty.md" in search.text and "score 0.80" in search.text and "two-year warranty" in search.text
+    cites = detail.find_element(By.CSS_SELECTOR, "#turn-1 [data-kind=citations]").text
+    assert "warranty.md" in cites and "【0:0†warranty.md】" in cites
