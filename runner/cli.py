@@ -141,6 +141,10 @@ def schema(print_schema: bool) -> None:
               help="Also write a JUnit XML report (one testcase per conversation) for CI systems.")
 @click.option("--summary", "summary_file", type=click.Path(dir_okay=False),
               help="Also write a JSON summary of every verdict and failure.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the HTML report: one self-contained page with every conversation as a chat.")
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="With --html: the transcripts of an earlier run, to show what changed since (as `runner diff`).")
 @click.option("--stable", is_flag=True,
               help="Write transcripts in the stable view: ids numbered by appearance, no timestamps or timings, "
                    "so replays diff clean.")
@@ -172,14 +176,16 @@ def schema(print_schema: bool) -> None:
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeout: float, keep: bool,
         base_url: str | None, api_key_env: str | None, poll: bool, pipeline: str | None, jobs: int,
-        record_mode: str | None, cassette_dir: str, junit_file: str | None, summary_file: str | None, stable: bool,
-        keyword: str | None,
+        record_mode: str | None, cassette_dir: str, junit_file: str | None, summary_file: str | None,
+        html_file: str | None, baseline: str | None, stable: bool, keyword: str | None,
         tags: tuple[str, ...], shard: str | None, last_failed: bool, failed_first: bool, fail_fast: bool,
         max_failures: int | None, repeat: int,
         min_pass_rate: float, quiet: bool, json_output: bool, secret_env: tuple[str, ...],
         processes: int | None, env_file: str | None, no_env_file: bool) -> None:
     """Run the conversations in spec files (or folders of them) and check every expectation."""
     pending: list[Spec] = []  # the batch as far as it is known, for the reports of a Ctrl-C before it starts
+    if baseline is not None and html_file is None:
+        raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
     try:
         secret_env = secret_env + _load_env(env_file, no_env_file)
         overrides = _parse_vars(variables)
@@ -223,12 +229,13 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
             _print_errors(found, _in_files(files, len({p.split(":", 1)[0] for p in found})))
             sys.exit(EXIT_USAGE)
         outputs = Outputs(Path(out_dir), stable, Path(junit_file) if junit_file else None,
-                          Path(summary_file) if summary_file else None, quiet, json_output)
+                          Path(summary_file) if summary_file else None, quiet, json_output,
+                          Path(html_file) if html_file else None, Path(baseline) if baseline else None)
         rating = Rating({s.key: label for s, label in runs}, min_pass_rate) if repeat > 1 else None
         code = _run_jobs(jobs_list, options, outputs, jobs, 1 if fail_fast else max_failures, rating, processes,
                          parity=any_on_both(selected, pipeline))
     except KeyboardInterrupt:  # while loading or importing: the batch's own Ctrl-C handling is not up yet
-        _interrupted_early(pending, junit_file, summary_file)
+        _interrupted_early(pending, junit_file, summary_file, html_file)
     import gc
 
     gc.freeze()  # the interpreter's last collections would walk every object of the batch (0.4 s after 1,000)
@@ -248,12 +255,13 @@ def _failed_again(runs: list[tuple[Spec, str]], out_dir: Path, *, only: bool,
     return chosen
 
 
-def _interrupted_early(pending: list[Spec], junit_file: str | None, summary_file: str | None) -> None:
+def _interrupted_early(pending: list[Spec], junit_file: str | None, summary_file: str | None,
+                       html_file: str | None = None) -> None:
     """Ctrl-C before the batch started: say so, write the reports asked for (every conversation known so far
     listed as not run), and exit 130 as a Ctrl-C during the batch does."""
     why = "not run: interrupted (Ctrl-C) before the batch started"
     outputs = Outputs(Path("."), junit=Path(junit_file) if junit_file else None,
-                      summary=Path(summary_file) if summary_file else None)
+                      summary=Path(summary_file) if summary_file else None, html=Path(html_file) if html_file else None)
     for line in _write_reports(outputs, [], 0.0, {}, [(spec.file, spec.label, why) for spec in pending]):
         click.secho(line, fg="red", err=True)
     click.secho(f"\ninterrupted before the batch started: nothing was run ({len(pending)} conversations "
@@ -315,6 +323,9 @@ class Outputs:
     summary: Path | None = None
     quiet: bool = False
     json_output: bool = False
+    html: Path | None = None
+    baseline: Path | None = None  # with html: the earlier run's transcripts, to show what changed
+    title: str = "runner run"  # the HTML report's: what wrote it
 
 
 @dataclass(frozen=True)
@@ -480,7 +491,37 @@ def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dic
             write_summary(outputs.summary, done, seconds)
         except OSError as exc:
             failures.append(f"cannot write the summary {outputs.summary}: {exc}")
+    if outputs.html is not None:
+        try:
+            _write_html_report(outputs, done, seconds, paths, not_run)
+        except OSError as exc:
+            failures.append(f"cannot write the HTML report {outputs.html}: {exc}")
     return failures
+
+
+def _write_html_report(outputs: Outputs, done: list[Any], seconds: float, paths: dict[str, Path],
+                       not_run: Sequence[tuple[str, str, str]]) -> None:
+    """The run's HTML report: its transcripts as written (stable view included), those never run as skipped."""
+    from runner.report.html import Conversation, compare_with, not_run_entry, report_data, write_html
+    from runner.report.stable import stable_copy
+    from runner.report.writers import transcript_stem
+
+    assert outputs.html is not None
+    conversations = []
+    for t in done:
+        json_path = paths.get(t.key)
+        if json_path is None:  # its transcript could not be written: the report still shows it, without links
+            stem = transcript_stem(outputs.transcripts, t.spec_file, t.case)
+            json_path = stem.with_name(stem.name + ".json")
+        relative = Path(os.path.relpath(json_path, outputs.transcripts)).as_posix()
+        data = (stable_copy(t) if outputs.stable else t).to_dict()
+        conversations.append(Conversation(relative, data, json_path.parent))
+    for spec_file, name, why in not_run:
+        conversations.append(Conversation("", not_run_entry(spec_file, name, why), outputs.transcripts, not_run=True))
+    diff = compare_with(outputs.baseline, conversations) if outputs.baseline is not None else None
+    write_html(outputs.html, report_data(conversations, outputs.html, title=outputs.title,
+                                         source=str(outputs.transcripts), seconds=seconds, baseline=diff,
+                                         baseline_label=str(outputs.baseline) if outputs.baseline else None))
 
 
 @cli.command()
@@ -494,6 +535,10 @@ def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dic
               help="Also write a JUnit XML report, as `runner run --junit` does.")
 @click.option("--summary", "summary_file", type=click.Path(dir_okay=False),
               help="Also write a JSON summary, as `runner run --summary` does.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the HTML report of the re-judged transcripts, as `runner run --html` does.")
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="With --html: the transcripts of an earlier run, to show what changed since (as `runner diff`).")
 @click.option("--stable", is_flag=True,
               help="Write every transcript in the stable view (those written so stay so without it).")
 @click.option("--secret-env", multiple=True, metavar="NAME",
@@ -502,8 +547,8 @@ def _write_reports(outputs: Outputs, done: list[Any], seconds: float, paths: dic
               help="Load keys from this dotenv file (default: .env here, when present); its values count as secrets.")
 @click.option("--no-env-file", is_flag=True, help="Do not load .env from the working folder.")
 def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, ...], cassette_dir: str,
-            junit_file: str | None, summary_file: str | None, stable: bool, secret_env: tuple[str, ...],
-            env_file: str | None, no_env_file: bool) -> None:
+            junit_file: str | None, summary_file: str | None, html_file: str | None, baseline: str | None,
+            stable: bool, secret_env: tuple[str, ...], env_file: str | None, no_env_file: bool) -> None:
     """Judge recorded transcripts again with their specs' current expectations: no backend, no model, no network.
 
     SPECS (files or folders, as for `run`) restrict and locate the specs; without them each transcript's own
@@ -515,6 +560,8 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
     from runner.rejudge import Scope, match, read_transcripts, spec_files, write_back
     from runner.rejudge import rejudge as judge_all
 
+    if baseline is not None and html_file is None:
+        raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
     secret_env = secret_env + _load_env(env_file, no_env_file)
     overrides = _parse_vars(variables)
     folder = Path(transcripts_dir)
@@ -547,7 +594,9 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
     seconds = time.perf_counter() - start_time
     sys.exit(_report_rejudge(folder, matches, judged, unreadable, seconds,
                              Outputs(folder, stable, Path(junit_file) if junit_file else None,
-                                     Path(summary_file) if summary_file else None)))
+                                     Path(summary_file) if summary_file else None,
+                                     html=Path(html_file) if html_file else None,
+                                     baseline=Path(baseline) if baseline else None, title="runner rejudge")))
 
 
 def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreadable: list[Any], seconds: float,
@@ -582,7 +631,6 @@ def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreada
     # --last-failed after a re-judge takes what fails now, and what needs a run
     failures += _remember_failures(folder, transcripts,
                                    [m.recorded.transcript for m in left if m.status == "needs_run"])
-    # an `--html FILE` report of the re-judged transcripts would be written here, beside JUnit and the summary
     for line in failures:
         click.secho(line, fg="red", err=True)
     passed = sum(t.verdict == "passed" for t in transcripts)
@@ -616,6 +664,48 @@ def diff(old: str, new: str) -> None:
     result = diff_dirs(Path(old), Path(new))
     click.echo(format_diff(result))
     sys.exit(EXIT_FAILED if result.changed else EXIT_OK)
+
+
+@cli.command()
+@click.argument("transcripts_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", "out_file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="The HTML file to write (one self-contained page).")
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="The transcripts of an earlier run: show what changed since, as `runner diff` does.")
+@click.option("--title", default="runner report", show_default=True, help="The page's title.")
+def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str) -> None:
+    """Write the HTML report of a folder of transcripts (as `runner run --html` does for a run).
+
+    A JSON file that cannot be read is skipped with a warning naming it, and listed at the top of the page; the
+    report is written and the exit code is 1. Exit 0: written; 1: written without some files, or not written;
+    2: no transcripts in the folder, or a usage error. The conversations' verdicts do not change the exit code.
+    """
+    from runner.report.html import compare_with, load_folder, report_data, write_html
+
+    loaded = load_folder(Path(transcripts_dir))
+    for problem in loaded.problems:
+        click.secho(f"warning: skipped {Path(transcripts_dir) / problem.path}: {problem.message}", fg="yellow",
+                    err=True)
+    if not loaded.conversations:
+        raise click.UsageError(f"{transcripts_dir}: no transcripts found (the JSON files `runner run` writes)"
+                               + (f"; {len(loaded.problems)} unreadable" if loaded.problems else ""))
+    diff = compare_with(Path(baseline), loaded.conversations) if baseline else None
+    if diff is not None:
+        for problem in diff.unreadable:
+            click.secho(f"warning: skipped {Path(baseline or '') / problem.path} (baseline): {problem.message}",
+                        fg="yellow", err=True)
+    out = Path(out_file)
+    data = report_data(loaded.conversations, out, title=title, source=transcripts_dir, baseline=diff,
+                       baseline_label=baseline, problems=loaded.problems)
+    try:
+        size = write_html(out, data)
+    except OSError as exc:
+        click.secho(f"cannot write the HTML report {out}: {exc}", fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    count = len(loaded.conversations)
+    click.echo(f"wrote {out} ({count} conversation{'s' if count != 1 else ''}, {size:,} bytes)")
+    skipped = len(loaded.problems) + (len(diff.unreadable) if diff is not None else 0)
+    sys.exit(EXIT_FAILED if skipped else EXIT_OK)
 
 
 @cli.command()

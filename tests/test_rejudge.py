@@ -106,7 +106,7 @@ def test_rejudging_the_examples_offline_flips_a_verdict_and_back(examples_run: P
     spec = Path("specs/examples/hello.yaml")
     original = spec.read_text(encoding="utf-8")
     spec.write_text(original.replace("- contains: 你好呀", "- contains: Goodbye"), encoding="utf-8")
-    result = rejudge("out", "--summary", "summary.json", "--junit", "junit.xml")
+    result = rejudge("out", "--summary", "summary.json", "--junit", "junit.xml", "--html", "report.html")
     assert result.exit_code == 1, result.output
     assert 'turn 1 contains [specs/examples/hello.yaml:14:19]: expected the reply to contain "Goodbye"' in result.output
     assert "verdict changed: specs/examples/hello.yaml  hello: passed -> failed" in result.output
@@ -117,6 +117,8 @@ def test_rejudging_the_examples_offline_flips_a_verdict_and_back(examples_run: P
     assert summary["totals"]["failed"] == 1 and summary["totals"]["conversations"] == len(
         [p for p in before if p.endswith(".json") and ".files/" not in p])
     assert 'failures="1"' in Path("junit.xml").read_text(encoding="utf-8")
+    page = Path("report.html").read_text(encoding="utf-8")
+    assert "runner rejudge" in page and "expected the reply to contain \\\"Goodbye\\\"" in page
 
     spec.write_text(original, encoding="utf-8")
     result = rejudge("out")

@@ -117,7 +117,9 @@ def load_transcript_data(path: Path) -> dict[str, Any]:
     return data
 
 
-def _scan(folder: Path, side: str, problems: list[FileProblem]) -> dict[str, dict[str, Any]]:
+def scan_folder(folder: Path, side: str, problems: list[FileProblem]) -> dict[str, dict[str, Any]]:
+    """The transcripts under `folder` (recursively, the code's own files left out), by their path relative to it
+    with `/`; each file that cannot be read or is not a transcript is added to `problems` (marked with `side`)."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.rglob("*.json")):
         if not path.is_file() or produced_file(folder, path):
@@ -233,9 +235,17 @@ def diff_dirs(old: Path, new: Path) -> DiffResult:
     for folder in (old, new):
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder}: not a folder")
-    result = DiffResult(old=old, new=new)
-    before = _scan(old, "old", result.problems)
-    after = _scan(new, "new", result.problems)
+    problems: list[FileProblem] = []
+    before = scan_folder(old, "old", problems)
+    after = scan_folder(new, "new", problems)
+    return diff_loaded(before, after, old, new, problems)
+
+
+def diff_loaded(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], old: Path, new: Path,
+                problems: list[FileProblem] | None = None) -> DiffResult:
+    """Compare transcripts already loaded (as `scan_folder` gives them: by relative path), as `diff_dirs` does;
+    `old` and `new` only name the sides, and a path in an unreadable `problems` entry is not compared."""
+    result = DiffResult(old=old, new=new, problems=list(problems or []))
     broken = {p.path for p in result.unreadable}  # a side we could not read: neither added, removed nor same
     for path in sorted((before.keys() | after.keys()) - broken):
         result.conversations.append(_compare(path, before.get(path), after.get(path)))

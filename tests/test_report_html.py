@@ -1,0 +1,182 @@
+"""The HTML report without a browser: what the file holds, how its data is embedded, and the commands' errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import cli
+from runner.report.diff import diff_dirs
+from runner.report.html import (
+    MAX_EMBEDDED_IMAGE_BYTES,
+    Conversation,
+    embed_json,
+    load_folder,
+    render_html,
+    report_data,
+)
+from tests.report_suite import XSS, Suite, build_suite, embedded_data
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
+    return build_suite(tmp_path_factory.mktemp("report"))
+
+
+def _report(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["report", *args])
+    return result.exit_code, result.output
+
+
+def test_run_html_writes_the_report_and_keeps_the_exit_code(suite: Suite) -> None:
+    assert suite.run_exit == 1  # sky failed: the report changes nothing about the verdicts
+    html = suite.html.read_text(encoding="utf-8")
+    data = embedded_data(html)
+    assert len(data["conversations"]) == 8  # four conversations, twice each
+    assert {c["transcript"]["verdict"] for c in data["conversations"]} == {"passed", "failed"}
+    assert data["baseline"]["counts"] == {"changed": 2, "unchanged": 6, "added": 0, "removed": 0}
+
+
+def test_the_page_asks_no_other_host_for_anything(suite: Suite) -> None:
+    html = suite.html.read_text(encoding="utf-8")
+    assert "http://" not in html and "https://" not in html
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?://|[a-z]+:)""", html)  # no external or scheme references
+    assert "@import" not in html and "url(" not in html
+    assert "default-src 'none'" in html and "connect-src 'none'" in html  # and its CSP forbids it
+
+
+def test_the_embedded_json_cannot_close_its_script_element(suite: Suite) -> None:
+    html = suite.html.read_text(encoding="utf-8")
+    for part in ("runner-index", "runner-data"):
+        start = html.index(f'id="{part}">') + len(f'id="{part}">')
+        text = html[start:html.index("</script>", start)]
+        assert "<" not in text and ">" not in text and "&" not in text
+    replies = [t["reply"] for c in embedded_data(html)["conversations"] for t in c["transcript"]["turns"]]
+    assert XSS in replies  # the markup survives as data, whole
+
+
+def test_embed_json_escapes_what_could_end_the_element_and_round_trips() -> None:
+    value = {"a": "</script><!-- <script>", "b": "x\u2028y\u2029z & >", "c": ["</SCRIPT >"]}
+    text = embed_json(value)
+    assert not re.search("[<>&\u2028\u2029]", text)
+    assert json.loads(text) == value
+
+
+def test_the_report_round_trips_the_transcripts(suite: Suite) -> None:
+    assert _report([str(suite.transcripts), "-o", str(suite.root / "r.html")]) [0] == 0
+    data = embedded_data((suite.root / "r.html").read_text(encoding="utf-8"))
+    on_disk = {p.relative_to(suite.transcripts).as_posix(): json.loads(p.read_text(encoding="utf-8"))
+               for p in suite.transcripts.rglob("*.json")}
+    assert {c["path"]: c["transcript"] for c in data["conversations"]} == on_disk
+
+
+def test_the_baseline_changes_are_runner_diffs(suite: Suite) -> None:
+    data = embedded_data(suite.html.read_text(encoding="utf-8"))
+    expected = {d.path: d for d in diff_dirs(suite.baseline, suite.transcripts).conversations}
+    for conversation in data["conversations"]:
+        diff, want = conversation["diff"], expected[conversation["path"]]
+        assert (diff["status"], diff["old_verdict"], diff["new_verdict"], diff["checks"]) == (
+            want.status, want.old_verdict, want.new_verdict, want.checks)
+        assert diff["replies"] == [{"turn": r.turn, "diff": r.diff} for r in want.replies]
+    sky = next(c for c in data["conversations"] if c["path"] == "specs/sky[repeat=1].json")
+    assert sky["diff"]["replies"][0]["diff"] == ["@@ -1 +1 @@", "-the sky is blue", "+the sky is green"]
+
+
+def test_links_to_the_transcripts_are_relative_to_the_report(suite: Suite, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "r.html"
+    assert _report([str(suite.transcripts), "-o", str(out)])[0] == 0
+    data = embedded_data(out.read_text(encoding="utf-8"))
+    folder = data["conversations"][0]["dir"]
+    assert (out.parent / folder).resolve() == (suite.transcripts / "specs").resolve()
+
+
+def test_a_corrupt_transcript_is_skipped_with_a_warning_naming_it(suite: Suite, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "t"
+    shutil.copytree(suite.transcripts, folder)
+    (folder / "specs" / "broken.json").write_text('{"name": "half', encoding="utf-8")
+    (folder / "summary.json").write_text('{"totals": {}}', encoding="utf-8")  # other JSON: left out quietly
+    code, output = _report([str(folder), "-o", str(tmp_path / "r.html")])
+    assert code == 1
+    assert f"warning: skipped {folder / 'specs' / 'broken.json'}: JSONDecodeError" in output
+    assert "summary.json" not in output
+    data = embedded_data((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert len(data["conversations"]) == 8
+    assert data["problems"][0]["path"] == "specs/broken.json"
+
+
+def test_a_folder_without_transcripts_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, output = _report([str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")])
+    assert code == 2 and "no transcripts found" in output
+    assert not (tmp_path / "r.html").exists()
+    (tmp_path / "empty" / "bad.json").write_text("nope", encoding="utf-8")
+    code, output = _report([str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")])
+    assert code == 2 and "bad.json" in output and "1 unreadable" in output
+    code, output = _report([str(tmp_path / "missing"), "-o", str(tmp_path / "r.html")])
+    assert code == 2 and "does not exist" in output
+
+
+def test_a_report_that_cannot_be_written_is_one_clear_line(suite: Suite, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    code, output = _report([str(suite.transcripts), "-o", str(tmp_path / "file" / "r.html")])
+    assert code == 1
+    assert output.startswith(f"cannot write the HTML report {tmp_path / 'file' / 'r.html'}: ")
+    assert "Traceback" not in output
+
+
+def test_run_html_write_failure_is_reported_and_fails_the_run(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI", raising=False)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "hi.yaml", "--html", "file/r.html"])
+    assert result.exit_code == 1
+    assert "cannot write the HTML report file/r.html: " in result.output
+    assert (tmp_path / "transcripts" / "hi.json").is_file()  # the transcripts are written all the same
+    ok = CliRunner().invoke(cli, ["run", "hi.yaml", "--html", "r.html"])
+    assert ok.exit_code == 0, ok.output
+    assert embedded_data((tmp_path / "r.html").read_text(encoding="utf-8"))["conversations"][0]["path"] == "hi.json"
+
+
+def test_baseline_on_run_needs_html(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", str(tmp_path), "--baseline", str(tmp_path)])
+    assert result.exit_code == 2 and "--baseline is shown in the HTML report" in result.output
+
+
+def test_a_marker_in_the_data_is_not_replaced(tmp_path: Path) -> None:
+    data = report_data([Conversation("x.json", {"name": "{{SCRIPT}} {{DATA}}", "turns": []}, tmp_path)],
+                       tmp_path / "r.html", title="{{STYLE}} <b>")
+    html = render_html(data)
+    assert embedded_data(html)["conversations"][0]["transcript"]["name"] == "{{SCRIPT}} {{DATA}}"
+    assert "<title>{{STYLE}} &lt;b&gt;</title>" in html
+
+
+def test_small_images_are_embedded_and_large_ones_linked(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    (tmp_path / "c.files").mkdir()
+    (tmp_path / "c.files" / "small.png").write_bytes(png)
+    (tmp_path / "c.files" / "big.png").write_bytes(png + b"0" * MAX_EMBEDDED_IMAGE_BYTES)
+    (tmp_path / "c.files" / "chart.svg").write_text("<svg onload='x()'/>", encoding="utf-8")
+    outputs = [{"file_id": name, "name": name, "kind": "image", "path": f"c.files/{name}"}
+               for name in ("small.png", "big.png", "chart.svg")]
+    data = report_data([Conversation("c.json", {"name": "c", "turns": [{"outputs": outputs}]}, tmp_path)],
+                       tmp_path / "r.html")
+    media = data["conversations"][0]["media"]
+    assert list(media) == ["small.png"] and media["small.png"].startswith("data:image/png;base64,")
+
+
+def test_load_folder_leaves_out_the_codes_own_json(tmp_path: Path) -> None:
+    (tmp_path / "c.files").mkdir()
+    (tmp_path / "c.files" / "out.json").write_text("[1, 2]", encoding="utf-8")
+    (tmp_path / "c.json").write_text(json.dumps({"name": "c", "spec_file": "c.yaml", "verdict": "passed",
+                                                 "turns": []}), encoding="utf-8")
+    loaded = load_folder(tmp_path)
+    assert [c.path for c in loaded.conversations] == ["c.json"] and not loaded.problems
