@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from report_suite import XSS, Suite, build_suite
 
 from runner.cli import cli
-from tests.report_suite import XSS, Suite, build_suite
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 from selenium.webdriver.chrome.service import Service  # noqa: E402

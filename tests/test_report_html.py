@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from report_suite import XSS, Suite, build_suite, embedded_data
 
 from runner.cli import cli
 from runner.report.diff import diff_dirs
@@ -19,7 +20,6 @@ from runner.report.html import (
     render_html,
     report_data,
 )
-from tests.report_suite import XSS, Suite, build_suite, embedded_data
 
 
 @pytest.fixture(scope="module")
