@@ -205,3 +205,55 @@ def test_a_model_drawing_a_chart_gets_an_image_output_and_a_container_file_citat
         assert (await client.files.content(cite.file_id)).content == b"done"  # type: ignore[union-attr]
 
     with_client(test, BackendSettings(code_interpreter=CodeLimits(wall_seconds=30), rules=CODE_RULES))
+
+
+def test_handed_back_built_in_calls_get_ids_of_their_own_and_bad_ones_name_their_field() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        call = {"type": "file_search_call", "id": "fs_1", "queries": ["q"], "status": "completed",
+                "bogus": {"deep": 1}}
+        conv = await client.conversations.create(items=[call, call])  # type: ignore[list-item]
+        kept = (await client.conversations.items.list(conv.id, order="asc")).data
+        assert len({item.id for item in kept}) == 2 and "fs_1" not in {item.id for item in kept}
+        assert "bogus" not in kept[0].model_dump()  # only the API's fields are kept
+        again = await client.responses.create(model="echo", conversation=conv.id, input=[  # type: ignore[list-item]
+            call, {"role": "user", "content": "hi"}])
+        assert again.status == "completed"
+        for bad, param in ((dict(call, results="x"), "input[0].results"), (dict(call, status="odd"), "input[0].status"),
+                           ({"type": "code_interpreter_call", "id": "ci_1", "code": "x", "container_id": 5,
+                             "outputs": None, "status": "completed"}, "input[0].container_id")):
+            with pytest.raises(openai.BadRequestError) as info:
+                await client.responses.create(model="echo", input=[bad])  # type: ignore[list-item]
+            assert info.value.body["param"] == param, info.value.body  # type: ignore[index]
+
+    with_client(test)
+
+
+def test_a_forced_built_in_tool_binds_no_create_answering_function_outputs() -> None:
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        store_id = await _store(client, backend)
+        r = await client.responses.create(model="echo", tool_choice={"type": "file_search"}, input=[
+            {"role": "user", "content": "weather?"},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"}],
+            tools=[{"type": "function", "name": "w", "parameters": {"type": "object"}},  # type: ignore[list-item]
+                   {"type": "file_search", "vector_store_ids": [store_id]}])
+        assert [o.type for o in r.output] == ["message"]
+
+    with_client(test)
+
+
+def test_an_auto_container_reuses_the_code_call_handed_back_in_the_input() -> None:
+    _sandbox_or_skip()
+
+    async def test(client: openai.AsyncOpenAI, backend: Backend) -> None:
+        tool: Any = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+        first = await client.responses.create(model="echo", input="x = 42", tools=tool, store=False,
+                                              tool_choice={"type": "code_interpreter"})
+        call = first.output[0].model_dump(mode="json", exclude_none=True)
+        second = await client.responses.create(
+            model="echo", tools=tool, tool_choice={"type": "code_interpreter"}, include=["code_interpreter_call.outputs"],
+            input=[call, {"role": "user", "content": "print(x * 2)"}], store=False)
+        assert second.output[0].container_id == call["container_id"]  # type: ignore[union-attr]
+        assert [o.logs for o in second.output[0].outputs] == ["84"]  # type: ignore[union-attr]
+
+    with_client(test, BackendSettings(code_interpreter=CodeLimits(wall_seconds=30)))

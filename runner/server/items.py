@@ -99,12 +99,31 @@ def from_request(item: Any, param: str) -> dict[str, Any]:
         stored = {"id": new_id("fco_"), "type": "function_call_output", "call_id": _string(item, "call_id", param),
                   "output": text, "status": "completed"}
     elif kind in ("file_search_call", "code_interpreter_call"):  # a response's output handed back as input
-        stored = {"status": "completed", **item}
+        return _builtin_call(item, kind, param)
     else:
         raise invalid(f"Items of type '{shown(str(kind))}' are not supported by this backend (messages, "
                       "function_call, function_call_output, file_search_call and code_interpreter_call are).",
                       f"{param}.type")
     return validated(stored, param)
+
+
+def _builtin_call(item: dict[str, Any], kind: str, param: str) -> dict[str, Any]:
+    """A built-in tool's call handed back as input, checked by its own SDK type (400 naming the field that is
+    wrong) and stored with a new id (ids are the store's: a call handed to two conversations is two items) and
+    only the fields the API defines."""
+    from openai.types.responses import ResponseCodeInterpreterToolCall, ResponseFileSearchToolCall
+
+    model_type = ResponseFileSearchToolCall if kind == "file_search_call" else ResponseCodeInterpreterToolCall
+    fields = {k: item[k] for k in model_type.model_fields if k in item and k != "id"}
+    fields.setdefault("status", "completed")
+    try:
+        model = model_type.model_validate({**fields, "id": new_id("fs_" if kind == "file_search_call" else "ci_")})
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join([param, *(str(part) for part in error["loc"])])
+        raise invalid(f"Invalid value for '{where}': {error['msg']}.", where) from None
+    body: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    return body
 
 
 def from_input(given: Any, param: str) -> list[dict[str, Any]]:

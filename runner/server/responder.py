@@ -140,10 +140,11 @@ def prepare(b: Backend, body: dict[str, Any]) -> Prepared:
     if body.get("input") is None and body.get("conversation") is None and body.get("previous_response_id") is None:
         raise invalid("Missing required parameter: 'input'.", "input")
     context, conversation_id = _context(b, body)
-    builtins = response_tools.Builtins()
-    shown_tools, functions = _tools(b, body.get("tools"), builtins, context)
-    choice = _tool_choice(body.get("tool_choice"), shown_tools)
     new = items.from_input(body.get("input"), "input")
+    builtins = response_tools.Builtins()
+    # the container of the last code call given, stored or handed back in the input, is the one `auto` reuses
+    shown_tools, functions = _tools(b, body.get("tools"), builtins, context + new)
+    choice = _tool_choice(body.get("tool_choice"), shown_tools)
     extra, model_items = items.model_input(context + new)
     instructions = "\n\n".join(t for t in [body.get("instructions") or "", *extra] if t)
     # answering its own calls' outputs, a forced choice is free again, as a run's (runner.server.budget)
@@ -153,7 +154,9 @@ def prepare(b: Backend, body: dict[str, Any]) -> Prepared:
     # the API's sampling defaults, sent upstream as the response shows them (a server defaulting to greedy
     # decoding otherwise samples differently from what the response says: llama.cpp's repeats without end)
     temperature, top_p = body.get("temperature", 1.0), body.get("top_p", 1.0)
-    forced = choice["type"] if isinstance(choice, dict) and choice["type"] in BUILTIN_FUNCTIONS else None
+    # a forced built-in tool binds a create as a forced function does: not one answering its own calls' outputs
+    forced = (choice["type"] if isinstance(choice, dict) and choice["type"] in BUILTIN_FUNCTIONS and not resumed
+              else None)
     offered = builtin_names([*functions, *({"type": name} for name in builtins.names)], builtins.names)
     request = ModelRequest(
         model=provider_model, instructions=instructions, items=model_items, tools=model_tools(functions, offered),
