@@ -40,6 +40,8 @@ class Remembered:
 def load(out_dir: Path) -> Remembered:
     """The failures remembered in `out_dir`."""
     path = out_dir / CACHE
+    if path.is_dir():
+        return Remembered(frozenset(), f"{path} is a folder, not the file that remembers the failures: remove it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -49,7 +51,7 @@ def load(out_dir: Path) -> Remembered:
     failed = data.get("failed") if isinstance(data, dict) else None
     if not isinstance(failed, list) or data.get("version") != VERSION:
         return Remembered(frozenset(), f"{path} is not a failure list this version writes: it is written again")
-    return Remembered(frozenset(str(key) for key in failed))
+    return Remembered(frozenset(key for key in failed if isinstance(key, str)))  # what is not a name is no failure
 
 
 def updated(previous: Iterable[str], ran: Iterable[Any]) -> set[str]:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
+Answer = tuple[int, Any, dict[str, str]]  # status, JSON body (or the bytes to send), headers
 
 
 def response_body(*, text: str | None = None, calls: list[tuple[str, dict[str, Any]]] | None = None,
@@ -157,6 +157,9 @@ class FakeUpstream:
             return JSONResponse(error_body(f"the fake upstream has no answer queued for {path}"), status_code=500)
         answer = pending.pop(0)
         status, payload, headers = answer(body) if callable(answer) else answer
+        if isinstance(payload, bytes):  # a body sent as it is: an event stream, JSON no encoder would write
+            return Response(payload, status_code=status, headers=headers,
+                            media_type=headers.get("content-type", "application/json"))
         return JSONResponse(payload, status_code=status, headers=headers)
 
 

@@ -95,3 +95,15 @@ def test_the_memory_is_no_transcript_to_the_folders_readers(project: Path) -> No
     result = CliRunner().invoke(cli, ["diff", "one", "two"])
     assert result.exit_code == 0, result.output
     assert "lastfailed" not in result.output
+
+
+def test_odd_entries_are_no_failures_and_a_folder_in_the_way_is_named(project: Path) -> None:
+    _run()
+    cache = project / "transcripts" / CACHE
+    cache.write_text(json.dumps({"version": 1, "failed": [{"a": 1}, None, 5, "specs/b.yaml"]}), encoding="utf-8")
+    _, ran = _run("--lf")
+    assert ran == ["specs/b.yaml"]
+    cache.unlink()
+    cache.mkdir()
+    result, ran = _run("--lf")
+    assert len(ran) == 4 and "is a folder, not the file that remembers the failures: remove it" in result.stderr

@@ -92,7 +92,10 @@ def code_runs_in_items(items: Sequence[dict[str, Any]]) -> tuple[list[CodeRunRec
             continue
         logs: list[str] = []
         shown: list[str] = []
-        for output in item.get("outputs") or []:
+        outputs = item.get("outputs")
+        for output in outputs if isinstance(outputs, list) else []:
+            if not isinstance(output, dict):
+                continue
             if output.get("type") == "logs" and isinstance(output.get("logs"), str):
                 if logs and not logs[-1].endswith("\n"):
                     logs.append("\n")

@@ -29,6 +29,7 @@ from runner.engine.conversation import (
 )
 from runner.engine.knowledge import Knowledge, KnowledgeError, Store, Uploaded
 from runner.engine.outputs import OutputFetcher
+from runner.engine.response_data import MalformedResponse, message_text, response_data
 from runner.engine.retrieval import citations_in_items, names_found, searches_in_items
 from runner.engine.tools import ToolCallError, answer_calls, parse_arguments
 from runner.report.transcript import ToolCallRecord, Transcript, TurnRecord
@@ -257,12 +258,12 @@ class _Conversation:
                 given: Any = turn.user
                 for _ in range(MAX_CALL_ROUNDS):
                     response = await self._create(params, given)
-                    output += [item.model_dump(mode="json") for item in response.output or []]
-                    if response.usage is not None:
-                        usage["prompt_tokens"] += response.usage.input_tokens
-                        usage["completion_tokens"] += response.usage.output_tokens
-                    calls = [item for item in response.output or [] if item.type == "function_call"]
-                    if not calls or response.status != "completed":
+                    output += response["output"]
+                    if response.get("usage") is not None:
+                        usage["prompt_tokens"] += response["usage"]["input_tokens"]
+                        usage["completion_tokens"] += response["usage"]["output_tokens"]
+                    calls = [item for item in response["output"] if item["type"] == "function_call"]
+                    if not calls or response["status"] != "completed":
                         break
                     given = await self._answer(calls, turn, record)
                 else:
@@ -271,7 +272,7 @@ class _Conversation:
         except TimeoutError:
             record.status = "timeout"
             record.error = f"the backend did not finish within {self.options.timeout:g} s (--timeout)"
-        except (ToolCallError, StreamFailed) as exc:
+        except (ToolCallError, StreamFailed, MalformedResponse) as exc:
             record.error = self.redact.text(str(exc))
         except KnowledgeError as exc:
             record.error = knowledge_error(exc, self.redact)
@@ -281,19 +282,17 @@ class _Conversation:
         if response is None:
             return
         await self._tool_records(record, output)
-        record.run_id = response.id
+        record.run_id = response["id"]
         if record.status is None:
-            record.status = response.status
+            record.status = response["status"]
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         record.usage = usage
-        if response.error is not None:
-            record.last_error = {"code": response.error.code, "message": response.error.message}
-        if response.incomplete_details is not None:
-            record.incomplete_details = response.incomplete_details.model_dump()
-        messages = [item for item in response.output or [] if item.type == "message"]
-        record.messages = [{"id": m.id, "text": "".join(part.text for part in m.content
-                                                        if getattr(part, "type", None) == "output_text")}
-                           for m in messages]
+        if response.get("error") is not None:
+            record.last_error = {"code": response["error"].get("code"), "message": response["error"]["message"]}
+        if response.get("incomplete_details") is not None:
+            record.incomplete_details = response["incomplete_details"]
+        record.messages = [{"id": item.get("id"), "text": message_text(item)}
+                           for item in response["output"] if item["type"] == "message"]
         record.reply = "\n".join(m["text"] for m in record.messages)
 
     async def _tool_records(self, record: TurnRecord, output: list[dict[str, Any]]) -> None:
@@ -310,7 +309,7 @@ class _Conversation:
                 for image_id, data in images]
         record.outputs = kept + await self.outputs.fetch(produced([], [], record.files))
 
-    async def _create(self, params: dict[str, Any], given: Any) -> Any:
+    async def _create(self, params: dict[str, Any], given: Any) -> dict[str, Any]:
         """One response to `given` in the conversation, or without one (a server lacking the Conversations API)
         with the conversation so far as its input; streamed when the target streams and has not refused to,
         else plain: a backend refusing `stream` (a 400 naming it) is answered plainly, and asked plainly after."""
@@ -330,38 +329,51 @@ class _Conversation:
                 self.streaming[STREAMING_KEY] = False  # this backend does not stream responses: ask plainly
         if response is None:
             response = await self.client.responses.create(**params, **context)
-        if self.conversation_id is None and response.status != "failed":  # a failed response adds nothing
-            self.history = [*context["input"], *(item.model_dump(mode="json", exclude_none=True)
-                                                 for item in response.output or [])]
-        return response
+        data = response_data(response)
+        if self.conversation_id is None and data["status"] != "failed":  # a failed response adds nothing
+            self.history = [*context["input"], *({k: v for k, v in item.items() if v is not None}
+                                                 for item in data["output"])]
+        return data
 
     async def _create_streamed(self, params: dict[str, Any]) -> Any:
-        """A response read from its server-sent events: the finished response its end event carries.
+        """A response read from its server-sent events: the finished response its end event carries, as JSON data
+        (checked by response_data, which takes what a transcript needs: llama.cpp's lacks fields the SDK's type
+        requires).
 
         The events are read raw and only the end's response is parsed (as the Assistants pipeline does with a
         run's events): validating each delta against the SDK's event union would cost more than the turn.
         """
-        from openai.types.responses import Response
-
         create = self.client.responses.with_streaming_response.create
-        async with create(**params, stream=True) as raw:
-            async for kind, data in sse_events(raw):
-                if kind in TERMINAL_EVENTS:
-                    # built leniently, as the SDK parses a plain response: a server's response may lack what
-                    # the type requires (llama.cpp's does) and still say everything a transcript needs
-                    return Response.construct(**json.loads(data)["response"])
-                if kind == "error":
-                    raise StreamFailed(f"the backend's event stream reported an error: {_stream_error(data)}")
+        try:
+            async with create(**params, stream=True) as raw:
+                async for kind, data in sse_events(raw):
+                    if kind in TERMINAL_EVENTS:
+                        return _ended(kind, data)
+                    if kind == "error":
+                        raise StreamFailed(f"the backend's event stream reported an error: {_stream_error(data)}")
+        except UnicodeDecodeError:
+            raise StreamFailed("the backend's event stream is not UTF-8 text") from None
         raise StreamFailed("the backend's event stream ended before the response did (no response.completed, "
                            "response.incomplete or response.failed event)")
 
-    async def _answer(self, calls: list[Any], turn: Turn, record: TurnRecord) -> list[dict[str, Any]]:
+    async def _answer(self, calls: list[dict[str, Any]], turn: Turn, record: TurnRecord) -> list[dict[str, Any]]:
         """The function_call_output items answering the calls (concurrently), recorded on the turn."""
-        entries = [ToolCallRecord(id=call.call_id, name=call.name, arguments=parse_arguments(call.arguments))
+        entries = [ToolCallRecord(id=call["call_id"], name=call["name"], arguments=parse_arguments(call["arguments"]))
                    for call in calls]
         record.tool_calls.extend(entries)
         await answer_calls(entries, turn, self.spec)
         return [{"type": "function_call_output", "call_id": e.id, "output": e.output} for e in entries]
+
+
+def _ended(kind: str, data: str) -> Any:
+    """The response a stream's end event carries (StreamFailed when the event holds none)."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise StreamFailed(f"the backend's {kind} event is not JSON: {data[:200]!r}") from None
+    if not isinstance(event, dict) or not isinstance(event.get("response"), dict):
+        raise StreamFailed(f"the backend's {kind} event carries no response object")
+    return event["response"]
 
 
 def _lacks_conversations(exc: Exception) -> bool:

@@ -66,9 +66,9 @@ def searches_in_items(items: Sequence[dict[str, Any]]) -> list[SearchRecord]:
     for item in items:
         if item.get("type") != "file_search_call":
             continue
-        queries = [q for q in item.get("queries") or [] if isinstance(q, str)]
+        queries = [q for q in _listed(item.get("queries")) if isinstance(q, str)]
         results = [{"file_id": r.get("file_id"), "file_name": r.get("filename"), "score": r.get("score"),
-                    "text": r.get("text") or ""} for r in item.get("results") or [] if isinstance(r, dict)]
+                    "text": str(r.get("text") or "")} for r in _listed(item.get("results")) if isinstance(r, dict)]
         out.append(SearchRecord(queries=queries, results=results))
     return out
 
@@ -84,3 +84,8 @@ def citations_in_items(items: Sequence[dict[str, Any]], names: Mapping[str, str]
         out.append({"file_id": file_id, "file_name": known or note.get("filename"),
                     "text": found.group(0) if found else None})
     return out
+
+
+def _listed(value: Any) -> list[Any]:
+    """`value` when it is a list, else nothing (a backend's odd field is passed over)."""
+    return value if isinstance(value, list) else []
