@@ -184,6 +184,10 @@ def test_a_streamed_response_sends_the_official_events_and_accumulates_to_the_re
         assert [e.type for e in replayed] == ["response.created", "response.in_progress", *seen[2:]]
         later = [e async for e in await client.responses.retrieve(stored.id, stream=True, starting_after=3)]
         assert [e.sequence_number for e in later] == list(range(4, len(replayed)))
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.responses.retrieve(stored.id, stream=True, starting_after=-1)
+        assert info.value.body["param"] == "starting_after"  # type: ignore[index]
+        assert "an integer, 0 or more" in info.value.body["message"]  # type: ignore[index]
 
         _events(replayed)
         cut = [e async for e in await client.responses.create(model="echo", input="a b c", max_output_tokens=1,

@@ -58,7 +58,8 @@ async def get_response(b: Backend, request: Request) -> Response:
     first = 0
     if after is not None:
         if not after.isdigit():
-            raise invalid("Invalid type for 'starting_after': expected an integer.", "starting_after")
+            raise invalid("Invalid value for 'starting_after': expected an event's sequence number (an integer, 0 or "
+                          "more).", "starting_after")
         first = int(after) + 1 if len(after) < 10 else 10**9
 
     async def chunks() -> AsyncIterator[bytes]:
