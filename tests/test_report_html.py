@@ -180,3 +180,10 @@ def test_load_folder_leaves_out_the_codes_own_json(tmp_path: Path) -> None:
                                                  "turns": []}), encoding="utf-8")
     loaded = load_folder(tmp_path)
     assert [c.path for c in loaded.conversations] == ["c.json"] and not loaded.problems
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_a_report_under_proc_fails_at_once(suite: Suite) -> None:
+    """/proc exists but takes no new file: one clear line and exit 1, not a busy loop."""
+    code, output = _report([str(suite.transcripts), "-o", "/proc/r.html"])
+    assert code == 1 and output.startswith("cannot write the HTML report /proc/r.html: ")

@@ -105,6 +105,24 @@ def test_atomic_write_keyboard_interrupt_cleans_up(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_atomic_write_gives_up_when_the_folder_takes_no_new_file(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that exists yet says "no such file" (as /proc does) is made again once, then the error stands:
+    no endless loop."""
+    calls = []
+
+    def missing(path: str, *args: Any) -> int:
+        calls.append(path)
+        if len(calls) > 50:
+            raise AssertionError("retried without end")
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(writers.os, "open", missing)
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "out.html", "x")
+    assert len(calls) == 2
+
+
 def test_atomic_write_file_mode_follows_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

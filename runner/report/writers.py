@@ -49,13 +49,19 @@ def _temporary(path: Path) -> tuple[int, str]:
     if folder not in _made:
         folder.mkdir(parents=True, exist_ok=True)
         _made.add(folder)
+    remade = False
     while True:
         tmp = f"{folder}{os.sep}.{path.name}.{os.getpid()}.{next(_numbers)}.tmp"
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE), tmp
         except FileExistsError:  # left by an earlier process with this pid: take the next number
             continue
-        except FileNotFoundError:  # the folder was removed since: make it again
+        except FileNotFoundError:
+            # the folder was removed since: make it again, once; a folder that "exists" yet takes no new file
+            # (/proc) would otherwise loop here for ever
+            if remade:
+                raise
+            remade = True
             folder.mkdir(parents=True, exist_ok=True)
 
 
