@@ -187,3 +187,16 @@ def test_a_report_under_proc_fails_at_once(suite: Suite) -> None:
     """/proc exists but takes no new file: one clear line and exit 1, not a busy loop."""
     code, output = _report([str(suite.transcripts), "-o", "/proc/r.html"])
     assert code == 1 and output.startswith("cannot write the HTML report /proc/r.html: ")
+
+
+def test_a_lone_surrogate_in_a_transcript_is_shown_as_the_replacement_character(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "c.json").write_text('{"name": "c\\ud800", "spec_file": "c.yaml", "verdict": "passed", "turns": '
+                                   '[{"index": 0, "user": "hi", "reply": "x\\udc00y"}]}', encoding="utf-8")
+    code, output = _report([str(folder), "-o", str(tmp_path / "r.html")])
+    assert code == 0, output
+    conversation = embedded_data((tmp_path / "r.html").read_text(encoding="utf-8"))["conversations"][0]
+    assert conversation["transcript"]["name"] == "c\ufffd"
+    assert conversation["transcript"]["turns"][0]["reply"] == "x\ufffdy"
+    assert "\ufffd" in embed_json({"a": "\ud800"}) and "\\ud800" not in embed_json({"a": "\ud800"})

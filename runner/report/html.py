@@ -68,7 +68,10 @@ def load_folder(folder: Path) -> Loaded:
 def embed_json(value: Any) -> str:
     """`value` as JSON that is safe inside a `<script>` element: no `<`, `>` or `&` (so no `</script>` or
     `<!--`), and no U+2028/U+2029; all of them only ever occur inside JSON strings, where `\\uXXXX` means the same."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    from runner.report.writers import without_surrogates
+
+    # a lone surrogate (valid JSON: "\\ud800") cannot be written as UTF-8: it is shown as U+FFFD
+    text = without_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group(0)], text)
 
 
@@ -202,9 +205,9 @@ def render_html(data: dict[str, Any]) -> str:
 def write_html(path: Path, data: dict[str, Any]) -> int:
     """Write the page to `path` atomically (a temporary file, then a rename); return its size in bytes.
     Raises OSError when it cannot be written."""
-    from runner.report.writers import atomic_write
+    from runner.report.writers import atomic_write, without_surrogates
 
-    text = render_html(data)
+    text = without_surrogates(render_html(data))  # the title, say, can hold one too
     atomic_write(path, text)
     return len(text.encode("utf-8"))
 

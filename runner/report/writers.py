@@ -30,12 +30,29 @@ _made: set[Path] = set()  # folders this process has made (or found): a batch wr
 _numbers = itertools.count()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (valid in JSON as `"\\ud800"`, not encodable in UTF-8) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def encoded(text: str) -> bytes:
+    """`text` as UTF-8, lone surrogates written as U+FFFD: a writer never fails on what a model or file said."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return without_surrogates(text).encode("utf-8")
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    """Write `text` to `path` through a temporary file in the same folder and a rename (lone surrogates as
+    U+FFFD)."""
     fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
+            f.write(encoded(text))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -262,7 +279,7 @@ def atomic_write_all(files: list[tuple[Path, str | bytes]]) -> None:
             fd, tmp = _temporary(path)
             written.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8") if isinstance(text, str) else text)
+                f.write(encoded(text) if isinstance(text, str) else text)
         held = _hold_signals(signal)
         try:
             while written:
