@@ -521,7 +521,8 @@ def _write_html_report(outputs: Outputs, done: list[Any], seconds: float, paths:
     diff = compare_with(outputs.baseline, conversations) if outputs.baseline is not None else None
     write_html(outputs.html, report_data(conversations, outputs.html, title=outputs.title,
                                          source=str(outputs.transcripts), seconds=seconds, baseline=diff,
-                                         baseline_label=str(outputs.baseline) if outputs.baseline else None))
+                                         baseline_label=str(outputs.baseline) if outputs.baseline else None,
+                                         root=outputs.transcripts))
 
 
 @cli.command()
@@ -696,7 +697,7 @@ def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str
                         fg="yellow", err=True)
     out = Path(out_file)
     data = report_data(loaded.conversations, out, title=title, source=transcripts_dir, baseline=diff,
-                       baseline_label=baseline, problems=loaded.problems)
+                       baseline_label=baseline, problems=loaded.problems, root=Path(transcripts_dir))
     try:
         size = write_html(out, data)
     except OSError as exc:

@@ -200,3 +200,28 @@ def test_a_lone_surrogate_in_a_transcript_is_shown_as_the_replacement_character(
     assert conversation["transcript"]["name"] == "c\ufffd"
     assert conversation["transcript"]["turns"][0]["reply"] == "x\ufffdy"
     assert "\ufffd" in embed_json({"a": "\ud800"}) and "\\ud800" not in embed_json({"a": "\ud800"})
+
+
+def test_images_outside_the_transcripts_folder_are_neither_embedded_nor_linked(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "secret.png").write_bytes(png)
+    folder = tmp_path / "t"
+    (folder / "c.files").mkdir(parents=True)
+    (folder / "c.files" / "mine.png").write_bytes(png)
+    (folder / "c.files" / "link.png").symlink_to(private / "secret.png")
+    paths = {"abs": str(private / "secret.png"), "up": "../private/secret.png", "link": "c.files/link.png",
+             "dots": "c.files/../c.files/mine.png"}
+    outputs = [{"file_id": key, "name": key, "kind": "image", "path": path} for key, path in paths.items()]
+    (folder / "c.json").write_text(json.dumps({"name": "c", "spec_file": "c.yaml", "verdict": "passed",
+                                               "turns": [{"index": 0, "outputs": outputs}]}), encoding="utf-8")
+    code, output = _report([str(folder), "-o", str(tmp_path / "r.html")])
+    assert code == 0, output
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    conversation = embedded_data(html)["conversations"][0]
+    assert list(conversation["media"]) == ["dots"]  # inside, after resolving its ..
+    shown = {o["file_id"]: o for o in conversation["transcript"]["turns"][0]["outputs"]}
+    for key in ("abs", "up", "link"):
+        assert shown[key]["path"] is None and shown[key]["skipped"] == "not embedded: outside the transcripts folder"
+    assert str(private) not in html and "../private" not in html
