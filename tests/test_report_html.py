@@ -225,3 +225,43 @@ def test_images_outside_the_transcripts_folder_are_neither_embedded_nor_linked(t
     for key in ("abs", "up", "link"):
         assert shown[key]["path"] is None and shown[key]["skipped"] == "not embedded: outside the transcripts folder"
     assert str(private) not in html and "../private" not in html
+
+
+@pytest.mark.parametrize("option, target", [("--html", "transcripts/hi.json"), ("--html", "transcripts/hi.md"),
+                                            ("--junit", "transcripts/hi.files/j.xml"),
+                                            ("--summary", "./transcripts/../transcripts/hi.json")])
+def test_run_refuses_a_report_that_would_overwrite_a_transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                option: str, target: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "hi.yaml", option, target])
+    assert result.exit_code == 2, result.output
+    assert f"{option} {target} is one of the transcripts" in result.output and "nothing was run" in result.output
+    assert not (tmp_path / "transcripts").exists()  # nothing was run
+
+
+@pytest.mark.parametrize("command", ["run", "report", "rejudge"])
+def test_an_empty_report_path_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               command: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    assert CliRunner().invoke(cli, ["run", "hi.yaml"]).exit_code == 0
+    args = {"run": ["run", "hi.yaml", "--html", ""], "report": ["report", "transcripts", "-o", ""],
+            "rejudge": ["rejudge", "transcripts", "--html", ""]}[command]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "an empty path names no file" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["report", "rejudge"])
+def test_report_and_rejudge_refuse_to_overwrite_a_transcript_read(suite: Suite, tmp_path: Path,
+                                                                  command: str) -> None:
+    first = sorted(suite.transcripts.rglob("*.json"))[0]
+    before = {p: p.read_bytes() for p in suite.transcripts.rglob("*") if p.is_file()}
+    for target in (first, first.with_suffix(".md")):
+        args = (["report", str(suite.transcripts), "-o", str(target)] if command == "report"
+                else ["rejudge", str(suite.transcripts), "--html", str(target)])
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "is one of the transcripts" in result.output, result.output
+    assert {p: p.read_bytes() for p in suite.transcripts.rglob("*") if p.is_file()} == before
