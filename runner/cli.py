@@ -93,6 +93,13 @@ def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Pa
                                    f"report would overwrite it; {nothing}")
 
 
+def _check_baseline(baseline: str | None, transcripts: str, what: str) -> None:
+    """A usage error for a --baseline that is the transcripts folder itself: it would only ever show no change."""
+    if baseline is not None and _resolved(Path(baseline)) == _resolved(Path(transcripts)):
+        raise click.UsageError(f"--baseline {baseline}: the baseline is the folder {what}; give an earlier "
+                               "run's transcripts (a copy of the folder)")
+
+
 def _print_errors(errors: list[str], summary: str) -> None:
     for line in errors:
         click.echo(line, err=True)
@@ -214,6 +221,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     pending: list[Spec] = []  # the batch as far as it is known, for the reports of a Ctrl-C before it starts
     if baseline is not None and html_file is None:
         raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
+    _check_baseline(baseline, out_dir, "the run writes its transcripts to")
     try:
         secret_env = secret_env + _load_env(env_file, no_env_file)
         overrides = _parse_vars(variables)
@@ -596,6 +604,7 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
 
     if baseline is not None and html_file is None:
         raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
+    _check_baseline(baseline, transcripts_dir, "being re-judged")
     secret_env = secret_env + _load_env(env_file, no_env_file)
     overrides = _parse_vars(variables)
     folder = Path(transcripts_dir)
@@ -721,6 +730,7 @@ def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str
 
     if not out_file.strip():
         raise click.BadParameter("an empty path names no file", param_hint="-o")
+    _check_baseline(baseline, transcripts_dir, "being reported")
     loaded = load_folder(Path(transcripts_dir))
     _check_report_paths({"-o": out_file}, [Path(transcripts_dir) / p for p in
                                            [c.path for c in loaded.conversations]

@@ -265,3 +265,18 @@ def test_report_and_rejudge_refuse_to_overwrite_a_transcript_read(suite: Suite, 
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and "is one of the transcripts" in result.output, result.output
     assert {p: p.read_bytes() for p in suite.transcripts.rglob("*") if p.is_file()} == before
+
+
+def test_a_baseline_that_is_the_transcripts_folder_is_a_usage_error(suite: Suite, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output = _report([str(suite.transcripts), "-o", str(tmp_path / "r.html"), "--baseline",
+                            str(suite.transcripts / ".")])
+    assert code == 2 and "the baseline is the folder being reported" in output
+    assert not (tmp_path / "r.html").exists()
+    result = CliRunner().invoke(cli, ["rejudge", str(suite.transcripts), "--html", str(tmp_path / "r.html"),
+                                      "--baseline", str(suite.transcripts)])
+    assert result.exit_code == 2 and "the baseline is the folder being re-judged" in result.output
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(cli, ["run", str(tmp_path), "-o", "out", "--html", "r.html", "--baseline", "out"])
+    assert result.exit_code == 2 and "the baseline is the folder the run writes its transcripts to" in result.output
