@@ -65,6 +65,41 @@ def _output_clashes(specs: list[Spec]) -> list[str]:
     return clashes
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))
+
+
+def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Path], nothing: str) -> None:
+    """A usage error for a report path (by option) that is empty, or that would overwrite a transcript: one of
+    `transcripts` (the JSON files), the Markdown beside one, or a file in its `<stem>.files/` folder."""
+    files: set[Path] = set()
+    folders: list[Path] = []
+    for json_path in transcripts:
+        resolved = _resolved(json_path)
+        stem = resolved.name[:-len(".json")] if resolved.name.endswith(".json") else resolved.name
+        files |= {resolved, resolved.with_name(stem + ".md")}
+        folders.append(resolved.with_name(stem + ".files"))
+    for option, value in reports.items():
+        if value is None:
+            continue
+        if not value.strip():
+            raise click.BadParameter("an empty path names no file", param_hint=option)
+        target = _resolved(Path(value))
+        if target in files or any(target.is_relative_to(folder) for folder in folders):
+            raise click.UsageError(f"{option} {value} is one of the transcripts (or the files beside them): the "
+                                   f"report would overwrite it; {nothing}")
+
+
+def _check_baseline(baseline: str | None, transcripts: str, what: str) -> None:
+    """A usage error for a --baseline that is the transcripts folder itself: it would only ever show no change."""
+    if baseline is not None and _resolved(Path(baseline)) == _resolved(Path(transcripts)):
+        raise click.UsageError(f"--baseline {baseline}: the baseline is the folder {what}; give an earlier "
+                               "run's transcripts (a copy of the folder)")
+
+
 def _print_errors(errors: list[str], summary: str) -> None:
     for line in errors:
         click.echo(line, err=True)
@@ -186,6 +221,7 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
     pending: list[Spec] = []  # the batch as far as it is known, for the reports of a Ctrl-C before it starts
     if baseline is not None and html_file is None:
         raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
+    _check_baseline(baseline, out_dir, "the run writes its transcripts to")
     try:
         secret_env = secret_env + _load_env(env_file, no_env_file)
         overrides = _parse_vars(variables)
@@ -216,6 +252,11 @@ def run(paths: tuple[str, ...], out_dir: str, variables: tuple[str, ...], timeou
         if clashes:
             _print_errors(clashes, "; nothing was run")
             sys.exit(EXIT_USAGE)
+        from runner.report.writers import transcript_stem
+
+        stems = {transcript_stem(Path(out_dir), spec.file, spec.case) for spec in specs}
+        _check_report_paths({"--html": html_file, "--junit": junit_file, "--summary": summary_file},
+                            [stem.with_name(stem.name + ".json") for stem in stems], "nothing was run")
 
         from runner.engine import EngineOptions
         from runner.record.cassettes import default_record_mode
@@ -521,7 +562,8 @@ def _write_html_report(outputs: Outputs, done: list[Any], seconds: float, paths:
     diff = compare_with(outputs.baseline, conversations) if outputs.baseline is not None else None
     write_html(outputs.html, report_data(conversations, outputs.html, title=outputs.title,
                                          source=str(outputs.transcripts), seconds=seconds, baseline=diff,
-                                         baseline_label=str(outputs.baseline) if outputs.baseline else None))
+                                         baseline_label=str(outputs.baseline) if outputs.baseline else None,
+                                         root=outputs.transcripts))
 
 
 @cli.command()
@@ -562,6 +604,7 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
 
     if baseline is not None and html_file is None:
         raise click.UsageError("--baseline is shown in the HTML report: give --html FILE too (or use runner diff)")
+    _check_baseline(baseline, transcripts_dir, "being re-judged")
     secret_env = secret_env + _load_env(env_file, no_env_file)
     overrides = _parse_vars(variables)
     folder = Path(transcripts_dir)
@@ -569,6 +612,9 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
     recorded, unreadable = read_transcripts(folder)
     if not recorded and not any(u.transcript for u in unreadable):
         raise click.UsageError(f"no transcripts (*.json) in {transcripts_dir}")
+    _check_report_paths({"--html": html_file, "--junit": junit_file, "--summary": summary_file},
+                        [r.path for r in recorded] + [u.path for u in unreadable if u.transcript],
+                        "nothing was re-judged")
     scope = Scope(named=[Path(p) for p in specs])
     if specs:
         loaded, errors, files = _load_all(specs, overrides)
@@ -682,7 +728,13 @@ def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str
     """
     from runner.report.html import compare_with, load_folder, report_data, write_html
 
+    if not out_file.strip():
+        raise click.BadParameter("an empty path names no file", param_hint="-o")
+    _check_baseline(baseline, transcripts_dir, "being reported")
     loaded = load_folder(Path(transcripts_dir))
+    _check_report_paths({"-o": out_file}, [Path(transcripts_dir) / p for p in
+                                           [c.path for c in loaded.conversations]
+                                           + [p.path for p in loaded.problems]], "nothing was written")
     for problem in loaded.problems:
         click.secho(f"warning: skipped {Path(transcripts_dir) / problem.path}: {problem.message}", fg="yellow",
                     err=True)
@@ -696,7 +748,7 @@ def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str
                         fg="yellow", err=True)
     out = Path(out_file)
     data = report_data(loaded.conversations, out, title=title, source=transcripts_dir, baseline=diff,
-                       baseline_label=baseline, problems=loaded.problems)
+                       baseline_label=baseline, problems=loaded.problems, root=Path(transcripts_dir))
     try:
         size = write_html(out, data)
     except OSError as exc:

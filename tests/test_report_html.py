@@ -180,3 +180,103 @@ def test_load_folder_leaves_out_the_codes_own_json(tmp_path: Path) -> None:
                                                  "turns": []}), encoding="utf-8")
     loaded = load_folder(tmp_path)
     assert [c.path for c in loaded.conversations] == ["c.json"] and not loaded.problems
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_a_report_under_proc_fails_at_once(suite: Suite) -> None:
+    """/proc exists but takes no new file: one clear line and exit 1, not a busy loop."""
+    code, output = _report([str(suite.transcripts), "-o", "/proc/r.html"])
+    assert code == 1 and output.startswith("cannot write the HTML report /proc/r.html: ")
+
+
+def test_a_lone_surrogate_in_a_transcript_is_shown_as_the_replacement_character(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "c.json").write_text('{"name": "c\\ud800", "spec_file": "c.yaml", "verdict": "passed", "turns": '
+                                   '[{"index": 0, "user": "hi", "reply": "x\\udc00y"}]}', encoding="utf-8")
+    code, output = _report([str(folder), "-o", str(tmp_path / "r.html")])
+    assert code == 0, output
+    conversation = embedded_data((tmp_path / "r.html").read_text(encoding="utf-8"))["conversations"][0]
+    assert conversation["transcript"]["name"] == "c\ufffd"
+    assert conversation["transcript"]["turns"][0]["reply"] == "x\ufffdy"
+    assert "\ufffd" in embed_json({"a": "\ud800"}) and "\\ud800" not in embed_json({"a": "\ud800"})
+
+
+def test_images_outside_the_transcripts_folder_are_neither_embedded_nor_linked(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "secret.png").write_bytes(png)
+    folder = tmp_path / "t"
+    (folder / "c.files").mkdir(parents=True)
+    (folder / "c.files" / "mine.png").write_bytes(png)
+    (folder / "c.files" / "link.png").symlink_to(private / "secret.png")
+    paths = {"abs": str(private / "secret.png"), "up": "../private/secret.png", "link": "c.files/link.png",
+             "dots": "c.files/../c.files/mine.png"}
+    outputs = [{"file_id": key, "name": key, "kind": "image", "path": path} for key, path in paths.items()]
+    (folder / "c.json").write_text(json.dumps({"name": "c", "spec_file": "c.yaml", "verdict": "passed",
+                                               "turns": [{"index": 0, "outputs": outputs}]}), encoding="utf-8")
+    code, output = _report([str(folder), "-o", str(tmp_path / "r.html")])
+    assert code == 0, output
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    conversation = embedded_data(html)["conversations"][0]
+    assert list(conversation["media"]) == ["dots"]  # inside, after resolving its ..
+    shown = {o["file_id"]: o for o in conversation["transcript"]["turns"][0]["outputs"]}
+    for key in ("abs", "up", "link"):
+        assert shown[key]["path"] is None and shown[key]["skipped"] == "not embedded: outside the transcripts folder"
+    assert str(private) not in html and "../private" not in html
+
+
+@pytest.mark.parametrize("option, target", [("--html", "transcripts/hi.json"), ("--html", "transcripts/hi.md"),
+                                            ("--junit", "transcripts/hi.files/j.xml"),
+                                            ("--summary", "./transcripts/../transcripts/hi.json")])
+def test_run_refuses_a_report_that_would_overwrite_a_transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                option: str, target: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "hi.yaml", option, target])
+    assert result.exit_code == 2, result.output
+    assert f"{option} {target} is one of the transcripts" in result.output and "nothing was run" in result.output
+    assert not (tmp_path / "transcripts").exists()  # nothing was run
+
+
+@pytest.mark.parametrize("command", ["run", "report", "rejudge"])
+def test_an_empty_report_path_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               command: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    assert CliRunner().invoke(cli, ["run", "hi.yaml"]).exit_code == 0
+    args = {"run": ["run", "hi.yaml", "--html", ""], "report": ["report", "transcripts", "-o", ""],
+            "rejudge": ["rejudge", "transcripts", "--html", ""]}[command]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "an empty path names no file" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["report", "rejudge"])
+def test_report_and_rejudge_refuse_to_overwrite_a_transcript_read(suite: Suite, tmp_path: Path,
+                                                                  command: str) -> None:
+    first = sorted(suite.transcripts.rglob("*.json"))[0]
+    before = {p: p.read_bytes() for p in suite.transcripts.rglob("*") if p.is_file()}
+    for target in (first, first.with_suffix(".md")):
+        args = (["report", str(suite.transcripts), "-o", str(target)] if command == "report"
+                else ["rejudge", str(suite.transcripts), "--html", str(target)])
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "is one of the transcripts" in result.output, result.output
+    assert {p: p.read_bytes() for p in suite.transcripts.rglob("*") if p.is_file()} == before
+
+
+def test_a_baseline_that_is_the_transcripts_folder_is_a_usage_error(suite: Suite, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output = _report([str(suite.transcripts), "-o", str(tmp_path / "r.html"), "--baseline",
+                            str(suite.transcripts / ".")])
+    assert code == 2 and "the baseline is the folder being reported" in output
+    assert not (tmp_path / "r.html").exists()
+    result = CliRunner().invoke(cli, ["rejudge", str(suite.transcripts), "--html", str(tmp_path / "r.html"),
+                                      "--baseline", str(suite.transcripts)])
+    assert result.exit_code == 2 and "the baseline is the folder being re-judged" in result.output
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(cli, ["run", str(tmp_path), "-o", "out", "--html", "r.html", "--baseline", "out"])
+    assert result.exit_code == 2 and "the baseline is the folder the run writes its transcripts to" in result.output

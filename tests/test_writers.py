@@ -105,6 +105,24 @@ def test_atomic_write_keyboard_interrupt_cleans_up(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_atomic_write_gives_up_when_the_folder_takes_no_new_file(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that exists yet says "no such file" (as /proc does) is made again once, then the error stands:
+    no endless loop."""
+    calls = []
+
+    def missing(path: str, *args: Any) -> int:
+        calls.append(path)
+        if len(calls) > 50:
+            raise AssertionError("retried without end")
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(writers.os, "open", missing)
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "out.html", "x")
+    assert len(calls) == 2
+
+
 def test_atomic_write_file_mode_follows_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -506,3 +524,17 @@ def test_a_conversations_files_appear_together_or_not_at_all(tmp_path: Path, mon
         signal.signal(signal.SIGTERM, previous)
     assert seen == [[".json", ".md"]]
     assert json_path.is_file() and md_path.is_file()
+
+
+def test_a_lone_surrogate_is_written_as_the_replacement_character(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply holding a lone surrogate (valid JSON, "\\ud800") cannot be UTF-8: it is written as U+FFFD."""
+    monkeypatch.chdir(tmp_path)
+    t = make_transcript()
+    t.turns[0].reply = "sunny \ud800 and \udfff"
+    json_path, md_path = write_transcript(Path("out"), t)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["turns"][0]["reply"] == "sunny \ufffd and \ufffd"
+    assert "> sunny \ufffd and \ufffd" in md_path.read_text(encoding="utf-8")
+    atomic_write(tmp_path / "x.txt", "a\ud800b")
+    assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "a\ufffdb"

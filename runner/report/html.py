@@ -68,7 +68,10 @@ def load_folder(folder: Path) -> Loaded:
 def embed_json(value: Any) -> str:
     """`value` as JSON that is safe inside a `<script>` element: no `<`, `>` or `&` (so no `</script>` or
     `<!--`), and no U+2028/U+2029; all of them only ever occur inside JSON strings, where `\\uXXXX` means the same."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    from runner.report.writers import without_surrogates
+
+    # a lone surrogate (valid JSON: "\\ud800") cannot be written as UTF-8: it is shown as U+FFFD
+    text = without_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group(0)], text)
 
 
@@ -84,8 +87,52 @@ def _relative_dir(folder: Path, html_dir: Path) -> str:
         return folder.resolve().as_posix()
 
 
+OUTSIDE = "not embedded: outside the transcripts folder"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its `..` and symlinks resolved, is in the folder `root` (resolved already)."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL in the name
+        return False
+
+
+def _resolved(folder: Path) -> Path:
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(folder))
+
+
+def _confined(data: dict[str, Any], folder: Path, root: Path) -> dict[str, Any]:
+    """The transcript with every output file outside `root` (a transcript can name any path, `/home/me/.ssh/x.png`
+    or `../../x.png`) neither embedded nor linked: its path dropped, and why in `skipped`. A copy only when
+    something changed."""
+    turns = data.get("turns")
+    if not isinstance(turns, list):
+        return data
+    changed = False
+    confined_turns: list[Any] = []
+    for turn in turns:
+        outputs = turn.get("outputs") if isinstance(turn, dict) else None
+        if not isinstance(outputs, list):
+            confined_turns.append(turn)
+            continue
+        confined_outputs = []
+        for output in outputs:
+            if isinstance(output, dict) and isinstance(output.get("path"), str) \
+                    and not _inside(folder / output["path"], root):
+                output = {**output, "path": None, "skipped": OUTSIDE}
+                changed = True
+            confined_outputs.append(output)
+        confined_turns.append({**turn, "outputs": confined_outputs})
+    return {**data, "turns": confined_turns} if changed else data
+
+
 def _media(conversation: Conversation, budget: list[int]) -> dict[str, str]:
-    """The small images the conversation's code produced, as data: URIs by file id (within what `budget` has left)."""
+    """The small images the conversation's code produced, as data: URIs by file id (within what `budget` has left);
+    its outputs are confined to the transcripts folder already (see `_confined`)."""
     out: dict[str, str] = {}
     for turn in conversation.data.get("turns") or []:
         for output in turn.get("outputs") or [] if isinstance(turn, dict) else []:
@@ -145,16 +192,21 @@ def compare_with(baseline: Path, conversations: list[Conversation]) -> DiffResul
 def report_data(conversations: list[Conversation], html_path: Path, *, title: str = "runner report",
                 source: str | None = None, seconds: float | None = None, baseline: DiffResult | None = None,
                 baseline_label: str | None = None, problems: list[FileProblem] | None = None,
-                generated_at: str | None = None) -> dict[str, Any]:
+                generated_at: str | None = None, root: Path | None = None) -> dict[str, Any]:
     """The data the page renders: `rows` (what the summary and the table show of each conversation) and
     `conversations` (the transcripts as they are, each with its links' folder, small images, and its changes since
-    the baseline, as `runner diff` computes them)."""
+    the baseline, as `runner diff` computes them). Only the files inside `root`, the transcripts folder (each
+    conversation's own folder when not given), are embedded or linked."""
     html_dir = html_path.parent
     by_path = {d.path: d for d in baseline.conversations} if baseline is not None else {}
     budget = [MAX_EMBEDDED_TOTAL_BYTES]
+    root_resolved = _resolved(root) if root is not None else None
     items, rows = [], []
     for conversation in conversations:
         diff = by_path.get(conversation.path)
+        confine_to = root_resolved if root_resolved is not None else _resolved(conversation.folder)
+        conversation = Conversation(conversation.path, _confined(conversation.data, conversation.folder, confine_to),
+                                    conversation.folder, conversation.not_run)
         item: dict[str, Any] = {"path": conversation.path, "dir": _relative_dir(conversation.folder, html_dir),
                                 "transcript": conversation.data,
                                 "diff": _diff_dict(diff) if diff is not None else None}
@@ -202,9 +254,9 @@ def render_html(data: dict[str, Any]) -> str:
 def write_html(path: Path, data: dict[str, Any]) -> int:
     """Write the page to `path` atomically (a temporary file, then a rename); return its size in bytes.
     Raises OSError when it cannot be written."""
-    from runner.report.writers import atomic_write
+    from runner.report.writers import atomic_write, without_surrogates
 
-    text = render_html(data)
+    text = without_surrogates(render_html(data))  # the title, say, can hold one too
     atomic_write(path, text)
     return len(text.encode("utf-8"))
 

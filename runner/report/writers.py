@@ -30,12 +30,29 @@ _made: set[Path] = set()  # folders this process has made (or found): a batch wr
 _numbers = itertools.count()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (valid in JSON as `"\\ud800"`, not encodable in UTF-8) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def encoded(text: str) -> bytes:
+    """`text` as UTF-8, lone surrogates written as U+FFFD: a writer never fails on what a model or file said."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return without_surrogates(text).encode("utf-8")
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    """Write `text` to `path` through a temporary file in the same folder and a rename (lone surrogates as
+    U+FFFD)."""
     fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
+            f.write(encoded(text))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,13 +66,19 @@ def _temporary(path: Path) -> tuple[int, str]:
     if folder not in _made:
         folder.mkdir(parents=True, exist_ok=True)
         _made.add(folder)
+    remade = False
     while True:
         tmp = f"{folder}{os.sep}.{path.name}.{os.getpid()}.{next(_numbers)}.tmp"
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE), tmp
         except FileExistsError:  # left by an earlier process with this pid: take the next number
             continue
-        except FileNotFoundError:  # the folder was removed since: make it again
+        except FileNotFoundError:
+            # the folder was removed since: make it again, once; a folder that "exists" yet takes no new file
+            # (/proc) would otherwise loop here for ever
+            if remade:
+                raise
+            remade = True
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -256,7 +279,7 @@ def atomic_write_all(files: list[tuple[Path, str | bytes]]) -> None:
             fd, tmp = _temporary(path)
             written.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8") if isinstance(text, str) else text)
+                f.write(encoded(text) if isinstance(text, str) else text)
         held = _hold_signals(signal)
         try:
             while written:
