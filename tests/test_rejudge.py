@@ -434,3 +434,51 @@ def test_last_failed_after_a_rejudge_takes_what_fails_now_and_what_needs_a_run(e
     again = run("specs/examples", "-o", "out", "--lf")
     assert "running the 2 runs that failed last time" in again.output
     assert load(Path("out")).failed == {"specs/examples/hello.yaml"}  # multi-turn ran again and passed
+
+
+def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def transcript_count(folder: Path) -> int:
+    return len([p for p in folder.rglob("*.json") if ".files" not in p.as_posix()])
+
+
+def assert_only_hello_unreadable(result: Result, said: str) -> None:
+    """Exit 1 with no traceback, hello.json named with `said`, and every other transcript judged."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot read the transcript {HELLO}: " in result.output and said in result.output, result.output
+    assert "1 unreadable" in result.output
+    others = transcript_count(Path("out")) - 1
+    assert f"{others} re-judged: {others} passed" in result.output
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == others
+
+
+@pytest.mark.parametrize(("where", "value", "said"), [
+    ("turns.0.reply", 5, "turns[0].reply: expected a string, got int"),
+    ("turns.0.code_runs", [{"input": None}], "turns[0].code_runs[0].input: expected a string, got null"),
+    ("case", ["a"], "case: expected a string, got list"),
+    ("conversation.turns", 5, "conversation.turns: expected a list of strings or null, got int"),
+    ("backend", [], "backend: expected an object, got list"),
+    ("turns.0.index", "zero", "turns[0].index: expected an integer, got str"),
+    ("turns.0.latency_ms", "slow", "turns[0].latency_ms: expected a number or null, got str"),
+    ("turns.0.usage", "lots", "turns[0].usage: expected an object or null, got str"),
+    ("files", "x", "files: expected a list of objects, got str"),
+    ("turns.0.citations", {"a": 1}, "turns[0].citations: expected a list of objects, got dict"),
+    ("turns.0.checks.0.passed", "yes", "turns[0].checks[0].passed: expected true or false, got str"),
+])
+def test_a_hand_edited_transcript_is_named_with_its_field_and_the_others_judged(
+        examples_run: Path, where: str, value: Any, said: str) -> None:
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = where.split(".")
+        target: Any = data
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[last] = value
+
+    edit(HELLO, change)
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, said)
