@@ -557,7 +557,7 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
     conversation needs a run, a transcript's spec or case is gone, or a transcript could not be read or written;
     2 for a usage or spec error (nothing is written then).
     """
-    from runner.rejudge import Scope, match, read_transcripts, spec_files, write_back
+    from runner.rejudge import Scope, match, read_transcripts, spec_files, unjudgeable, write_back
     from runner.rejudge import rejudge as judge_all
 
     if baseline is not None and html_file is None:
@@ -589,8 +589,8 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
         raise click.UsageError(f"none of the {len(recorded)} transcripts in {transcripts_dir} is of the specs given "
                                f"({', '.join(specs)}); nothing was re-judged")
     judged = judge_all(matches, Path(cassette_dir), secret_env)
-    for item in judged:
-        write_back(item, stable)
+    judged, unrendered = write_back(judged, stable)
+    unreadable = [*unreadable, *unjudgeable(matches), *unrendered]
     seconds = time.perf_counter() - start_time
     sys.exit(_report_rejudge(folder, matches, judged, unreadable, seconds,
                              Outputs(folder, stable, Path(junit_file) if junit_file else None,

@@ -58,8 +58,9 @@ class Unreadable:
 
 @dataclass
 class Match:
-    """What becomes of one transcript: `judge` (with `spec`), `needs_run` or `gone` (with `why`), or `other` (its
-    spec is not among those given)."""
+    """What becomes of one transcript: `judge` (with `spec`), `needs_run` or `gone` (with `why`), `other` (its
+    spec is not among those given), or `unreadable` (with `why`: its data made matching, judging or rendering it
+    fail)."""
 
     recorded: Recorded
     status: str
@@ -118,7 +119,14 @@ def _read_error(exc: BaseException) -> str:
         return f"cannot be read: {exc.strerror or exc}"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
+    if isinstance(exc, ValueError):
+        return f"not a transcript this runner can read back: {exc}"
     return f"not a transcript this runner can read back ({type(exc).__name__}: {exc})"
+
+
+def _failed(what: str, exc: BaseException) -> str:
+    """A transcript that made judging or rendering raise: what the data would not allow, never a traceback."""
+    return f"cannot be {what} ({type(exc).__name__}: {exc})"
 
 
 def spec_files(recorded: Iterable[Recorded]) -> list[str]:
@@ -151,33 +159,42 @@ def match(recorded: Sequence[Recorded], scope: Scope, loaded: Sequence[Spec]) ->
     named = [path.resolve() for path in scope.named]
     out = []
     for item in recorded:
-        transcript = item.transcript
-        stem = output_stem(transcript.spec_file)
-        if stem not in stems:
-            if scope.specs is not None and not _within(transcript.spec_file, named):
-                out.append(Match(item, "other"))
-            elif not os.path.isfile(transcript.spec_file):
-                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is gone"))
-            else:
-                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is not among the specs given"))
-            continue
-        spec = by_case.get((stem, transcript.case))
-        repeats = None
-        if spec is None:
-            case, repeat = base_case(transcript.case)
-            spec = by_case.get((stem, case))
-            repeats = case if repeat else None
-        if spec is None:
-            out.append(Match(item, "gone", why=f"its case {transcript.case!r} is no longer in {transcript.spec_file}"))
-            continue
-        # the conversation as the run ran it: its case, pipeline and repeat (a repeat replays its case's cassette)
-        spec = dataclasses.replace(spec, case=transcript.case, pipeline=transcript.pipeline, repeats=repeats)
-        change = conversation_change(transcript, spec)
-        if change is not None:
-            out.append(Match(item, "needs_run", spec, change))
-        else:
-            out.append(Match(item, "judge", spec))
+        try:
+            out.append(_match(item, scope, by_case, stems, named))
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            out.append(Match(item, "unreadable", why=_failed("matched to its spec", exc)))
     return out
+
+
+def _match(item: Recorded, scope: Scope, by_case: Mapping[tuple[Path, str], Spec], stems: set[Path],
+           named: Sequence[Path]) -> Match:
+    transcript = item.transcript
+    stem = output_stem(transcript.spec_file)
+    if stem not in stems:
+        if scope.specs is not None and not _within(transcript.spec_file, named):
+            return Match(item, "other")
+        if not os.path.isfile(transcript.spec_file):
+            return Match(item, "gone", why=f"its spec {transcript.spec_file} is gone")
+        return Match(item, "gone", why=f"its spec {transcript.spec_file} is not among the specs given")
+    spec = by_case.get((stem, transcript.case))
+    repeats = None
+    if spec is None:
+        case, repeat = base_case(transcript.case)
+        spec = by_case.get((stem, case))
+        repeats = case if repeat else None
+    if spec is None:
+        return Match(item, "gone", why=f"its case {transcript.case!r} is no longer in {transcript.spec_file}")
+    # the conversation as the run ran it: its case, pipeline and repeat (a repeat replays its case's cassette)
+    spec = dataclasses.replace(spec, case=transcript.case, pipeline=transcript.pipeline, repeats=repeats)
+    change = conversation_change(transcript, spec)
+    if change is not None:
+        return Match(item, "needs_run", spec, change)
+    return Match(item, "judge", spec)
+
+
+def unjudgeable(matches: Iterable[Match]) -> list[Unreadable]:
+    """The transcripts whose data made matching or judging them fail, as unreadable."""
+    return [Unreadable(m.recorded.path, m.why) for m in matches if m.status == "unreadable"]
 
 
 class ReplayGrader(Grader):
@@ -245,14 +262,18 @@ async def judge_again(matches: Sequence[Match], cassettes: Path, secret_env: Seq
             continue
         spec, transcript = item.spec, item.recorded.transcript
         before = item.recorded.verdict
-        transcript.conversation_checks = []  # a conversation check the spec no longer has must not linger
-        context = CheckContext(spec_file=spec.file, variables=spec.vars,
-                               grader=graders(spec, transcript.backend))
-        path, _ = cassette_for(cassettes, spec, "none")
-        with recording(path, "none", spec.key, secrets(transcript.backend, secret_env)):
-            await judge(spec, transcript, context)
-        # as a run does: after the checks judged the real reply, before anything is written or printed
-        _redactor(transcript.backend, secret_env).data(transcript)
+        try:
+            transcript.conversation_checks = []  # a conversation check the spec no longer has must not linger
+            context = CheckContext(spec_file=spec.file, variables=spec.vars,
+                                   grader=graders(spec, transcript.backend))
+            path, _ = cassette_for(cassettes, spec, "none")
+            with recording(path, "none", spec.key, secrets(transcript.backend, secret_env)):
+                await judge(spec, transcript, context)
+            # as a run does: after the checks judged the real reply, before anything is written or printed
+            _redactor(transcript.backend, secret_env).data(transcript)
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            item.status, item.why = "unreadable", _failed("judged", exc)
+            continue
         out.append(Judged(item.recorded, before))
     return out
 
@@ -262,10 +283,9 @@ def rejudge(matches: Sequence[Match], cassettes: Path, secret_env: Sequence[str]
     return asyncio.run(judge_again(matches, cassettes, secret_env))
 
 
-def write_back(judged: Judged, stable: bool = False) -> None:
-    """Write a re-judged transcript over the one it was read from, JSON and Markdown together (atomically), in the
-    stable view when it was written so (or `stable`); the files its code produced stay as they are. Records the
-    failure on `judged` rather than raising."""
+def _rendered(judged: Judged, stable: bool) -> list[tuple[Path, str | bytes]]:
+    """The Markdown and JSON a re-judged transcript is written back as, over the files it was read from, in the
+    stable view when it was written so (or `stable`); the files its code produced stay as they are."""
     from runner.report.stable import stable_copy
 
     transcript = judged.transcript
@@ -273,7 +293,24 @@ def write_back(judged: Judged, stable: bool = False) -> None:
         transcript = stable_copy(transcript)
     json_path = judged.recorded.path
     md_path = json_path.with_name(json_path.name.removesuffix(".json") + ".md")
-    try:
-        atomic_write_all([(md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
-    except OSError as exc:
-        judged.write_error = f"cannot write the transcript {json_path}: {exc}"
+    return [(md_path, to_markdown(transcript)), (json_path, to_json(transcript))]
+
+
+def write_back(judged: Sequence[Judged], stable: bool = False) -> tuple[list[Judged], list[Unreadable]]:
+    """Write the re-judged transcripts back, each JSON and Markdown together (atomically), once every one of them
+    is rendered: a transcript that cannot be rendered is left as it was and returned as unreadable (with the
+    others written), so no failure leaves part of the folder rewritten and the rest not. Returns the transcripts
+    still judged (a failure to write is recorded on its `Judged`, not raised) and those that could not be rendered."""
+    rendered: list[tuple[Judged, list[tuple[Path, str | bytes]]]] = []
+    problems = []
+    for item in judged:
+        try:
+            rendered.append((item, _rendered(item, stable)))
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            problems.append(Unreadable(item.recorded.path, _failed("rendered", exc)))
+    for item, files in rendered:
+        try:
+            atomic_write_all(files)
+        except OSError as exc:
+            item.write_error = f"cannot write the transcript {item.recorded.path}: {exc}"
+    return [item for item, _ in rendered], problems

@@ -482,3 +482,51 @@ def test_a_hand_edited_transcript_is_named_with_its_field_and_the_others_judged(
     edit(HELLO, change)
     result = rejudge("out", "--summary", "summary.json")
     assert_only_hello_unreadable(result, said)
+
+
+def test_a_failure_judging_or_rendering_one_transcript_leaves_it_alone(examples_run: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.rejudge
+    from runner.report import writers
+
+    spec = Path("specs/examples/hello.yaml")
+    spec.write_text(spec.read_text(encoding="utf-8").replace("- contains: 你好呀", "- contains: Goodbye"),
+                    encoding="utf-8")
+    hello = HELLO.read_bytes()
+    events: list[str] = []
+    markdown, write_all = writers.to_markdown, runner.rejudge.atomic_write_all
+
+    def render(transcript: Transcript) -> str:
+        events.append("render")
+        if transcript.name == "hello":
+            raise KeyError("surprise")
+        return markdown(transcript)
+
+    def write_files(files: list[tuple[Path, str | bytes]]) -> None:
+        events.append("write")
+        write_all(files)
+
+    monkeypatch.setattr(runner.rejudge, "to_markdown", render)
+    monkeypatch.setattr(runner.rejudge, "atomic_write_all", write_files)
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, "cannot be rendered (KeyError: 'surprise')")
+    assert HELLO.read_bytes() == hello  # left as it was, and the others written, once all were rendered
+    assert "write" in events and "render" not in events[events.index("write"):]
+
+    def broken_judge(*args: Any) -> None:
+        raise TypeError("unexpected data")
+
+    monkeypatch.setattr(runner.rejudge, "to_markdown", markdown)
+    monkeypatch.setattr(runner.rejudge, "judge", broken_judge)
+    result = rejudge("out")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot read the transcript {HELLO}: cannot be judged (TypeError: unexpected data)" in result.output
+    assert HELLO.read_bytes() == hello
+
+    def broken_change(*args: Any) -> None:
+        raise AttributeError("odd")
+
+    monkeypatch.setattr(runner.rejudge, "conversation_change", broken_change)
+    result = rejudge("out")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{HELLO}: cannot be matched to its spec (AttributeError: odd)" in result.output
