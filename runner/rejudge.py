@@ -21,7 +21,7 @@ from typing import Any
 from runner.expect import CannotJudge, CheckContext, judge
 from runner.expect.grader import Grader, GradingError
 from runner.redact import Redactor, credible
-from runner.report.diff import NotTranscript, load_transcript_data, produced_file
+from runner.report.diff import NotTranscript, produced_file
 from runner.report.transcript import Transcript
 from runner.report.writers import atomic_write_all, to_json, to_markdown
 from runner.spec.fingerprint import conversation_change
@@ -91,6 +91,25 @@ class Scope:
     named: list[Path] = field(default_factory=list)
 
 
+# a JSON object with any of these at its top level is taken for a transcript, and must have them all: one missing is
+# reported, never skipped silently (a summary, with its version, totals and conversations, has none of them)
+_TRANSCRIPT_KEYS = ("spec_file", "name", "verdict", "turns")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """The JSON transcript in `path`; NotTranscript for other JSON, ValueError (naming the field) for a malformed
+    one, OSError when it cannot be read."""
+    data = json.loads(path.read_text(encoding="utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    if not isinstance(data, dict) or not data.keys() & set(_TRANSCRIPT_KEYS):
+        raise NotTranscript("not a transcript (no spec_file, name, verdict and turns)")
+    missing = [key for key in _TRANSCRIPT_KEYS if key not in data]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: missing")
+    if not isinstance(data["verdict"], str):
+        raise ValueError(f"verdict: expected a string, got {type(data['verdict']).__name__}")
+    return data
+
+
 def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
     """Every JSON transcript under `folder` (the files the code produced, saved beside them, left out), and the
     JSON files that could not be read back as transcripts."""
@@ -100,7 +119,7 @@ def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
         if not path.is_file() or produced_file(folder, path):
             continue
         try:
-            data = load_transcript_data(path)
+            data = _load(path)
             transcript = Transcript.from_dict(data)
         except NotTranscript as exc:
             problems.append(Unreadable(path, str(exc), transcript=False))

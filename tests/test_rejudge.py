@@ -530,3 +530,10 @@ def test_a_failure_judging_or_rendering_one_transcript_leaves_it_alone(examples_
     result = rejudge("out")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"{HELLO}: cannot be matched to its spec (AttributeError: odd)" in result.output
+
+
+@pytest.mark.parametrize("key", ["verdict", "spec_file", "name", "turns"])
+def test_a_transcript_missing_a_required_key_is_reported(examples_run: Path, key: str) -> None:
+    edit(HELLO, lambda data: data.pop(key))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, f"{key}: missing")

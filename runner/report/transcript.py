@@ -288,7 +288,7 @@ _TRANSCRIPT_SHAPE: dict[str, tuple[str, bool, Any]] = {
     "pipeline": ("a string", False, None), "conversation": _optional("an object"),
     "version": ("an integer", False, None),
     # read below, checked here
-    "turns": ("a list of objects", True, None), "conversation_checks": ("a list of objects", True, None),
+    "turns": ("a list of objects", False, None), "conversation_checks": ("a list of objects", True, None),
 }
 _DIGESTS_SHAPE: dict[str, tuple[str, bool, Any]] = {
     "assistant": _optional("a string"), "backend": _optional("a string"), "files": _optional("a string"),
