@@ -110,9 +110,18 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def outside(spec_file: str, here: Path | None = None) -> bool:
+    """Whether a transcript's spec file is absolute or leads outside the working folder (`..`, a symbolic link)."""
+    base = (here or Path.cwd()).resolve()
+    if os.path.isabs(spec_file):
+        return True
+    where = (base / spec_file).resolve()
+    return base != where and base not in where.parents
+
+
 def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
     """Every JSON transcript under `folder` (the files the code produced, saved beside them, left out), and the
-    JSON files that could not be read back as transcripts."""
+    JSON files that could not be read back as transcripts: malformed, or of a spec outside the working folder."""
     found: list[Recorded] = []
     problems: list[Unreadable] = []
     for path in sorted(folder.rglob("*.json")):
@@ -126,6 +135,10 @@ def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
             continue
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             problems.append(Unreadable(path, _read_error(exc)))
+            continue
+        if outside(transcript.spec_file):
+            problems.append(Unreadable(path, f"its spec_file {transcript.spec_file} is outside the working folder "
+                                             f"({Path.cwd()}): not loaded"))
             continue
         found.append(Recorded(path, transcript, str(data["verdict"]), not data.get("started_at")))
     return found, problems

@@ -537,3 +537,23 @@ def test_a_transcript_missing_a_required_key_is_reported(examples_run: Path, key
     edit(HELLO, lambda data: data.pop(key))
     result = rejudge("out", "--summary", "summary.json")
     assert_only_hello_unreadable(result, f"{key}: missing")
+
+
+@pytest.mark.parametrize("spec_file", ["../../etc/passwd", "/etc/passwd", "specs/../../outside.yaml",
+                                       "specs/link/outside.yaml"])
+def test_a_spec_file_outside_the_working_folder_is_never_loaded(examples_run: Path, spec_file: str,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    import runner.cli
+
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (outside / "outside.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    Path("specs/link").symlink_to(outside)  # inside the working folder, leading outside it
+    edit(HELLO, lambda data: data.update(spec_file=spec_file))
+    loaded: list[str] = []
+    load_cases = runner.cli.load_cases
+    monkeypatch.setattr(runner.cli, "load_cases",
+                        lambda file, *args: loaded.append(str(file)) or load_cases(file, *args))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, f"its spec_file {spec_file} is outside the working folder")
+    assert not [file for file in loaded if "outside" in file or "passwd" in file]
