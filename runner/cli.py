@@ -616,7 +616,9 @@ def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreada
             click.echo(f"{click.style('GONE', fg='yellow', bold=True)}  {t.spec_file}  {t.name}: {m.why}; "
                        f"not re-judged ({m.recorded.path})")
     for problem in unreadable:
-        if problem.transcript:
+        if problem.note:
+            click.secho(f"warning: skipped {problem.path}: {problem.message}", fg="yellow", err=True)
+        elif problem.transcript:
             click.secho(f"cannot read the transcript {problem.path}: {problem.message}", fg="red", err=True)
     changed = [j for j in judged if j.before != j.transcript.verdict]
     for item in changed:

@@ -22,7 +22,7 @@ from runner.expect import CannotJudge, CheckContext, judge
 from runner.expect.grader import Grader, GradingError
 from runner.redact import Redactor, credible
 from runner.report.diff import NotTranscript, produced_file
-from runner.report.transcript import Transcript
+from runner.report.transcript import TRANSCRIPT_VERSION, Transcript
 from runner.report.writers import atomic_write_all, to_json, to_markdown
 from runner.spec.fingerprint import conversation_change
 from runner.spec.model import Spec
@@ -53,7 +53,8 @@ class Unreadable:
 
     path: Path
     message: str
-    transcript: bool = True  # False: valid JSON that is no transcript (a summary beside them): a note, no error
+    transcript: bool = True  # False: valid JSON that is no transcript (a summary beside them): no error
+    note: bool = False  # shown as a warning, with no error (a symbolic link skipped)
 
 
 @dataclass
@@ -110,6 +111,11 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _linked(folder: Path, path: Path) -> bool:
+    """Whether `path`, or a folder between `folder` and it, is a symbolic link."""
+    return path.is_symlink() or any(parent.is_symlink() for parent in path.parents if folder in parent.parents)
+
+
 def outside(spec_file: str, here: Path | None = None) -> bool:
     """Whether a transcript's spec file is absolute or leads outside the working folder (`..`, a symbolic link)."""
     base = (here or Path.cwd()).resolve()
@@ -120,12 +126,18 @@ def outside(spec_file: str, here: Path | None = None) -> bool:
 
 
 def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
-    """Every JSON transcript under `folder` (the files the code produced, saved beside them, left out), and the
-    JSON files that could not be read back as transcripts: malformed, or of a spec outside the working folder."""
+    """Every JSON transcript under `folder` (the files the code produced, saved beside them, and symbolic links left
+    out), and the JSON files that could not be read back as transcripts: malformed, written by another version, of
+    a spec outside the working folder, or a second transcript of a conversation already found."""
     found: list[Recorded] = []
     problems: list[Unreadable] = []
+    seen: dict[tuple[str, str], Path] = {}
     for path in sorted(folder.rglob("*.json")):
         if not path.is_file() or produced_file(folder, path):
+            continue
+        if _linked(folder, path):
+            problems.append(Unreadable(path, "a symbolic link: skipped (a transcript is judged where it is)",
+                                       transcript=False, note=True))
             continue
         try:
             data = _load(path)
@@ -136,10 +148,20 @@ def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             problems.append(Unreadable(path, _read_error(exc)))
             continue
+        if transcript.version != TRANSCRIPT_VERSION:
+            problems.append(Unreadable(path, f"written by another version (transcript version {transcript.version}; "
+                                             f"this runner reads version {TRANSCRIPT_VERSION})"))
+            continue
         if outside(transcript.spec_file):
             problems.append(Unreadable(path, f"its spec_file {transcript.spec_file} is outside the working folder "
                                              f"({Path.cwd()}): not loaded"))
             continue
+        key = (os.path.normpath(transcript.spec_file), transcript.case)
+        if key in seen:
+            problems.append(Unreadable(path, f"the same conversation ({transcript.key}) as {seen[key]}: "
+                                             "not judged twice"))
+            continue
+        seen[key] = path
         found.append(Recorded(path, transcript, str(data["verdict"]), not data.get("started_at")))
     return found, problems
 

@@ -557,3 +557,34 @@ def test_a_spec_file_outside_the_working_folder_is_never_loaded(examples_run: Pa
     result = rejudge("out", "--summary", "summary.json")
     assert_only_hello_unreadable(result, f"its spec_file {spec_file} is outside the working folder")
     assert not [file for file in loaded if "outside" in file or "passwd" in file]
+
+
+def test_a_symlinked_transcript_is_skipped_and_stays_a_link(examples_run: Path) -> None:
+    link = Path("out/link.json")
+    link.symlink_to(HELLO.resolve())
+    Path("out/linked").symlink_to(HELLO.parent.resolve(), target_is_directory=True)
+    result = rejudge("out", "--summary", "summary.json")
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {link}: a symbolic link" in result.output
+    assert link.is_symlink()  # and out/linked/ adds no conversation either (the count below)
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == transcript_count(Path("out")) - 1
+
+
+def test_the_same_conversation_twice_is_judged_once(examples_run: Path) -> None:
+    copy = Path("out/again/hello.json")
+    copy.parent.mkdir()
+    copy.write_bytes(HELLO.read_bytes())
+    result = rejudge("out", "--summary", "summary.json")
+    assert result.exit_code == 1, result.output
+    # the first in path order is judged (out/again/ sorts before out/specs/), the other named
+    assert (f"cannot read the transcript {HELLO}: the same conversation (specs/examples/hello.yaml) as {copy}: "
+            "not judged twice") in result.output
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == transcript_count(Path("out")) - 1
+
+
+def test_a_transcript_of_another_version_is_reported(examples_run: Path) -> None:
+    edit(HELLO, lambda data: data.update(version=2))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, "written by another version (transcript version 2")
