@@ -599,7 +599,7 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
     conversation needs a run, a transcript's spec or case is gone, or a transcript could not be read or written;
     2 for a usage or spec error (nothing is written then).
     """
-    from runner.rejudge import Scope, match, read_transcripts, spec_files, write_back
+    from runner.rejudge import Scope, match, read_transcripts, spec_files, unjudgeable, write_back
     from runner.rejudge import rejudge as judge_all
 
     if baseline is not None and html_file is None:
@@ -635,8 +635,8 @@ def rejudge(transcripts_dir: str, specs: tuple[str, ...], variables: tuple[str, 
         raise click.UsageError(f"none of the {len(recorded)} transcripts in {transcripts_dir} is of the specs given "
                                f"({', '.join(specs)}); nothing was re-judged")
     judged = judge_all(matches, Path(cassette_dir), secret_env)
-    for item in judged:
-        write_back(item, stable)
+    judged, unrendered = write_back(judged, stable)
+    unreadable = [*unreadable, *unjudgeable(matches), *unrendered]
     seconds = time.perf_counter() - start_time
     sys.exit(_report_rejudge(folder, matches, judged, unreadable, seconds,
                              Outputs(folder, stable, Path(junit_file) if junit_file else None,
@@ -662,7 +662,9 @@ def _report_rejudge(folder: Path, matches: list[Any], judged: list[Any], unreada
             click.echo(f"{click.style('GONE', fg='yellow', bold=True)}  {t.spec_file}  {t.name}: {m.why}; "
                        f"not re-judged ({m.recorded.path})")
     for problem in unreadable:
-        if problem.transcript:
+        if problem.note:
+            click.secho(f"warning: skipped {problem.path}: {problem.message}", fg="yellow", err=True)
+        elif problem.transcript:
             click.secho(f"cannot read the transcript {problem.path}: {problem.message}", fg="red", err=True)
     changed = [j for j in judged if j.before != j.transcript.verdict]
     for item in changed:

@@ -21,8 +21,8 @@ from typing import Any
 from runner.expect import CannotJudge, CheckContext, judge
 from runner.expect.grader import Grader, GradingError
 from runner.redact import Redactor, credible
-from runner.report.diff import NotTranscript, load_transcript_data, produced_file
-from runner.report.transcript import Transcript
+from runner.report.diff import NotTranscript, produced_file
+from runner.report.transcript import TRANSCRIPT_VERSION, Transcript
 from runner.report.writers import atomic_write_all, to_json, to_markdown
 from runner.spec.fingerprint import conversation_change
 from runner.spec.model import Spec
@@ -53,13 +53,15 @@ class Unreadable:
 
     path: Path
     message: str
-    transcript: bool = True  # False: valid JSON that is no transcript (a summary beside them): a note, no error
+    transcript: bool = True  # False: valid JSON that is no transcript (a summary beside them): no error
+    note: bool = False  # shown as a warning, with no error (a symbolic link skipped)
 
 
 @dataclass
 class Match:
-    """What becomes of one transcript: `judge` (with `spec`), `needs_run` or `gone` (with `why`), or `other` (its
-    spec is not among those given)."""
+    """What becomes of one transcript: `judge` (with `spec`), `needs_run` or `gone` (with `why`), `other` (its
+    spec is not among those given), or `unreadable` (with `why`: its data made matching, judging or rendering it
+    fail)."""
 
     recorded: Recorded
     status: str
@@ -90,16 +92,55 @@ class Scope:
     named: list[Path] = field(default_factory=list)
 
 
+# a JSON object with any of these at its top level is taken for a transcript, and must have them all: one missing is
+# reported, never skipped silently (a summary, with its version, totals and conversations, has none of them)
+_TRANSCRIPT_KEYS = ("spec_file", "name", "verdict", "turns")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """The JSON transcript in `path`; NotTranscript for other JSON, ValueError (naming the field) for a malformed
+    one, OSError when it cannot be read."""
+    data = json.loads(path.read_text(encoding="utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    if not isinstance(data, dict) or not data.keys() & set(_TRANSCRIPT_KEYS):
+        raise NotTranscript("not a transcript (no spec_file, name, verdict and turns)")
+    missing = [key for key in _TRANSCRIPT_KEYS if key not in data]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: missing")
+    if not isinstance(data["verdict"], str):
+        raise ValueError(f"verdict: expected a string, got {type(data['verdict']).__name__}")
+    return data
+
+
+def _linked(folder: Path, path: Path) -> bool:
+    """Whether `path`, or a folder between `folder` and it, is a symbolic link."""
+    return path.is_symlink() or any(parent.is_symlink() for parent in path.parents if folder in parent.parents)
+
+
+def outside(spec_file: str, here: Path | None = None) -> bool:
+    """Whether a transcript's spec file is absolute or leads outside the working folder (`..`, a symbolic link)."""
+    base = (here or Path.cwd()).resolve()
+    if os.path.isabs(spec_file):
+        return True
+    where = (base / spec_file).resolve()
+    return base != where and base not in where.parents
+
+
 def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
-    """Every JSON transcript under `folder` (the files the code produced, saved beside them, left out), and the
-    JSON files that could not be read back as transcripts."""
+    """Every JSON transcript under `folder` (the files the code produced, saved beside them, and symbolic links left
+    out), and the JSON files that could not be read back as transcripts: malformed, written by another version, of
+    a spec outside the working folder, or a second transcript of a conversation already found."""
     found: list[Recorded] = []
     problems: list[Unreadable] = []
+    seen: dict[tuple[str, str], Path] = {}
     for path in sorted(folder.rglob("*.json")):
         if not path.is_file() or produced_file(folder, path):
             continue
+        if _linked(folder, path):
+            problems.append(Unreadable(path, "a symbolic link: skipped (a transcript is judged where it is)",
+                                       transcript=False, note=True))
+            continue
         try:
-            data = load_transcript_data(path)
+            data = _load(path)
             transcript = Transcript.from_dict(data)
         except NotTranscript as exc:
             problems.append(Unreadable(path, str(exc), transcript=False))
@@ -107,6 +148,20 @@ def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             problems.append(Unreadable(path, _read_error(exc)))
             continue
+        if transcript.version != TRANSCRIPT_VERSION:
+            problems.append(Unreadable(path, f"written by another version (transcript version {transcript.version}; "
+                                             f"this runner reads version {TRANSCRIPT_VERSION})"))
+            continue
+        if outside(transcript.spec_file):
+            problems.append(Unreadable(path, f"its spec_file {transcript.spec_file} is outside the working folder "
+                                             f"({Path.cwd()}): not loaded"))
+            continue
+        key = (os.path.normpath(transcript.spec_file), transcript.case)
+        if key in seen:
+            problems.append(Unreadable(path, f"the same conversation ({transcript.key}) as {seen[key]}: "
+                                             "not judged twice"))
+            continue
+        seen[key] = path
         found.append(Recorded(path, transcript, str(data["verdict"]), not data.get("started_at")))
     return found, problems
 
@@ -118,7 +173,14 @@ def _read_error(exc: BaseException) -> str:
         return f"cannot be read: {exc.strerror or exc}"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
+    if isinstance(exc, ValueError):
+        return f"not a transcript this runner can read back: {exc}"
     return f"not a transcript this runner can read back ({type(exc).__name__}: {exc})"
+
+
+def _failed(what: str, exc: BaseException) -> str:
+    """A transcript that made judging or rendering raise: what the data would not allow, never a traceback."""
+    return f"cannot be {what} ({type(exc).__name__}: {exc})"
 
 
 def spec_files(recorded: Iterable[Recorded]) -> list[str]:
@@ -151,33 +213,42 @@ def match(recorded: Sequence[Recorded], scope: Scope, loaded: Sequence[Spec]) ->
     named = [path.resolve() for path in scope.named]
     out = []
     for item in recorded:
-        transcript = item.transcript
-        stem = output_stem(transcript.spec_file)
-        if stem not in stems:
-            if scope.specs is not None and not _within(transcript.spec_file, named):
-                out.append(Match(item, "other"))
-            elif not os.path.isfile(transcript.spec_file):
-                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is gone"))
-            else:
-                out.append(Match(item, "gone", why=f"its spec {transcript.spec_file} is not among the specs given"))
-            continue
-        spec = by_case.get((stem, transcript.case))
-        repeats = None
-        if spec is None:
-            case, repeat = base_case(transcript.case)
-            spec = by_case.get((stem, case))
-            repeats = case if repeat else None
-        if spec is None:
-            out.append(Match(item, "gone", why=f"its case {transcript.case!r} is no longer in {transcript.spec_file}"))
-            continue
-        # the conversation as the run ran it: its case, pipeline and repeat (a repeat replays its case's cassette)
-        spec = dataclasses.replace(spec, case=transcript.case, pipeline=transcript.pipeline, repeats=repeats)
-        change = conversation_change(transcript, spec)
-        if change is not None:
-            out.append(Match(item, "needs_run", spec, change))
-        else:
-            out.append(Match(item, "judge", spec))
+        try:
+            out.append(_match(item, scope, by_case, stems, named))
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            out.append(Match(item, "unreadable", why=_failed("matched to its spec", exc)))
     return out
+
+
+def _match(item: Recorded, scope: Scope, by_case: Mapping[tuple[Path, str], Spec], stems: set[Path],
+           named: Sequence[Path]) -> Match:
+    transcript = item.transcript
+    stem = output_stem(transcript.spec_file)
+    if stem not in stems:
+        if scope.specs is not None and not _within(transcript.spec_file, named):
+            return Match(item, "other")
+        if not os.path.isfile(transcript.spec_file):
+            return Match(item, "gone", why=f"its spec {transcript.spec_file} is gone")
+        return Match(item, "gone", why=f"its spec {transcript.spec_file} is not among the specs given")
+    spec = by_case.get((stem, transcript.case))
+    repeats = None
+    if spec is None:
+        case, repeat = base_case(transcript.case)
+        spec = by_case.get((stem, case))
+        repeats = case if repeat else None
+    if spec is None:
+        return Match(item, "gone", why=f"its case {transcript.case!r} is no longer in {transcript.spec_file}")
+    # the conversation as the run ran it: its case, pipeline and repeat (a repeat replays its case's cassette)
+    spec = dataclasses.replace(spec, case=transcript.case, pipeline=transcript.pipeline, repeats=repeats)
+    change = conversation_change(transcript, spec)
+    if change is not None:
+        return Match(item, "needs_run", spec, change)
+    return Match(item, "judge", spec)
+
+
+def unjudgeable(matches: Iterable[Match]) -> list[Unreadable]:
+    """The transcripts whose data made matching or judging them fail, as unreadable."""
+    return [Unreadable(m.recorded.path, m.why) for m in matches if m.status == "unreadable"]
 
 
 class ReplayGrader(Grader):
@@ -245,14 +316,18 @@ async def judge_again(matches: Sequence[Match], cassettes: Path, secret_env: Seq
             continue
         spec, transcript = item.spec, item.recorded.transcript
         before = item.recorded.verdict
-        transcript.conversation_checks = []  # a conversation check the spec no longer has must not linger
-        context = CheckContext(spec_file=spec.file, variables=spec.vars,
-                               grader=graders(spec, transcript.backend))
-        path, _ = cassette_for(cassettes, spec, "none")
-        with recording(path, "none", spec.key, secrets(transcript.backend, secret_env)):
-            await judge(spec, transcript, context)
-        # as a run does: after the checks judged the real reply, before anything is written or printed
-        _redactor(transcript.backend, secret_env).data(transcript)
+        try:
+            transcript.conversation_checks = []  # a conversation check the spec no longer has must not linger
+            context = CheckContext(spec_file=spec.file, variables=spec.vars,
+                                   grader=graders(spec, transcript.backend))
+            path, _ = cassette_for(cassettes, spec, "none")
+            with recording(path, "none", spec.key, secrets(transcript.backend, secret_env)):
+                await judge(spec, transcript, context)
+            # as a run does: after the checks judged the real reply, before anything is written or printed
+            _redactor(transcript.backend, secret_env).data(transcript)
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            item.status, item.why = "unreadable", _failed("judged", exc)
+            continue
         out.append(Judged(item.recorded, before))
     return out
 
@@ -262,10 +337,9 @@ def rejudge(matches: Sequence[Match], cassettes: Path, secret_env: Sequence[str]
     return asyncio.run(judge_again(matches, cassettes, secret_env))
 
 
-def write_back(judged: Judged, stable: bool = False) -> None:
-    """Write a re-judged transcript over the one it was read from, JSON and Markdown together (atomically), in the
-    stable view when it was written so (or `stable`); the files its code produced stay as they are. Records the
-    failure on `judged` rather than raising."""
+def _rendered(judged: Judged, stable: bool) -> list[tuple[Path, str | bytes]]:
+    """The Markdown and JSON a re-judged transcript is written back as, over the files it was read from, in the
+    stable view when it was written so (or `stable`); the files its code produced stay as they are."""
     from runner.report.stable import stable_copy
 
     transcript = judged.transcript
@@ -273,7 +347,24 @@ def write_back(judged: Judged, stable: bool = False) -> None:
         transcript = stable_copy(transcript)
     json_path = judged.recorded.path
     md_path = json_path.with_name(json_path.name.removesuffix(".json") + ".md")
-    try:
-        atomic_write_all([(md_path, to_markdown(transcript)), (json_path, to_json(transcript))])
-    except OSError as exc:
-        judged.write_error = f"cannot write the transcript {json_path}: {exc}"
+    return [(md_path, to_markdown(transcript)), (json_path, to_json(transcript))]
+
+
+def write_back(judged: Sequence[Judged], stable: bool = False) -> tuple[list[Judged], list[Unreadable]]:
+    """Write the re-judged transcripts back, each JSON and Markdown together (atomically), once every one of them
+    is rendered: a transcript that cannot be rendered is left as it was and returned as unreadable (with the
+    others written), so no failure leaves part of the folder rewritten and the rest not. Returns the transcripts
+    still judged (a failure to write is recorded on its `Judged`, not raised) and those that could not be rendered."""
+    rendered: list[tuple[Judged, list[tuple[Path, str | bytes]]]] = []
+    problems = []
+    for item in judged:
+        try:
+            rendered.append((item, _rendered(item, stable)))
+        except Exception as exc:  # data the reading let through: that transcript alone is unreadable
+            problems.append(Unreadable(item.recorded.path, _failed("rendered", exc)))
+    for item, files in rendered:
+        try:
+            atomic_write_all(files)
+        except OSError as exc:
+            item.write_error = f"cannot write the transcript {item.recorded.path}: {exc}"
+    return [item for item, _ in rendered], problems

@@ -434,3 +434,157 @@ def test_last_failed_after_a_rejudge_takes_what_fails_now_and_what_needs_a_run(e
     again = run("specs/examples", "-o", "out", "--lf")
     assert "running the 2 runs that failed last time" in again.output
     assert load(Path("out")).failed == {"specs/examples/hello.yaml"}  # multi-turn ran again and passed
+
+
+def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def transcript_count(folder: Path) -> int:
+    return len([p for p in folder.rglob("*.json") if ".files" not in p.as_posix()])
+
+
+def assert_only_hello_unreadable(result: Result, said: str) -> None:
+    """Exit 1 with no traceback, hello.json named with `said`, and every other transcript judged."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot read the transcript {HELLO}: " in result.output and said in result.output, result.output
+    assert "1 unreadable" in result.output
+    others = transcript_count(Path("out")) - 1
+    assert f"{others} re-judged: {others} passed" in result.output
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == others
+
+
+@pytest.mark.parametrize(("where", "value", "said"), [
+    ("turns.0.reply", 5, "turns[0].reply: expected a string, got int"),
+    ("turns.0.code_runs", [{"input": None}], "turns[0].code_runs[0].input: expected a string, got null"),
+    ("case", ["a"], "case: expected a string, got list"),
+    ("conversation.turns", 5, "conversation.turns: expected a list of strings or null, got int"),
+    ("backend", [], "backend: expected an object, got list"),
+    ("turns.0.index", "zero", "turns[0].index: expected an integer, got str"),
+    ("turns.0.latency_ms", "slow", "turns[0].latency_ms: expected a number or null, got str"),
+    ("turns.0.usage", "lots", "turns[0].usage: expected an object or null, got str"),
+    ("files", "x", "files: expected a list of objects, got str"),
+    ("turns.0.citations", {"a": 1}, "turns[0].citations: expected a list of objects, got dict"),
+    ("turns.0.checks.0.passed", "yes", "turns[0].checks[0].passed: expected true or false, got str"),
+])
+def test_a_hand_edited_transcript_is_named_with_its_field_and_the_others_judged(
+        examples_run: Path, where: str, value: Any, said: str) -> None:
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = where.split(".")
+        target: Any = data
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[last] = value
+
+    edit(HELLO, change)
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, said)
+
+
+def test_a_failure_judging_or_rendering_one_transcript_leaves_it_alone(examples_run: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.rejudge
+    from runner.report import writers
+
+    spec = Path("specs/examples/hello.yaml")
+    spec.write_text(spec.read_text(encoding="utf-8").replace("- contains: 你好呀", "- contains: Goodbye"),
+                    encoding="utf-8")
+    hello = HELLO.read_bytes()
+    events: list[str] = []
+    markdown, write_all = writers.to_markdown, runner.rejudge.atomic_write_all
+
+    def render(transcript: Transcript) -> str:
+        events.append("render")
+        if transcript.name == "hello":
+            raise KeyError("surprise")
+        return markdown(transcript)
+
+    def write_files(files: list[tuple[Path, str | bytes]]) -> None:
+        events.append("write")
+        write_all(files)
+
+    monkeypatch.setattr(runner.rejudge, "to_markdown", render)
+    monkeypatch.setattr(runner.rejudge, "atomic_write_all", write_files)
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, "cannot be rendered (KeyError: 'surprise')")
+    assert HELLO.read_bytes() == hello  # left as it was, and the others written, once all were rendered
+    assert "write" in events and "render" not in events[events.index("write"):]
+
+    def broken_judge(*args: Any) -> None:
+        raise TypeError("unexpected data")
+
+    monkeypatch.setattr(runner.rejudge, "to_markdown", markdown)
+    monkeypatch.setattr(runner.rejudge, "judge", broken_judge)
+    result = rejudge("out")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot read the transcript {HELLO}: cannot be judged (TypeError: unexpected data)" in result.output
+    assert HELLO.read_bytes() == hello
+
+    def broken_change(*args: Any) -> None:
+        raise AttributeError("odd")
+
+    monkeypatch.setattr(runner.rejudge, "conversation_change", broken_change)
+    result = rejudge("out")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{HELLO}: cannot be matched to its spec (AttributeError: odd)" in result.output
+
+
+@pytest.mark.parametrize("key", ["verdict", "spec_file", "name", "turns"])
+def test_a_transcript_missing_a_required_key_is_reported(examples_run: Path, key: str) -> None:
+    edit(HELLO, lambda data: data.pop(key))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, f"{key}: missing")
+
+
+@pytest.mark.parametrize("spec_file", ["../../etc/passwd", "/etc/passwd", "specs/../../outside.yaml",
+                                       "specs/link/outside.yaml"])
+def test_a_spec_file_outside_the_working_folder_is_never_loaded(examples_run: Path, spec_file: str,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    import runner.cli
+
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (outside / "outside.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    Path("specs/link").symlink_to(outside)  # inside the working folder, leading outside it
+    edit(HELLO, lambda data: data.update(spec_file=spec_file))
+    loaded: list[str] = []
+    load_cases = runner.cli.load_cases
+    monkeypatch.setattr(runner.cli, "load_cases",
+                        lambda file, *args: loaded.append(str(file)) or load_cases(file, *args))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, f"its spec_file {spec_file} is outside the working folder")
+    assert not [file for file in loaded if "outside" in file or "passwd" in file]
+
+
+def test_a_symlinked_transcript_is_skipped_and_stays_a_link(examples_run: Path) -> None:
+    link = Path("out/link.json")
+    link.symlink_to(HELLO.resolve())
+    Path("out/linked").symlink_to(HELLO.parent.resolve(), target_is_directory=True)
+    result = rejudge("out", "--summary", "summary.json")
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {link}: a symbolic link" in result.output
+    assert link.is_symlink()  # and out/linked/ adds no conversation either (the count below)
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == transcript_count(Path("out")) - 1
+
+
+def test_the_same_conversation_twice_is_judged_once(examples_run: Path) -> None:
+    copy = Path("out/again/hello.json")
+    copy.parent.mkdir()
+    copy.write_bytes(HELLO.read_bytes())
+    result = rejudge("out", "--summary", "summary.json")
+    assert result.exit_code == 1, result.output
+    # the first in path order is judged (out/again/ sorts before out/specs/), the other named
+    assert (f"cannot read the transcript {HELLO}: the same conversation (specs/examples/hello.yaml) as {copy}: "
+            "not judged twice") in result.output
+    summary = json.loads(Path("summary.json").read_text(encoding="utf-8"))
+    assert summary["totals"]["conversations"] == transcript_count(Path("out")) - 1
+
+
+def test_a_transcript_of_another_version_is_reported(examples_run: Path) -> None:
+    edit(HELLO, lambda data: data.update(version=2))
+    result = rejudge("out", "--summary", "summary.json")
+    assert_only_hello_unreadable(result, "written by another version (transcript version 2")

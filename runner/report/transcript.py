@@ -6,7 +6,7 @@ The engine fills it, the checks add their results, the writers render it. It is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 TRANSCRIPT_VERSION = 1
@@ -214,34 +214,157 @@ class Transcript:
         """The transcript a JSON transcript (`to_dict`'s shape) holds; what to_dict derives (verdict, check counts)
         is recomputed, and produced files stay where they were saved (their contents are not read).
 
-        Raises ValueError (or TypeError, KeyError) on data that is not a transcript's."""
-        if not isinstance(data, dict):
-            raise ValueError("a transcript is a JSON object")
-        known = {f.name for f in fields(cls)} - {"turns", "conversation_checks"}
-        values = {key: value for key, value in data.items() if key in known}
-        return cls(**values, turns=[_turn_from_dict(t) for t in data.get("turns") or []],
-                   conversation_checks=[_check_from_dict(c) for c in data.get("conversation_checks") or []])
+        Strict about the type of every field it reads: raises ValueError naming the field and what is wrong
+        (`turns[0].reply: expected a string, got int`) on data that is not a transcript's."""
+        values = _transcript_fields(data)
+        return cls(**values, turns=[_turn_from_dict(t, f"turns[{i}]") for i, t in enumerate(data.get("turns") or [])],
+                   conversation_checks=[_check_from_dict(c, f"conversation_checks[{i}]")
+                                        for i, c in enumerate(data.get("conversation_checks") or [])])
 
 
-def _check_from_dict(data: dict[str, Any]) -> CheckResult:
-    return CheckResult(**{key: value for key, value in data.items() if key in _CHECK_FIELDS})
+# what a JSON transcript's fields must hold, the shape to_dict writes: (kind, may be null, default or _REQUIRED)
+_REQUIRED = object()  # a field with no default
 
 
-def _output_from_dict(data: dict[str, Any]) -> OutputFile:
-    path = data.get("path")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_KINDS: dict[str, Any] = {
+    "a string": lambda v: isinstance(v, str),
+    "an integer": _is_int,
+    "a number": _is_number,
+    "true or false": lambda v: isinstance(v, bool),
+    "an object": lambda v: isinstance(v, dict),
+    "a list": lambda v: isinstance(v, list),
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "a list of objects": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    "anything": lambda v: True,
+}
+
+
+def _got(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _fields(data: Any, shape: dict[str, tuple[str, bool, Any]], where: str) -> dict[str, Any]:
+    """The fields of `shape` that `data` holds, each checked: (kind, may be null, default or _REQUIRED)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'a transcript'}: expected an object, got {_got(data)}")
+    out: dict[str, Any] = {}
+    for key, (kind, nullable, default) in shape.items():
+        name = f"{where}.{key}" if where else key
+        if key not in data:
+            if default is _REQUIRED:
+                raise ValueError(f"{name}: missing")
+            continue
+        value = data[key]
+        if value is None and nullable:
+            out[key] = value
+        elif not _KINDS[kind](value):
+            expected = f"{kind} or null" if nullable else kind
+            raise ValueError(f"{name}: expected {expected}, got {_got(value)}")
+        else:
+            out[key] = value
+    return out
+
+
+def _optional(kind: str) -> tuple[str, bool, Any]:
+    return kind, True, None
+
+
+_TRANSCRIPT_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "spec_file": ("a string", False, _REQUIRED), "name": ("a string", False, _REQUIRED),
+    "backend": ("an object", False, _REQUIRED), "model": ("a string", True, _REQUIRED),
+    "assistant": ("an object", True, _REQUIRED), "description": _optional("a string"),
+    "tags": ("a list of strings", False, None), "assistant_id": _optional("a string"),
+    "thread_id": _optional("a string"), "started_at": ("a number", False, None),
+    "duration_ms": ("a number", False, None), "files": ("a list of objects", False, None),
+    "vector_store_id": _optional("a string"), "case": ("a string", False, None), "error": _optional("a string"),
+    "pipeline": ("a string", False, None), "conversation": _optional("an object"),
+    "version": ("an integer", False, None),
+    # read below, checked here
+    "turns": ("a list of objects", False, None), "conversation_checks": ("a list of objects", True, None),
+}
+_DIGESTS_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "assistant": _optional("a string"), "backend": _optional("a string"), "files": _optional("a string"),
+    "turns": _optional("a list of strings"),
+}
+_CHECK_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "type": ("a string", False, _REQUIRED), "arg": ("anything", True, _REQUIRED),
+    "passed": ("true or false", False, _REQUIRED), "reason": ("a string", False, _REQUIRED),
+    "where": ("a string", False, None), "implicit": ("true or false", False, None),
+    "judged": ("true or false", False, None),
+}
+_TURN_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "index": ("an integer", False, _REQUIRED), "user": ("a string", False, _REQUIRED),
+    "reply": ("a string", False, None), "messages": ("a list of objects", False, None),
+    "attachments": ("a list of objects", False, None), "citations": ("a list of objects", False, None),
+    "images": ("a list of strings", False, None), "files": ("a list of objects", False, None),
+    "run_id": _optional("a string"), "status": _optional("a string"), "last_error": _optional("an object"),
+    "incomplete_details": _optional("an object"), "usage": _optional("an object"),
+    "latency_ms": _optional("a number"), "error": _optional("a string"), "skipped": ("true or false", False, None),
+    # read below, checked here
+    "tool_calls": ("a list of objects", True, None), "searches": ("a list of objects", True, None),
+    "code_runs": ("a list of objects", True, None), "outputs": ("a list of objects", True, None),
+    "checks": ("a list of objects", True, None),
+}
+_READ_BELOW = {"turns", "conversation_checks", "tool_calls", "searches", "code_runs", "outputs", "checks"}
+_TOOL_CALL_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "id": ("a string", False, _REQUIRED), "name": ("a string", False, _REQUIRED),
+    "arguments": ("anything", True, _REQUIRED), "output": _optional("a string"),
+}
+_SEARCH_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "queries": ("a list of strings", False, None), "results": ("a list of objects", False, None),
+}
+_CODE_RUN_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "input": ("a string", False, _REQUIRED), "logs": ("a string", False, None),
+    "images": ("a list of strings", False, None),
+}
+_OUTPUT_SHAPE: dict[str, tuple[str, bool, Any]] = {
+    "file_id": ("a string", False, _REQUIRED), "name": ("a string", False, _REQUIRED),
+    "kind": ("a string", False, _REQUIRED), "size": _optional("an integer"), "path": _optional("a string"),
+    "skipped": _optional("a string"),
+}
+
+
+def _transcript_fields(data: dict[str, Any]) -> dict[str, Any]:
+    values = _fields(data, _TRANSCRIPT_SHAPE, "")
+    if isinstance(values.get("conversation"), dict):
+        _fields(values["conversation"], _DIGESTS_SHAPE, "conversation")
+    return {key: value for key, value in values.items() if key not in _READ_BELOW}
+
+
+def _check_from_dict(data: dict[str, Any], where: str) -> CheckResult:
+    return CheckResult(**_fields(data, _CHECK_SHAPE, where))
+
+
+def _output_from_dict(data: dict[str, Any], where: str) -> OutputFile:
+    values = _fields(data, _OUTPUT_SHAPE, where)
+    path = values.get("path")
     # `<stem>.files/<saved_as>`: one folder name, then a plain file name (see runner.report.files.safe_name)
     saved_as = path.split("/", 1)[-1] if isinstance(path, str) else None
-    return OutputFile(file_id=data["file_id"], name=data["name"], kind=data["kind"], size=data.get("size"),
-                      saved_as=saved_as, skipped=data.get("skipped"))
+    return OutputFile(file_id=values["file_id"], name=values["name"], kind=values["kind"], size=values.get("size"),
+                      saved_as=saved_as, skipped=values.get("skipped"))
 
 
-def _turn_from_dict(data: dict[str, Any]) -> TurnRecord:
-    values = {key: value for key, value in data.items() if key in _TURN_FIELDS}
-    values["tool_calls"] = [ToolCallRecord(**c) for c in data.get("tool_calls") or []]
-    values["searches"] = [SearchRecord(**s) for s in data.get("searches") or []]
-    values["code_runs"] = [CodeRunRecord(**r) for r in data.get("code_runs") or []]
-    values["outputs"] = [_output_from_dict(o) for o in data.get("outputs") or []]
-    values["checks"] = [_check_from_dict(c) for c in data.get("checks") or []]
+def _each(data: dict[str, Any], key: str, where: str) -> list[tuple[Any, str]]:
+    return [(item, f"{where}.{key}[{i}]") for i, item in enumerate(data.get(key) or [])]
+
+
+def _turn_from_dict(data: dict[str, Any], where: str) -> TurnRecord:
+    values = {key: value for key, value in _fields(data, _TURN_SHAPE, where).items() if key not in _READ_BELOW}
+    values["tool_calls"] = [ToolCallRecord(**_fields(c, _TOOL_CALL_SHAPE, w))
+                            for c, w in _each(data, "tool_calls", where)]
+    values["searches"] = [SearchRecord(**_fields(s, _SEARCH_SHAPE, w)) for s, w in _each(data, "searches", where)]
+    values["code_runs"] = [CodeRunRecord(**_fields(r, _CODE_RUN_SHAPE, w))
+                           for r, w in _each(data, "code_runs", where)]
+    values["outputs"] = [_output_from_dict(o, w) for o, w in _each(data, "outputs", where)]
+    values["checks"] = [_check_from_dict(c, w) for c, w in _each(data, "checks", where)]
     return TurnRecord(**values)
 
 
@@ -256,6 +379,3 @@ def _turn_dict(turn: TurnRecord, folder: str) -> dict[str, Any]:
         data["latency_ms"] = round(turn.latency_ms, 1)
     return data
 
-
-_CHECK_FIELDS = {f.name for f in fields(CheckResult)}
-_TURN_FIELDS = {f.name for f in fields(TurnRecord)}
