@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from markdown_tables import render, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SECTION = "## HTML report"
@@ -199,27 +201,6 @@ def measure(driver: Any, html: Path) -> dict[str, float]:
     return {k: float(v) for k, v in got.items()}
 
 
-def render(rows: list[list[str]]) -> list[str]:
-    """A markdown table with aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def write_section(body: str) -> None:
-    """Replace the "HTML report" section of BENCHMARKS.md (or add it at the end); other sections are kept."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    before, after = text, ""
-    if start >= 0:
-        before, rest = text[:start], text[start + 1:]
-        following = rest.find("\n## ", len(SECTION))
-        after = rest[following + 1:] if following >= 0 else ""
-    path.write_text(before.rstrip("\n") + "\n\n" + body + ("\n" + after if after else ""), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000", help="conversation counts, comma-separated")
@@ -259,7 +240,7 @@ def main() -> None:
         chromium = driver.capabilities.get("browserVersion", "?")
         machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                    f"Chromium {chromium}")
-        write_section(
+        write_section(SECTION,
             f"{SECTION}\n\nProduced by `python bench/html_report.py --write` (issue 15; the script's docstring says "
             f"what each column measures) on {machine}, {time.strftime('%Y-%m-%d')}: synthetic transcripts shaped "
             "as `runner run` writes them (chats, function calls, file_search and code runs; 12% failing), reported "

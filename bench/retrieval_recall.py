@@ -45,6 +45,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from markdown_tables import render, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # retrieval_files: the PDF and .docx makers the tests use
@@ -290,27 +292,6 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def render(rows: list[list[str]]) -> list[str]:
-    """A markdown table with aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def write_section(body: str) -> None:
-    """Replace the "Retrieval" section of BENCHMARKS.md (or add it at the end); other sections are kept."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    before, after = text, ""
-    if start >= 0:
-        before, rest = text[:start], text[start + 1:]
-        following = rest.find("\n## ", len(SECTION))
-        after = rest[following + 1:] if following >= 0 else ""
-    path.write_text(before.rstrip("\n") + "\n\n" + body + ("\n" + after if after else ""), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="recall, and cost at 1,000 chunks only")
@@ -381,7 +362,7 @@ def main() -> None:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, " \
                   f"SQLite {sqlite3.sqlite_version}"
         digest = hashlib.sha256((DATA / "questions.json").read_bytes()).hexdigest()[:12]
-        write_section(
+        write_section(SECTION,
             f"{SECTION}\n\nProduced by `python bench/retrieval_recall.py --write` (file_search's engine, "
             "runner/server/tools/file_search; the script's docstring says what each figure measures) on "
             f"{machine}, {time.strftime('%Y-%m-%d')}. Recall on tests/data/retrieval (42 documents, 100 labelled "
