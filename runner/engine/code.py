@@ -23,21 +23,31 @@ def code_run_record(code: Any) -> CodeRunRecord:
     """One code_interpreter call's `code_interpreter` object as the transcript keeps it: its code, its `logs`
     outputs joined (one line break between two that do not end in one), the file ids of its `image` outputs."""
     data = code if isinstance(code, dict) else {}
-    logs: list[str] = []
+    outputs = _outputs(data.get("outputs"))
     images: list[str] = []
-    for output in data.get("outputs") or []:
-        if not isinstance(output, dict):
-            continue
-        if output.get("type") == "logs" and isinstance(output.get("logs"), str):
-            if logs and not logs[-1].endswith("\n"):
-                logs.append("\n")
-            logs.append(output["logs"])
-        elif output.get("type") == "image":
+    for output in outputs:
+        if output.get("type") == "image":
             file_id = (output.get("image") or {}).get("file_id") if isinstance(output.get("image"), dict) else None
             if isinstance(file_id, str) and file_id:
                 images.append(file_id)
     source = data.get("input")
-    return CodeRunRecord(input=source if isinstance(source, str) else "", logs="".join(logs), images=images)
+    return CodeRunRecord(input=source if isinstance(source, str) else "", logs=_logs(outputs), images=images)
+
+
+def _outputs(given: Any) -> list[dict[str, Any]]:
+    """A code call's outputs that are shaped as outputs (a backend's odd ones are passed over)."""
+    return [output for output in given if isinstance(output, dict)] if isinstance(given, list) else []
+
+
+def _logs(outputs: list[dict[str, Any]]) -> str:
+    """The `logs` outputs joined, one line break between two that do not end in one."""
+    logs: list[str] = []
+    for output in outputs:
+        if output.get("type") == "logs" and isinstance(output.get("logs"), str):
+            if logs and not logs[-1].endswith("\n"):
+                logs.append("\n")
+            logs.append(output["logs"])
+    return "".join(logs)
 
 
 def reply_images(messages: Sequence[Any]) -> list[str]:
@@ -90,17 +100,10 @@ def code_runs_in_items(items: Sequence[dict[str, Any]]) -> tuple[list[CodeRunRec
     for item in items:
         if item.get("type") != "code_interpreter_call":
             continue
-        logs: list[str] = []
         shown: list[str] = []
-        outputs = item.get("outputs")
-        for output in outputs if isinstance(outputs, list) else []:
-            if not isinstance(output, dict):
-                continue
-            if output.get("type") == "logs" and isinstance(output.get("logs"), str):
-                if logs and not logs[-1].endswith("\n"):
-                    logs.append("\n")
-                logs.append(output["logs"])
-            elif output.get("type") == "image":
+        outputs = _outputs(item.get("outputs"))
+        for output in outputs:
+            if output.get("type") == "image":
                 image_id = f"{item.get('id')}/image-{len(shown) + 1}"
                 shown.append(image_id)
                 url = str(output.get("url") or "")
@@ -108,7 +111,7 @@ def code_runs_in_items(items: Sequence[dict[str, Any]]) -> tuple[list[CodeRunRec
                     with contextlib.suppress(binascii.Error, ValueError):  # not base64 after all: counted, not kept
                         images.append((image_id, base64.b64decode(url[len(IMAGE_URL):], validate=True)))
         code = item.get("code")
-        runs.append(CodeRunRecord(input=code if isinstance(code, str) else "", logs="".join(logs), images=shown))
+        runs.append(CodeRunRecord(input=code if isinstance(code, str) else "", logs=_logs(outputs), images=shown))
     return runs, images
 
 
