@@ -1,9 +1,12 @@
 """One conversation through the Responses pipeline of the official SDK, OpenAI's own path off the Assistants API.
 
-    conversation (with the assistant's metadata) -> per turn: responses.create (streamed, or plain when the
-    backend does not stream or --poll says so) with the assistant's model, instructions and tools, the turn's
-    user text as input in that conversation -> function calls answered with function_call_output items until
-    the model answers with a message -> transcript
+    knowledge files (the batch's vector store; a turn's attachments in the conversation's own) -> conversation
+    (with the assistant's metadata; none on a server without the Conversations API, where each response carries
+    the conversation so far) -> per turn: responses.create (streamed, or plain when the backend does not stream
+    or --poll says so) with the assistant's model, instructions and tools (functions, file_search over the
+    stores, code_interpreter in an auto container), the turn's user text as input -> function calls answered
+    with function_call_output items until the model answers with a message -> the built-in calls' records from
+    the items -> transcript
 
 The transcript has the Assistants pipeline's format (the conversation's id where a thread's would be, the last
 response's where a run's would be), so the checks, the writers, JUnit and `runner diff` need no special case.
