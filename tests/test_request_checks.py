@@ -387,6 +387,8 @@ def test_list_limit_is_an_ascii_integer_from_1_to_100(limit: str) -> None:
                 await env.client.get(path, cast_to=object, options={"params": {"limit": limit}})
             err = error_json(info.value)
             assert err["param"] == "limit" and len(err["message"]) < 200
+            if limit in ("-1", "0"):  # an integer below the minimum says so, not that it is no integer
+                assert "below minimum" in err["message"], err["message"]
 
     serve(body)
 

@@ -636,10 +636,12 @@ def list_params(query: QueryParams, default_order: str = "desc") -> dict[str, An
     raw = query.get("limit")
     limit = 20
     if raw is not None:
-        if not _DIGITS.fullmatch(raw):
+        negative = raw.startswith("-") and bool(_DIGITS.fullmatch(raw[1:]))
+        if not negative and not _DIGITS.fullmatch(raw):
             raise invalid(f"Invalid type for 'limit': expected an integer, but got '{shown(raw, 20)}' instead.",
                           "limit")
-        limit = int(raw) if len(raw) <= 6 else 10**6  # past 100 either way: no int() of a thousand digits
+        # past the bounds either way: no int() of a thousand digits
+        limit = -1 if negative else int(raw) if len(raw) <= 6 else 10**6
         if not 1 <= limit <= 100:
             side, bound = ("below minimum", ">= 1") if limit < 1 else ("above maximum", "<= 100")
             raise invalid(f"Invalid 'limit': integer {side} value. Expected a value {bound}, but got "
