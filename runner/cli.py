@@ -82,6 +82,7 @@ def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Pa
         stem = resolved.name[:-len(".json")] if resolved.name.endswith(".json") else resolved.name
         files |= {resolved, resolved.with_name(stem + ".md")}
         folders.append(resolved.with_name(stem + ".files"))
+    taken: dict[Path, str] = {}  # each report's file, by the option that names it
     for option, value in reports.items():
         if value is None:
             continue
@@ -91,6 +92,10 @@ def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Pa
         if target in files or any(target.is_relative_to(folder) for folder in folders):
             raise click.UsageError(f"{option} {value} is one of the transcripts (or the files beside them): the "
                                    f"report would overwrite it; {nothing}")
+        if target in taken:
+            raise click.UsageError(f"{taken[target]} and {option} both name {value}: one report would overwrite "
+                                   f"the other; {nothing}")
+        taken[target] = option
 
 
 def _check_baseline(baseline: str | None, transcripts: str, what: str) -> None:
@@ -457,13 +462,14 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
                     f"their transcripts are in {outputs.transcripts}/", fg="yellow", err=True)
         return EXIT_INTERRUPTED
     verdicts_ok = complete = len(done) == len(jobs)
+    where = str(outputs.transcripts) if paths or not done else None  # no "transcripts in" where none was written
     if rating is None:
-        reporter.close(seconds, str(outputs.transcripts))
+        reporter.close(seconds, where)
         verdicts_ok = complete and all(t.passed for t in done)
     else:  # the verdicts by pass rate first, each with its failing runs folded, then the total
         reporter.stop()
-        rates_ok, total = _report_pass_rates(done, rating, reporter, seconds, str(outputs.transcripts))
-        reporter.close(seconds, str(outputs.transcripts), total)
+        rates_ok, total = _report_pass_rates(done, rating, reporter, seconds, where)
+        reporter.close(seconds, where, total)
         verdicts_ok = rates_ok
     if parity:  # a spec ran on both pipelines: where the two APIs gave different outcomes
         from runner.report.parity import parity_lines
@@ -481,7 +487,7 @@ def _run_jobs(jobs: list[Any], options: Any, outputs: Outputs, concurrency: int,
 
 
 def _report_pass_rates(done: list[Any], rating: Rating, reporter: Any, seconds: float,
-                       out_dir: str) -> tuple[bool, str]:
+                       out_dir: str | None) -> tuple[bool, str]:
     """Print each repeated conversation's verdict by pass rate, its failing runs folded under it; return
     whether every one reaches the minimum, and the closing total line."""
     from collections import Counter

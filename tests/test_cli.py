@@ -270,3 +270,15 @@ def test_a_var_that_no_selected_spec_uses_is_a_usage_error(tmp_path: Path) -> No
     # only the selected specs count: b.yaml alone uses no `customer`
     alone = runner.invoke(cli, ["run", str(tmp_path), "-k", "b.yaml", "--var", "city=Oslo", "--var", "customer=Ada"])
     assert alone.exit_code == 2 and "'city' (they use: lang)" in alone.output
+
+
+def test_a_run_that_could_not_write_its_folder_does_not_point_at_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("assistant: {model: echo}\nconversation: [{user: hi}]\n", encoding="utf-8")
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no folder can be made")
+    result = CliRunner().invoke(cli, ["run", "hi.yaml", "-o", "/proc/runner-no-such-folder"])
+    assert result.exit_code == 1, result.output
+    assert "cannot write the transcript of hi.yaml" in result.output
+    assert "1 passed, 0 failed" in result.output and "transcripts in" not in result.output

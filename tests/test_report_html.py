@@ -241,6 +241,16 @@ def test_run_refuses_a_report_that_would_overwrite_a_transcript(tmp_path: Path, 
     assert not (tmp_path / "transcripts").exists()  # nothing was run
 
 
+def test_two_reports_naming_one_file_are_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hi.yaml").write_text("name: hi\nassistant: {model: echo}\nconversation: [{user: hi}]\n",
+                                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "hi.yaml", "--junit", "out.xml", "--html", "./out.xml"])
+    assert result.exit_code == 2, result.output
+    assert "--html and --junit both name out.xml: one report would overwrite the other" in result.output
+    assert not (tmp_path / "transcripts").exists()
+
+
 @pytest.mark.parametrize("command", ["run", "report", "rejudge"])
 def test_an_empty_report_path_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                command: str) -> None:

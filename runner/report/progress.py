@@ -85,7 +85,7 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
-    def close(self, seconds: float, out_dir: str, total: str | None = None) -> None:
+    def close(self, seconds: float, out_dir: str | None, total: str | None = None) -> None:
         """The batch ended: stop the bar, show the summary (a table on a terminal) and the total (`total`, or
         the count of conversations by verdict)."""
         if self._progress is not None:
