@@ -19,7 +19,7 @@ from runner.server.budget import model_tool_choice, police_reply, select_message
 from runner.server.errors import APIError, invalid
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest, ProviderSet
-from runner.server.providers.base import count_tokens
+from runner.server.providers.base import api_error, count_tokens
 from runner.server.store import Store
 from runner.server.tools.code_interpreter.tool import file_paths
 from runner.server.tools.file_search.citations import file_citations, search_output
@@ -313,7 +313,7 @@ class RunExecutor:
                 return
             try:
                 provider, request.model = self.providers.resolve(run["model"])
-                answer = self._redacted(await provider.respond(request))
+                answer = (await provider.respond(request)).redacted(self.providers.redact)
                 # the run as it is now: requests may have updated it (its metadata) while the model answered
                 run, private = self.store.get_with_private("run", run_id)
                 reply = police_reply(answer, run, resumed=resumed)
@@ -462,18 +462,6 @@ class RunExecutor:
                 resources = self.store.get(kind, object_id).get("tool_resources") or {}  # type: ignore[arg-type]
                 ids.extend((resources.get("file_search") or {}).get("vector_store_ids") or [])
         return list(dict.fromkeys(ids))
-
-    def _redacted(self, reply: ModelReply) -> ModelReply:
-        """The reply with the providers' keys replaced by `<NAME>`: an upstream that quotes the request's
-        Authorization header back must not put the key into the thread."""
-        redact = self.providers.redact
-        if not redact:
-            return reply
-        reply.text = redact.text(reply.text) if reply.text is not None else None
-        for call in reply.tool_calls:
-            call.name, call.arguments, call.call_id = (redact.text(call.name), redact.text(call.arguments),
-                                                       redact.text(call.call_id))
-        return reply
 
     def _request(self, run: dict[str, Any], private: dict[str, Any], resumed: bool,
                  builtins: frozenset[str]) -> ModelRequest | None:
@@ -641,12 +629,9 @@ class RunExecutor:
             self._close(run["id"])
 
     def _fail(self, run: dict[str, Any], code: str, message: str) -> None:
-        message = self.providers.redact.text(message)  # an upstream's error may quote the key it was sent
-        if code not in ("server_error", "rate_limit_exceeded", "invalid_prompt"):
-            message, code = f"{code}: {message}", "server_error"
         with self._change():
-            run.update(status="failed", failed_at=objects.now(), last_error={"code": code, "message": message},
-                       required_action=None)
+            run.update(status="failed", failed_at=objects.now(),
+                       last_error=api_error(code, message, self.providers.redact), required_action=None)
             self.store.update("run", run)
             self._end_leftovers(run)
             self._release_thread(run)

@@ -16,6 +16,7 @@ from runner.server.budget import model_tool_choice, police_reply
 from runner.server.errors import APIError, invalid, shown
 from runner.server.ids import new_id
 from runner.server.providers import ModelError, ModelReply, ModelRequest
+from runner.server.providers.base import api_error
 from runner.server.routes.conversations import append_items, conversation_of
 from runner.server.tools.functions import (
     BUILTIN_FUNCTIONS,
@@ -27,10 +28,8 @@ from runner.server.tools.functions import (
 )
 
 if TYPE_CHECKING:
-    from runner.redact import Redactor
     from runner.server.app import Backend
 
-_ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
 # a reply cut by the budget: the executor's reason for runs, the Responses API's name for it
 _INCOMPLETE_REASONS = {"max_completion_tokens": "max_output_tokens"}
 
@@ -184,15 +183,6 @@ def prepare(b: Backend, body: dict[str, Any]) -> Prepared:
                     include=list(body.get("include") or []))
 
 
-def _redacted(reply: ModelReply, redact: Redactor) -> ModelReply:
-    """The reply with the providers' keys replaced (an upstream quoting its Authorization header back)."""
-    reply.text = redact.text(reply.text) if reply.text is not None else None
-    for call in reply.tool_calls:
-        call.name, call.arguments, call.call_id = (redact.text(call.name), redact.text(call.arguments),
-                                                   redact.text(call.call_id))
-    return reply
-
-
 def _exists(b: Backend, conversation_id: str) -> bool:
     try:
         conversation_of(b, conversation_id)
@@ -249,7 +239,7 @@ async def _answer(b: Backend, prepared: Prepared) -> tuple[ModelReply, list[dict
         offered = prepared.offered if rounds < MAX_BUILTIN_ROUNDS else frozenset()
         request.tools = model_tools(prepared.functions, offered)
         request.tool_choice = model_tool_choice(prepared.policy["tool_choice"], resumed)
-        reply = police_reply(_redacted(await provider.respond(request), b.providers.redact), prepared.policy,
+        reply = police_reply((await provider.respond(request)).redacted(b.providers.redact), prepared.policy,
                              resumed=resumed)
         used.prompt_tokens += reply.prompt_tokens
         used.completion_tokens += reply.completion_tokens
@@ -273,15 +263,11 @@ async def complete(b: Backend, prepared: Prepared) -> dict[str, Any]:
     """Call the model, finish the response (`completed`, `incomplete` or `failed`) and keep what is kept; the
     response as stored (whole: `include` is the caller's to apply)."""
     response = dict(prepared.response)
-    redact = b.providers.redact
     reply = ModelReply()  # what a failed call cost, as far as this backend knows: nothing
     try:
         reply, output = await _answer(b, prepared)
     except ModelError as exc:
-        code, message = exc.code, redact.text(exc.message)  # an upstream's error may quote the key it was sent
-        if code not in _ERROR_CODES:
-            message, code = f"{code}: {message}", "server_error"
-        response.update(status="failed", error={"code": code, "message": message})
+        response.update(status="failed", error=api_error(exc.code, exc.message, b.providers.redact))
     else:
         response["output"] = output
         if reply.incomplete_reason:

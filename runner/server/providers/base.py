@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from runner.redact import Redactor
 
 # Input items use the Responses API's shapes, which map cleanly onto every provider:
 #   {"type": "message", "role": "user"|"assistant", "content": str}
@@ -63,6 +66,28 @@ class ModelReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     incomplete_reason: str | None = None  # the answer was cut short: `max_completion_tokens`
+
+    def redacted(self, redact: Redactor) -> ModelReply:
+        """The reply with the providers' keys replaced by `<NAME>`: an upstream that quotes the request's
+        Authorization header back must not put the key into what the backend stores."""
+        self.text = redact.text(self.text) if self.text is not None else None
+        for call in self.tool_calls:
+            call.name, call.arguments, call.call_id = (redact.text(call.name), redact.text(call.arguments),
+                                                       redact.text(call.call_id))
+        return self
+
+
+API_ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")  # the codes the APIs' errors may have
+
+
+def api_error(code: str, message: str, redact: Redactor) -> dict[str, str]:
+    """A failed model call as the APIs' error object (a run's `last_error`, a response's `error`): the message
+    without the providers' keys (an upstream's error may quote the key it was sent), a code the API does not
+    have folded into the message under `server_error`."""
+    message = redact.text(message)
+    if code not in API_ERROR_CODES:
+        message, code = f"{code}: {message}", "server_error"
+    return {"code": code, "message": message}
 
 
 class ModelError(Exception):
