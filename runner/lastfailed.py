@@ -11,8 +11,6 @@ was, so `-k` and `--shard` narrow a re-run without losing the other failures.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,17 +63,10 @@ def updated(previous: Iterable[str], ran: Iterable[Any]) -> set[str]:
 
 def save(out_dir: Path, failed: Iterable[str]) -> None:
     """Remember `failed` in `out_dir`, atomically (OSError when it cannot be written)."""
-    path = out_dir / CACHE
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from runner.report.writers import atomic_write
+
     text = json.dumps({"version": VERSION, "failed": sorted(set(failed))}, ensure_ascii=False, indent=1)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".lastfailed-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(out_dir / CACHE, text + "\n")
 
 
 def choose(runs: Sequence[Any], failed: frozenset[str], *, only: bool) -> tuple[list[Any], str]:
