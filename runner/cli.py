@@ -19,6 +19,7 @@ import click
 
 from runner import __version__
 from runner.spec import Spec, SpecInvalid, find_specs, load_cases
+from runner.spec.paths import resolved
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -65,30 +66,23 @@ def _output_clashes(specs: list[Spec]) -> list[str]:
     return clashes
 
 
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError, ValueError):
-        return Path(os.path.abspath(path))
-
-
 def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Path], nothing: str) -> None:
     """A usage error for a report path (by option) that is empty, or that would overwrite a transcript: one of
     `transcripts` (the JSON files), the Markdown beside one, or a file in its `<stem>.files/` folder."""
     files: set[Path] = set()
     folders: list[Path] = []
     for json_path in transcripts:
-        resolved = _resolved(json_path)
-        stem = resolved.name[:-len(".json")] if resolved.name.endswith(".json") else resolved.name
-        files |= {resolved, resolved.with_name(stem + ".md")}
-        folders.append(resolved.with_name(stem + ".files"))
+        real = resolved(json_path)
+        stem = real.name[:-len(".json")] if real.name.endswith(".json") else real.name
+        files |= {real, real.with_name(stem + ".md")}
+        folders.append(real.with_name(stem + ".files"))
     taken: dict[Path, str] = {}  # each report's file, by the option that names it
     for option, value in reports.items():
         if value is None:
             continue
         if not value.strip():
             raise click.BadParameter("an empty path names no file", param_hint=option)
-        target = _resolved(Path(value))
+        target = resolved(Path(value))
         if target in files or any(target.is_relative_to(folder) for folder in folders):
             raise click.UsageError(f"{option} {value} is one of the transcripts (or the files beside them): the "
                                    f"report would overwrite it; {nothing}")
@@ -100,7 +94,7 @@ def _check_report_paths(reports: dict[str, str | None], transcripts: Sequence[Pa
 
 def _check_baseline(baseline: str | None, transcripts: str, what: str) -> None:
     """A usage error for a --baseline that is the transcripts folder itself: it would only ever show no change."""
-    if baseline is not None and _resolved(Path(baseline)) == _resolved(Path(transcripts)):
+    if baseline is not None and resolved(Path(baseline)) == resolved(Path(transcripts)):
         raise click.UsageError(f"--baseline {baseline}: the baseline is the folder {what}; give an earlier "
                                "run's transcripts (a copy of the folder)")
 

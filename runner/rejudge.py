@@ -26,7 +26,7 @@ from runner.report.transcript import TRANSCRIPT_VERSION, Transcript
 from runner.report.writers import atomic_write_all, to_json, to_markdown
 from runner.spec.fingerprint import conversation_change
 from runner.spec.model import Spec
-from runner.spec.paths import output_stem
+from runner.spec.paths import inside, output_stem
 from runner.spec.pipelines import RESPONSES_CASE
 
 NOT_REJUDGED = "not re-judged"
@@ -119,10 +119,7 @@ def _linked(folder: Path, path: Path) -> bool:
 def outside(spec_file: str, here: Path | None = None) -> bool:
     """Whether a transcript's spec file is absolute or leads outside the working folder (`..`, a symbolic link)."""
     base = (here or Path.cwd()).resolve()
-    if os.path.isabs(spec_file):
-        return True
-    where = (base / spec_file).resolve()
-    return base != where and base not in where.parents
+    return os.path.isabs(spec_file) or not inside(base / spec_file, base)
 
 
 def read_transcripts(folder: Path) -> tuple[list[Recorded], list[Unreadable]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.report.diff import ConversationDiff, DiffResult, FileProblem, diff_loaded, scan_folder
+from runner.spec.paths import inside, resolved
 
 REPORT_VERSION = 1
 # an image the code showed is embedded (as a data: URI) up to this size; larger ones are linked, beside the
@@ -90,21 +91,6 @@ def _relative_dir(folder: Path, html_dir: Path) -> str:
 OUTSIDE = "not embedded: outside the transcripts folder"
 
 
-def _inside(path: Path, root: Path) -> bool:
-    """Whether `path`, its `..` and symlinks resolved, is in the folder `root` (resolved already)."""
-    try:
-        return path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL in the name
-        return False
-
-
-def _resolved(folder: Path) -> Path:
-    try:
-        return folder.resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(folder))
-
-
 def _confined(data: dict[str, Any], folder: Path, root: Path) -> dict[str, Any]:
     """The transcript with every output file outside `root` (a transcript can name any path, `/home/me/.ssh/x.png`
     or `../../x.png`) neither embedded nor linked: its path dropped, and why in `skipped`. A copy only when
@@ -122,7 +108,7 @@ def _confined(data: dict[str, Any], folder: Path, root: Path) -> dict[str, Any]:
         confined_outputs = []
         for output in outputs:
             if isinstance(output, dict) and isinstance(output.get("path"), str) \
-                    and not _inside(folder / output["path"], root):
+                    and not inside(folder / output["path"], root):
                 output = {**output, "path": None, "skipped": OUTSIDE}
                 changed = True
             confined_outputs.append(output)
@@ -200,11 +186,11 @@ def report_data(conversations: list[Conversation], html_path: Path, *, title: st
     html_dir = html_path.parent
     by_path = {d.path: d for d in baseline.conversations} if baseline is not None else {}
     budget = [MAX_EMBEDDED_TOTAL_BYTES]
-    root_resolved = _resolved(root) if root is not None else None
+    root_resolved = resolved(root) if root is not None else None
     items, rows = [], []
     for conversation in conversations:
         diff = by_path.get(conversation.path)
-        confine_to = root_resolved if root_resolved is not None else _resolved(conversation.folder)
+        confine_to = root_resolved if root_resolved is not None else resolved(conversation.folder)
         conversation = Conversation(conversation.path, _confined(conversation.data, conversation.folder, confine_to),
                                     conversation.folder, conversation.not_run)
         item: dict[str, Any] = {"path": conversation.path, "dir": _relative_dir(conversation.folder, html_dir),

@@ -46,3 +46,21 @@ def case_problem(spec_file: str, case: str) -> str | None:
         return (f"the case {case[:40]!r}... names its transcript and cassette files with {size:,} bytes, more "
                 f"than the {MAX_NAME_BYTES} a file system allows")
     return None
+
+
+def resolved(path: Path) -> Path:
+    """`path` absolute, its `..` and symbolic links resolved (only made absolute where it cannot be resolved: a
+    loop of links, a NUL in the name)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its `..` and symbolic links resolved, is the folder `root` or in it (`root` resolved
+    already); False where it cannot be resolved."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):
+        return False
