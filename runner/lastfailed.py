@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.spec.pipelines import spec_case
+
 CACHE = Path(".lastfailed")  # no .json suffix: readers of a transcripts folder never take it for a transcript
 VERSION = 1
 
 
 def conversation_key(spec_file: str, case: str) -> str:
     """The conversation a run belongs to: its spec file and case, without the `repeat=` part."""
-    kept = ",".join(part for part in case.split(",") if part and not part.startswith("repeat="))
+    kept = spec_case(case, pipeline=False)  # a conversation's responses run is a conversation of its own
     return f"{spec_file}[{kept}]" if kept else spec_file
 
 

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,10 @@ from runner.report.writers import atomic_write_all, to_json, to_markdown
 from runner.spec.fingerprint import conversation_change
 from runner.spec.model import Spec
 from runner.spec.paths import inside, output_stem
-from runner.spec.pipelines import RESPONSES_CASE
+from runner.spec.pipelines import spec_case
 
 NOT_REJUDGED = "not re-judged"
 # the case parts a run adds to a spec's own case: `--pipeline both` first, then `--repeat`
-_REPEAT = re.compile(r"(?:^|,)repeat=\d+$")
-_RESPONSES = re.compile(r"(?:^|,)" + re.escape(RESPONSES_CASE) + "$")
 # the variables whose values a run keeps out of what it writes (runner.engine.backend.secret_values)
 _KEY_VARIABLES = ("OPENAI_API_KEY", "RUNNER_CHAT_API_KEY", "RUNNER_EMBEDDINGS_API_KEY", "RUNNER_API_KEY")
 
@@ -188,13 +185,8 @@ def spec_files(recorded: Iterable[Recorded]) -> list[str]:
 def base_case(case: str) -> tuple[str, bool]:
     """The spec's own case of a run's case (`lang=fr,pipeline=responses,repeat=2` -> `lang=fr`), and whether it
     was a repeat."""
-    repeat = _REPEAT.search(case)
-    if repeat:
-        case = case[: repeat.start()]
-    responses = _RESPONSES.search(case)
-    if responses:
-        case = case[: responses.start()]
-    return case, repeat is not None
+    as_written = spec_case(case, repeat=False, pipeline=False)  # normalised only: what a repeat part changes
+    return spec_case(case), spec_case(case, pipeline=False) != as_written
 
 
 def _within(spec_file: str, named: Sequence[Path]) -> bool:

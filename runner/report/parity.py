@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.report.transcript import Transcript
-from runner.spec.pipelines import RESPONSES_CASE
+from runner.spec.pipelines import RESPONSES_CASE, spec_case
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Parity:
 
 def _base_case(case: str) -> str:
     """A case without the pipeline's part: what pairs the two runs of one conversation."""
-    return ",".join(part for part in case.split(",") if part and part != RESPONSES_CASE)
+    return spec_case(case, repeat=False)
 
 
 def _calls(transcript: Transcript) -> list[list[tuple[str, str, str | None]]]:

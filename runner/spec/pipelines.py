@@ -6,12 +6,26 @@ Kept free of the SDK and the engine, so the pytest plugin can expand specs while
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 from runner.spec.model import Spec
 
 PIPELINE_CHOICES = ("assistants", "responses", "both")
 RESPONSES_CASE = "pipeline=responses"  # the case of a spec's responses run beside its assistants one
+_REPEAT_CASE = re.compile(r"repeat=\d+")  # the case part --repeat adds last (runner.run.repeated)
+
+
+def spec_case(case: str, *, repeat: bool = True, pipeline: bool = True) -> str:
+    """A run's case without what the run added to the spec's own: the `repeat=N` that --repeat puts last
+    (with `repeat`), the `pipeline=responses` that `both` puts before it (with `pipeline`)."""
+    parts = [part for part in case.split(",") if part]
+    repeated = parts.pop() if parts and _REPEAT_CASE.fullmatch(parts[-1]) else None
+    if pipeline and parts and parts[-1] == RESPONSES_CASE:
+        parts.pop()
+    if repeated is not None and not repeat:
+        parts.append(repeated)
+    return ",".join(parts)
 
 
 def chosen(spec: Spec, pipeline: str | None) -> str:
