@@ -730,8 +730,6 @@ def report(transcripts_dir: str, out_file: str, baseline: str | None, title: str
     """
     from runner.report.html import compare_with, load_folder, report_data, write_html
 
-    if not out_file.strip():
-        raise click.BadParameter("an empty path names no file", param_hint="-o")
     _check_baseline(baseline, transcripts_dir, "being reported")
     loaded = load_folder(Path(transcripts_dir))
     _check_report_paths({"-o": out_file}, [Path(transcripts_dir) / p for p in
